@@ -1,0 +1,220 @@
+"""Parquet shards plus DuckDB views: the warehouse every stage reads and writes.
+
+Layout under the warehouse root (default `warehouse/data/`)::
+
+    tables/<table>/_schema.parquet              zero-row file that fixes the view's types
+    tables/<table>/run_id=<run>/<shard>.parquet one shard per task output
+    prm.duckdb                                  views only, for the plain duckdb CLI
+
+Shards are written to a hidden temporary name in the same directory, fsynced,
+then `os.replace`d onto their final name, so a concurrent reader sees either
+the whole shard or none of it. Shard names are chosen by the writer, so a
+rerun that writes the same shard replaces it instead of duplicating rows.
+
+The `.duckdb` file holds nothing but views (over `read_parquet` globs), so it
+is opened for writing only for a moment when views change; everything inside
+the library queries through an in-memory connection carrying the same views,
+and never holds a lock on the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prm_data.schema import TABLES, schema_for, to_table
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "warehouse"
+_SHARD_NAME = re.compile(r"^[A-Za-z0-9_.=-]{1,200}$")
+
+
+class WarehouseBusy(RuntimeError):
+    """The .duckdb file is held by another process for longer than we wait."""
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("PRM_DATA_WAREHOUSE", "warehouse/data"))
+
+
+def _sql_literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+class Warehouse:
+    """A warehouse rooted at a directory. Cheap to construct; safe to share paths, not objects."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root if root is not None else default_root()).resolve()
+        self.tables_dir = self.root / "tables"
+        self.db_path = self.root / "prm.duckdb"
+        self._ensure_layout()
+
+    # ---------------------------------------------------------------- writing
+    def _ensure_layout(self) -> None:
+        for name, schema in TABLES.items():
+            table_dir = self.tables_dir / name
+            anchor = table_dir / "_schema.parquet"
+            if anchor.exists():
+                continue
+            table_dir.mkdir(parents=True, exist_ok=True)
+            self._atomic_write(schema.empty_table(), anchor)
+
+    def shard_path(self, table: str, run_id: str, shard: str) -> Path:
+        schema_for(table)
+        if not _SHARD_NAME.match(shard) or not _SHARD_NAME.match(run_id):
+            raise ValueError(f"shard and run ids must match {_SHARD_NAME.pattern}: {run_id!r}/{shard!r}")
+        return self.tables_dir / table / f"run_id={run_id}" / f"{shard}.parquet"
+
+    def has_shard(self, table: str, run_id: str, shard: str) -> bool:
+        return self.shard_path(table, run_id, shard).exists()
+
+    def write_shard(
+        self,
+        table: str,
+        rows: Sequence[dict] | pa.Table,
+        run_id: str,
+        shard: str | None = None,
+    ) -> Path:
+        """Write rows as one shard of `table`, atomically. Returns the shard's path.
+
+        `rows` are dicts validated against the table's schema, or a pyarrow
+        table that is cast to it. A shard with the same name is replaced.
+        """
+        schema = schema_for(table)
+        if isinstance(rows, pa.Table):
+            data = rows.select(schema.names).cast(schema)
+        else:
+            data = to_table(table, list(rows))
+        path = self.shard_path(table, run_id, shard or uuid.uuid4().hex)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._atomic_write(data, path)
+        return path
+
+    @staticmethod
+    def _atomic_write(data: pa.Table, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                pq.write_table(data, fh, compression="zstd")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def delete_run_shards(self, table: str, run_id: str) -> int:
+        """Remove every shard a run wrote to a table (used to redo a stage)."""
+        d = self.tables_dir / table / f"run_id={run_id}"
+        n = 0
+        if d.exists():
+            for p in d.glob("*.parquet"):
+                p.unlink()
+                n += 1
+        return n
+
+    # ---------------------------------------------------------------- reading
+    def view_sql(self) -> list[str]:
+        """CREATE VIEW statements: one per table, then the convenience views."""
+        stmts = []
+        for name in TABLES:
+            glob = self.tables_dir / name / "**" / "*.parquet"
+            stmts.append(
+                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet("
+                f"{_sql_literal(glob)}, union_by_name = true, hive_partitioning = false)"
+            )
+        for sql_file in sorted(SQL_DIR.glob("*.sql")):
+            body = "\n".join(l for l in sql_file.read_text().splitlines() if not l.lstrip().startswith("--"))
+            stmts.extend(s.strip() for s in body.split(";") if s.strip())
+        return stmts
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with every view; holds no file lock."""
+        con = duckdb.connect(":memory:")
+        for stmt in self.view_sql():
+            con.execute(stmt)
+        return con
+
+    def query(self, sql: str, params: Sequence | dict | None = None) -> pa.Table:
+        """Run a query (parameterized with `?` or `$name`) and return an Arrow table."""
+        con = self.connect()
+        try:
+            return con.sql(sql, params=params or None).to_arrow_table()
+        finally:
+            con.close()
+
+    def rows(self, sql: str, params: Sequence | dict | None = None) -> list[dict]:
+        return self.query(sql, params).to_pylist()
+
+    def scalar(self, sql: str, params: Sequence | dict | None = None):
+        con = self.connect()
+        try:
+            result = con.execute(sql, params or []).fetchall()
+        finally:
+            con.close()
+        return result[0][0] if result else None
+
+    def sync_views(self, wait_s: float = 30.0) -> Path:
+        """(Re)create the views inside prm.duckdb for the duckdb CLI.
+
+        The file is opened read-write only for the few milliseconds this takes.
+        If a reader holds it, wait up to `wait_s` and then raise WarehouseBusy
+        with a message that says who must finish first.
+        """
+        deadline = time.monotonic() + wait_s
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(self.db_path))
+                break
+            except duckdb.IOException as exc:
+                if time.monotonic() > deadline:
+                    raise WarehouseBusy(
+                        f"{self.db_path} is locked by another process ({exc}); close the other "
+                        "duckdb session or `prm-data query` and retry"
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            for stmt in self.view_sql():
+                con.execute(stmt)
+        finally:
+            con.close()
+        return self.db_path
+
+    def row_counts(self) -> dict[str, int]:
+        con = self.connect()
+        try:
+            names = [r[0] for r in con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name"
+            ).fetchall()]
+            return {n: con.execute(f'SELECT count(*) FROM "{n}"').fetchall()[0][0] for n in names}
+        finally:
+            con.close()
+
+
+def shard_name(*parts: object) -> str:
+    """A deterministic, filesystem-safe shard name from its identifying parts."""
+    import hashlib
+
+    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:20]
+    return h
+
+
+def iter_batches(items: Iterable, size: int):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
