@@ -1,0 +1,129 @@
+"""Problem sources: files, Hugging Face datasets and the bundled bank, behind one spec string.
+
+    load_problems("data/gsm8k.jsonl", FieldMapping(answer_format="gsm8k"), run_id, failures)
+    load_problems("hf:openai/gsm8k:main", FieldMapping(answer_format="gsm8k", split="test"), ...)
+    load_problems("bank:200:2-5:7", run_id=run_id, failures=failures)   # COUNT[:DIFFICULTY[:SEED]]
+    ingest_problems(warehouse, rows, run_id)
+
+Spec forms: `bank:COUNT[:DIFFICULTY[:SEED]]` (DIFFICULTY is a number of
+operations or a range `LO-HI`); `hf:NAME[:CONFIG]` (Hub id or local dataset
+directory); a path to a `.jsonl`/`.json`/`.csv`/`.tsv`/`.parquet` file (a
+`jsonl:`, `csv:` or `parquet:` prefix forces the format); a directory is read
+as a local Hugging Face dataset.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from prm_data.failures import FailureLog
+from prm_data.sources.bank import generate_bank
+from prm_data.sources.files import SourceError, read_records
+from prm_data.sources.validate import FieldMapping, RawRecord, RowValidator
+
+__all__ = ["FieldMapping", "IngestResult", "SourceError", "ingest_problems", "load_problems", "parse_bank_spec"]
+
+_BANK = re.compile(r"^(?P<count>\d+)(?::(?P<lo>\d+)(?:-(?P<hi>\d+))?(?::(?P<seed>-?\d+))?)?$")
+
+
+def parse_bank_spec(body: str) -> tuple[int, int | tuple[int, int], int]:
+    """`COUNT[:DIFFICULTY[:SEED]]` -> (count, difficulty or (lo, hi), seed); defaults 3 operations, seed 0."""
+    m = _BANK.match(body.strip())
+    if not m or int(m["count"]) < 1:
+        raise SourceError(f"bad bank spec {body!r}: expected bank:COUNT[:DIFFICULTY[:SEED]], "
+                          "e.g. bank:100, bank:100:4, bank:100:2-5:7")
+    lo = int(m["lo"]) if m["lo"] else 3
+    hi = int(m["hi"]) if m["hi"] else lo
+    if lo < 1 or hi < lo:
+        raise SourceError(f"bad bank difficulty in {body!r}: need 1 <= LO <= HI operations")
+    return int(m["count"]), (lo if lo == hi else (lo, hi)), int(m["seed"] or 0)
+
+
+def load_problems(spec: str, mapping: FieldMapping | None = None, run_id: str = "adhoc",
+                  failures: FailureLog | None = None, cache_dir: str | None = None) -> list[dict]:
+    """Rows matching `schema.PROBLEMS` from a source; malformed records go to `failures`.
+
+    Raises SourceError only when the source as a whole cannot be read.
+    """
+    mapping = mapping or FieldMapping()
+    failures = failures if failures is not None else FailureLog(run_id)
+    if spec.startswith("bank:"):
+        count, difficulty, seed = parse_bank_spec(spec[len("bank:"):])
+        now = datetime.now(timezone.utc)
+        return [p.to_row(run_id) | {"created_at": now} for p in generate_bank(count, seed, difficulty)]
+    source, records = _open(spec, mapping, cache_dir)
+    validator = RowValidator(source, mapping, run_id, failures)
+    rows = []
+    for index, record in enumerate(records):
+        if mapping.limit is not None and index >= mapping.limit:
+            break
+        row = validator(record)
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def _open(spec: str, mapping: FieldMapping, cache_dir: str | None) -> tuple[str, Iterable[RawRecord]]:
+    """(source label stored with every row, records)."""
+    if spec.startswith("hf:"):
+        from prm_data.sources.hf import read_hf, split_name
+
+        name, config = split_name(spec[len("hf:"):])
+        if not name:
+            raise SourceError("empty dataset name in hf: spec")
+        label = f"hf:{name}{f':{config}' if config else ''}/{mapping.split}"
+        return label, read_hf(name, config, mapping.split, mapping.limit, cache_dir)
+    fmt = None
+    prefix, _, rest = spec.partition(":")
+    if prefix in ("jsonl", "csv", "parquet") and rest:
+        fmt, spec = prefix, rest
+    path = Path(spec)
+    if path.is_dir() and fmt is None:
+        from prm_data.sources.hf import read_hf
+
+        return f"hf:{spec}/{mapping.split}", read_hf(str(path), None, mapping.split, mapping.limit, cache_dir)
+    records = read_records(path, fmt)
+    from prm_data.sources.files import file_format
+
+    return f"{fmt or file_format(path)}:{spec}", records
+
+
+@dataclass
+class IngestResult:
+    """What `ingest_problems` did: ids written, ids skipped because the warehouse had them."""
+
+    added: list[str] = field(default_factory=list)
+    already_present: list[str] = field(default_factory=list)
+    shard: Path | None = None
+
+
+def ingest_problems(warehouse, rows: list[dict], run_id: str) -> IngestResult:
+    """Write the problems the warehouse does not have yet as one shard; skip the rest.
+
+    The shard is named by a hash of the ids it holds, so rerunning after a crash
+    replaces the same shard instead of duplicating it.
+    """
+    from prm_data.warehouse import shard_name
+
+    result = IngestResult()
+    ids = [r["problem_id"] for r in rows]
+    if not ids:
+        return result
+    present = {r["problem_id"] for r in warehouse.rows(
+        "SELECT DISTINCT problem_id FROM problems WHERE list_contains(?::VARCHAR[], problem_id)", [ids])}
+    fresh = []
+    for row in rows:
+        if row["problem_id"] in present:
+            result.already_present.append(row["problem_id"])
+        else:
+            present.add(row["problem_id"])  # a repeated id within `rows` is written once
+            fresh.append(row)
+    if fresh:
+        result.added = [r["problem_id"] for r in fresh]
+        name = "problems-" + shard_name(*sorted(result.added))
+        result.shard = warehouse.write_shard("problems", fresh, run_id=run_id, shard=name)
+    return result
