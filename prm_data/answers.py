@@ -62,11 +62,15 @@ def gsm8k_answer(solution: str) -> str | None:
 
 @lru_cache(maxsize=65536)
 def _parsed(expr: str):
-    wrapped = expr if "$" in expr or "\\" in expr else f"${expr}$"
-    out = parse(wrapped)
-    if not out:
-        out = parse(expr)
-    return out
+    # `\$` is a currency sign, not a math delimiter.
+    expr = expr.replace("\\$", "")
+    # Bare LaTeX must be wrapped in math delimiters: math-verify reads an undelimited
+    # `\dfrac{3}{4}` as nothing and `2\sqrt{2}` as just `2` (a false match with "2").
+    if "$" not in expr and not expr.lstrip().startswith(("\\(", "\\[")):
+        out = parse(f"${expr}$")
+        if out:
+            return out
+    return parse(expr)
 
 
 def _as_number(expr: str) -> float | None:
