@@ -59,6 +59,7 @@ ROLLOUTS = _schema(
     ("completion_tokens", pa.int64()),
     ("request_key", pa.string()),  # key into the request cache
     ("true_first_error", pa.int32()),  # known only for the synthetic policy; -1 = no error
+    ("problem_outcome", pa.string()),  # mixed | all_correct | all_incorrect over the problem's rollouts
 )
 
 STEPS = _schema(
@@ -81,6 +82,7 @@ TREE_NODES = _schema(
     ("mc_successes", pa.int64(), False),
     ("mc_samples", pa.int64(), False),
     ("completion_ids", pa.list_(pa.string())),  # completions that passed through this node
+    ("completer_model", pa.string()),  # the model whose samples the MC statistics count
 )
 
 COMPLETIONS = _schema(
