@@ -1,0 +1,54 @@
+"""The `prm-data` command line: a typer app whose verbs live in `prm_data/commands/`.
+
+Each module in COMMAND_MODULES exposes `register(app)`; adding a verb is one
+line in that list. The global `--warehouse PATH` option (env PRM_DATA_WAREHOUSE,
+default `warehouse/data`) picks the warehouse every verb reads and writes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import typer
+
+COMMAND_MODULES = [
+    "prm_data.commands.query",
+    "prm_data.commands.tables",
+    "prm_data.commands.problems",
+]
+
+app = typer.Typer(
+    name="prm-data",
+    help="Synthesize process-reward (step-level) training data: problems, rollouts, labels, "
+    "a DuckDB warehouse, Hub export and PRM training.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    warehouse: Path = typer.Option(
+        None,
+        "--warehouse",
+        envvar="PRM_DATA_WAREHOUSE",
+        help="Warehouse root directory (Parquet shards + prm.duckdb).",
+        show_default="warehouse/data",
+    ),
+) -> None:
+    from prm_data.warehouse import default_root
+
+    ctx.obj = {"warehouse": warehouse if warehouse is not None else default_root()}
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+if __name__ == "__main__":
+    app()

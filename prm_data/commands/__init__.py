@@ -1,0 +1,43 @@
+"""CLI verbs: one module per verb, each exposing `register(app: typer.Typer) -> None`.
+
+`prm_data/cli.py` imports the modules named in its `COMMAND_MODULES` list.
+Helpers shared by the verbs live here: the warehouse chosen with the global
+`--warehouse` option, the consoles, and `fail` (message on stderr, exit code).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_ERROR = 1  # the command ran and failed (bad source, SQL error, nothing usable)
+EXIT_USAGE = 2  # the command was refused (bad options, a write sent to `query`)
+
+
+def warehouse_root(ctx: typer.Context) -> Path:
+    """The warehouse root chosen by `prm-data --warehouse PATH` (or its default)."""
+    obj = ctx.find_root().obj or {}
+    if "warehouse" not in obj:
+        from prm_data.warehouse import default_root
+
+        return default_root()
+    return Path(obj["warehouse"])
+
+
+def open_warehouse(ctx: typer.Context):
+    from prm_data.warehouse import Warehouse
+
+    return Warehouse(warehouse_root(ctx))
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    """Print `error: message` on stderr (no markup interpretation) and exit with `code`."""
+    err_console.print(Text.assemble(("error: ", "bold red"), str(message)))
+    raise typer.Exit(code)
