@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "prm_data.commands.query",
     "prm_data.commands.tables",
     "prm_data.commands.problems",
+    "prm_data.commands.export",
 ]
 
 app = typer.Typer(

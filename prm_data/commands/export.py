@@ -1,0 +1,65 @@
+"""`prm-data export --out DIR [--push-to-hub REPO [--private]]`: final labels as HF datasets.
+
+Writes the stepwise (TRL), pairs (Step-DPO) and processbench formats, split by
+problem, with a dataset card; see prm_data/export.py and docs/export.md. The Hub
+token comes from HF_TOKEN or `hf auth login` and is never printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from prm_data.commands import EXIT_ERROR, EXIT_USAGE, console, fail, open_warehouse
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)
+
+
+def export(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write (replaced whole)."),
+    policy: str = typer.Option("consensus", help="final_labels.policy to export."),
+    run_id: str = typer.Option(None, "--run-id", help="Only final labels of this run (default: every run)."),
+    formats: list[str] = typer.Option(None, "--format", "-f",
+                                      help="stepwise, pairs, processbench (repeat; default: all)."),
+    test_fraction: float = typer.Option(0.1, help="Share of problems in the test split."),
+    split_salt: str = typer.Option("prm-data-split-v1", help="Salt of the problem-id hash that splits."),
+    pair_margin: float = typer.Option(0.5, help="Minimum MC-value gap of a step preference pair."),
+    pair_min_samples: int = typer.Option(4, help="Minimum MC samples behind each step of a pair."),
+    max_pairs_per_node: int = typer.Option(4, help="At most this many pairs per tree node."),
+    license: str = typer.Option(None, "--license", help="License id for the dataset card."),
+    push_to_hub: str = typer.Option(None, "--push-to-hub", metavar="REPO",
+                                    help="Also push to this Hub dataset repo (token: HF_TOKEN or hf login)."),
+    private: bool = typer.Option(False, "--private", help="Create the Hub repo private."),
+    max_shard_size: str = typer.Option(None, "--max-shard-size", help="Hub Parquet shard size, e.g. 500MB."),
+) -> None:
+    """Export final labels: TRL stepwise, step preference pairs and a ProcessBench-style set.
+
+    Example: prm-data export --out exports/v1 --policy consensus --push-to-hub me/prm-v1 --private
+    """
+    from pydantic import ValidationError
+
+    from prm_data.export import EmptyExport, ExportConfig, HubPushError, run_export
+
+    if private and not push_to_hub:
+        fail("--private only applies with --push-to-hub REPO", EXIT_USAGE)
+    try:
+        config = ExportConfig(
+            policy=policy, run_id=run_id, formats=tuple(formats) if formats else ExportConfig().formats,
+            test_fraction=test_fraction, split_salt=split_salt, pair_margin=pair_margin,
+            pair_min_samples=pair_min_samples, max_pairs_per_node=max_pairs_per_node, license=license)
+    except ValidationError as exc:
+        fail(f"invalid export options: {exc}", EXIT_USAGE)
+    try:
+        result = run_export(open_warehouse(ctx), out, config, push_to_hub=push_to_hub, private=private,
+                            max_shard_size=max_shard_size)
+    except (HubPushError, EmptyExport) as exc:  # a HubPushError is already scrubbed of the token
+        fail(str(exc), EXIT_ERROR)
+    for fmt, by_split in result.counts.items():
+        console.print(f"{fmt}: train {by_split['train']}, test {by_split['test']}")
+    console.print(f"wrote {result.path}")
+    if result.repo_id:
+        console.print(f"pushed to the Hub dataset {result.repo_id}")

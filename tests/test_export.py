@@ -1,0 +1,147 @@
+"""Export formats, split and card, on the hand-labelled fixture warehouse (tests/export_fixture.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+from datasets import List, Value, load_dataset
+from export_fixture import RUN, STEPS, build_fixture_warehouse
+
+from prm_data.export import (
+    FEATURES,
+    EmptyExport,
+    ExportConfig,
+    build_export,
+    load_export,
+    run_export,
+    split_of,
+)
+
+HALF = ExportConfig(test_fraction=0.5)
+
+
+@pytest.fixture
+def wh(tmp_path):
+    return build_fixture_warehouse(tmp_path / "wh")
+
+
+def _rows(dsd) -> dict[str, dict]:
+    return {r.get("rollout_id") or r["chosen_node_id"]: r for split in dsd.values() for r in split}
+
+
+def test_stepwise_rows_are_the_kept_labelled_prefix_of_each_rollout(wh):
+    rows = _rows(build_export(wh, HALF)["stepwise"])
+    assert set(rows) == {"r-1", "r-2", "r-3", "r-5", "r-6", "r-7"}  # r-4 has only mc_only labels
+    assert rows["r-1"]["completions"] == STEPS["r-1"][1]
+    assert rows["r-1"]["labels"] == [True, True, True]
+    assert rows["r-1"]["values"] == [1.0, 0.75, 1.0]  # a missing value falls back to the hard label
+    assert rows["r-2"]["completions"] == STEPS["r-2"][1][:2]  # step 3 was dropped after the first error
+    assert rows["r-2"]["labels"] == [True, False]
+    assert rows["r-3"]["labels"] == [True]  # the abstained step 2 ends the row
+    assert rows["r-5"]["labels"] == [False, False]
+    assert rows["r-5"]["label_sources"] == [["mc_value", "judge_vote"]] * 2
+    assert rows["r-1"]["prompt"].startswith("Mia has 3 apples.")
+
+
+def test_another_policy_exports_only_its_own_labels(wh):
+    rows = _rows(build_export(wh, ExportConfig(policy="mc_only", formats=("stepwise",)))["stepwise"])
+    assert list(rows) == ["r-4"] and rows["r-4"]["labels"] == [True, True]
+
+
+def test_processbench_label_is_the_earliest_bad_step_or_minus_one(wh):
+    rows = _rows(build_export(wh, HALF)["processbench"])
+    assert {rid: r["label"] for rid, r in rows.items()} == {"r-1": -1, "r-2": 1, "r-5": 0, "r-6": -1, "r-7": 1}
+    assert rows["r-2"]["steps"] == STEPS["r-2"][1]  # every step, also those after the error
+
+
+def test_pairs_are_siblings_whose_mc_values_differ_by_the_margin(wh):
+    pairs = _rows(build_export(wh, ExportConfig(formats=("pairs",)))["pairs"])
+    assert {(k, r["rejected_node_id"]) for k, r in pairs.items()} == {("n-a", "n-b"), ("n-c", "n-b")}
+    assert pairs["n-a"]["margin"] == pytest.approx(0.75) and pairs["n-a"]["prefix"] == []
+
+    deeper = _rows(build_export(wh, ExportConfig(formats=("pairs",), pair_min_samples=2))["pairs"])
+    assert set(deeper) == {"n-a", "n-c", "n-a1"}
+    assert deeper["n-a1"]["prefix"] == ["Step 1: 3 + 4 = 7."]
+    assert deeper["n-a1"]["prompt"].endswith("apples does Mia have now?\n\nStep 1: 3 + 4 = 7.\n\n")
+    assert (deeper["n-a1"]["chosen"], deeper["n-a1"]["rejected"]) == ("Step 2: 7 * 2 = 14.", "Step 2: 7 * 2 = 15.")
+
+    strict = build_export(wh, ExportConfig(formats=("pairs",), pair_margin=0.8, pair_min_samples=2))["pairs"]
+    assert [r["chosen_node_id"] for r in strict["train"]] == ["n-a1"]
+
+
+def test_split_is_by_problem_deterministic_and_near_the_fraction(wh):
+    datasets = build_export(wh, HALF)
+    for fmt, dsd in datasets.items():
+        train = set(dsd["train"]["problem_id"]) if "train" in dsd else set()
+        test = set(dsd["test"]["problem_id"]) if "test" in dsd else set()
+        assert not train & test, fmt
+        for pid in train | test:
+            assert split_of(pid, 0.5) == ("test" if pid in test else "train")
+    ids = [f"p-{i}" for i in range(4000)]
+    share = sum(split_of(p, 0.1) == "test" for p in ids) / len(ids)
+    assert 0.085 < share < 0.115
+    assert [split_of(p, 0.1) for p in ids] == [split_of(p, 0.1) for p in ids]
+    assert [split_of(p, 0.1, "other-salt") for p in ids] != [split_of(p, 0.1) for p in ids]
+
+
+def test_features_are_declared_once_and_match_the_trl_contract(wh):
+    assert FEATURES["stepwise"]["prompt"] == Value("string")
+    assert FEATURES["stepwise"]["completions"] == List(Value("string"))
+    assert FEATURES["stepwise"]["labels"] == List(Value("bool"))
+    assert FEATURES["stepwise"]["values"] == List(Value("float64"))
+    for fmt, dsd in build_export(wh, HALF).items():
+        for ds in dsd.values():
+            assert ds.features == FEATURES[fmt]
+
+
+def test_the_folder_round_trips_through_parquet_and_save_to_disk(wh, tmp_path):
+    result = run_export(wh, tmp_path / "out", HALF)
+    built = build_export(wh, HALF)
+    for fmt in ("stepwise", "processbench"):
+        from_parquet = load_dataset(str(result.path), fmt, cache_dir=str(tmp_path / "cache"))
+        from_disk = load_export(result.path, fmt)
+        for split in built[fmt]:
+            assert from_parquet[split].to_list() == built[fmt][split].to_list()
+            assert from_disk[split].to_list() == built[fmt][split].to_list()
+    assert result.counts == {"stepwise": {"train": 2, "test": 4}, "pairs": {"train": 2, "test": 0},
+                             "processbench": {"train": 2, "test": 3}}
+
+    again = run_export(wh, tmp_path / "out", ExportConfig(test_fraction=0.5, formats=("stepwise",)))
+    assert sorted(p.name for p in again.path.iterdir()) == ["README.md", "arrow", "export.json", "stepwise"]
+
+
+def test_an_export_with_no_rows_writes_nothing(wh, tmp_path):
+    with pytest.raises(EmptyExport, match="no kept final labels under policy 'nope'"):
+        run_export(wh, tmp_path / "out", ExportConfig(policy="nope", formats=("stepwise", "processbench")))
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_card_states_config_runs_labelers_prompts_counts_balance_and_git_sha(wh, tmp_path):
+    result = run_export(wh, tmp_path / "out", ExportConfig(test_fraction=0.5, license="apache-2.0"))
+    text = (result.path / "README.md").read_text()
+    meta = yaml.safe_load(text.split("---")[1])
+    assert meta["license"] == "apache-2.0"
+    assert meta["configs"][0] == {"config_name": "stepwise", "default": True, "data_files": [
+        {"split": "train", "path": "stepwise/train-*"}, {"split": "test", "path": "stepwise/test-*"}]}
+    assert [c["config_name"] for c in meta["configs"]] == ["stepwise", "pairs", "processbench"]
+    assert [c["split"] for c in meta["configs"][1]["data_files"]] == ["train"]  # no empty test split
+    prm = meta["prm_data"]
+    assert prm["export_config"]["policy"] == "consensus" and prm["export_config"]["test_fraction"] == 0.5
+    assert prm["runs"] == [{"run_id": RUN, "flow": "label", "status": "completed", "config_version": None,
+                            "git_sha": "abc123", "started_at": None, "finished_at": None,
+                            "config": {"labelers": ["mc_value", "judge_vote"], "rollouts_per_problem": 2}}]
+    assert {(l["labeler"], l["labeler_version"], l["steps"]) for l in prm["labelers"]} == {
+        ("judge_vote", "v1", 15), ("mc_value", "v1", 15)}
+    assert prm["prompt_versions"] == [{"used_by": "judgments", "prompt_version": "judge_step.v1", "n": 1}]
+    assert prm["counts"] == result.counts
+    assert prm["label_balance"]["stepwise"]["train"] == {"steps": 5, "positive": 4, "negative": 1,
+                                                         "positive_fraction": 0.8}
+    assert prm["label_balance"]["processbench"]["test"] == {"erroneous": 2, "correct": 1}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert prm["export_git_sha"] == head
+    assert json.loads((result.path / "export.json").read_text())["counts"] == result.counts
+    for column in FEATURES["stepwise"]:
+        assert f"| `{column}` |" in text
