@@ -27,7 +27,7 @@ import re
 import duckdb
 import pyarrow as pa
 
-from prm_data.warehouse import Warehouse, WarehouseBusy
+from prm_data.warehouse import Warehouse, WarehouseBusy, retry_torn_reads
 
 ST = duckdb.StatementType
 READ_TYPES = {ST.SELECT, ST.EXPLAIN, ST.PRAGMA}
@@ -122,9 +122,10 @@ def run_read_only(warehouse: Warehouse, sql: str, params: list | None = None) ->
     statement = check_read_only(sql)
     con = read_only_connection(warehouse)
     try:
-        relation = con.sql(statement, params=params or None)
-        if relation is None:
-            return pa.table({})
-        return relation.to_arrow_table()
+        def run() -> pa.Table:
+            relation = con.sql(statement, params=params or None)
+            return pa.table({}) if relation is None else relation.to_arrow_table()
+
+        return retry_torn_reads(run)
     finally:
         con.close()

@@ -11,6 +11,13 @@ then `os.replace`d onto their final name, so a concurrent reader sees either
 the whole shard or none of it. Shard names are chosen by the writer, so a
 rerun that writes the same shard replaces it instead of duplicating rows.
 
+Atomic rename keeps every file whole, but a reader opens a Parquet file more
+than once per query (DuckDB reads the schema at bind time and the data at scan
+time through new handles; pyarrow does the same), so a shard *replaced* during
+a query is read half from each version and the query fails ("TProtocolException:
+Invalid data"). Appending new shards never does this; replacing one (a stage
+rerun) can, so every read here retries such a torn read (`retry_torn_reads`).
+
 The `.duckdb` file holds nothing but views (over `read_parquet` globs), so it
 is opened for writing only for a moment when views change; everything inside
 the library queries through an in-memory connection carrying the same views,
@@ -34,6 +41,9 @@ from prm_data.schema import TABLES, schema_for, to_table
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "warehouse"
 _SHARD_NAME = re.compile(r"^[A-Za-z0-9_.=-]{1,200}$")
+# What a query says when a shard was replaced or removed between its reads of the file.
+_TORN_READ = re.compile(r"TProtocolException|No magic bytes|too small to be a Parquet file|"
+                        r"Cannot open file \"[^\"]*\.parquet\"|No such file or directory")
 
 
 class WarehouseBusy(RuntimeError):
@@ -42,6 +52,17 @@ class WarehouseBusy(RuntimeError):
 
 def default_root() -> Path:
     return Path(os.environ.get("PRM_DATA_WAREHOUSE", "warehouse/data"))
+
+
+def retry_torn_reads(run, attempts: int = 6):
+    """`run()`, retried while it fails because a shard was replaced under the query (see above)."""
+    for attempt in range(attempts):
+        try:
+            return run()
+        except duckdb.Error as exc:
+            if attempt == attempts - 1 or not _TORN_READ.search(str(exc)):
+                raise
+            time.sleep(0.01 * 2**attempt)
 
 
 def _sql_literal(path: Path) -> str:
@@ -147,7 +168,7 @@ class Warehouse:
         """Run a query (parameterized with `?` or `$name`) and return an Arrow table."""
         con = self.connect()
         try:
-            return con.sql(sql, params=params or None).to_arrow_table()
+            return retry_torn_reads(lambda: con.sql(sql, params=params or None).to_arrow_table())
         finally:
             con.close()
 
@@ -157,7 +178,7 @@ class Warehouse:
     def scalar(self, sql: str, params: Sequence | dict | None = None):
         con = self.connect()
         try:
-            result = con.execute(sql, params or []).fetchall()
+            result = retry_torn_reads(lambda: con.execute(sql, params or []).fetchall())
         finally:
             con.close()
         return result[0][0] if result else None
@@ -196,7 +217,8 @@ class Warehouse:
             names = [r[0] for r in con.execute(
                 "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name"
             ).fetchall()]
-            return {n: con.execute(f'SELECT count(*) FROM "{n}"').fetchall()[0][0] for n in names}
+            return {n: retry_torn_reads(lambda: con.execute(f'SELECT count(*) FROM "{n}"').fetchall())[0][0]
+                    for n in names}
         finally:
             con.close()
 
