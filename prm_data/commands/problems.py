@@ -102,7 +102,7 @@ def _report(source: str, run_id: str, result, failure_rows: list[dict]) -> None:
     added = len(result.added)
     console.print(f"[bold]{source}[/bold] (run {run_id}): added [green]{added}[/green] problem{'' if added == 1 else 's'}, "
                   f"{len(result.already_present)} already in the warehouse, "
-                  f"[{'red' if failure_rows else 'green'}]{len(failure_rows)}[/] skipped as malformed")
+                  f"[{'red' if failure_rows else 'green'}]{len(failure_rows)}[/] skipped as malformed", soft_wrap=True)
     if not failure_rows:
         return
     by_reason: dict[str, list[str]] = {}

@@ -1,0 +1,245 @@
+"""The `prm-data` CLI: query (every format, writes refused), tables, problems add."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from prm_data.cli import app
+from prm_data.sql_guard import read_only_connection
+from prm_data.warehouse import Warehouse
+
+runner = CliRunner()
+
+
+def cli(root: Path, *args: str):
+    return runner.invoke(app, ["--warehouse", str(root), *args])
+
+
+@pytest.fixture()
+def root(tmp_path) -> Path:
+    """A warehouse holding 6 bank problems."""
+    root = tmp_path / "wh"
+    result = cli(root, "problems", "add", "bank:6:2:1")
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def snapshot(*dirs: Path) -> dict:
+    """Every file under the directories with its size and modification time."""
+    out = {}
+    for d in dirs:
+        for p in d.rglob("*"):
+            if p.is_file():
+                st = p.stat()
+                out[str(p)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def test_help_lists_the_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for verb in ("query", "tables", "problems"):
+        assert verb in result.output
+
+
+def test_query_table_format(root):
+    result = cli(root, "query", "SELECT difficulty, count(*) AS n FROM problems GROUP BY ALL")
+    assert result.exit_code == 0, result.output
+    assert "difficulty" in result.stdout and "6" in result.stdout
+    assert "1 row" in result.stdout
+
+
+def test_query_csv_format_matches_the_warehouse(root):
+    sql = "SELECT problem_id, answer, difficulty FROM problems ORDER BY problem_id"
+    result = cli(root, "query", sql, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    expected = Warehouse(root).rows(sql)
+    assert [(r["problem_id"], r["answer"], int(r["difficulty"])) for r in rows] == \
+        [(e["problem_id"], e["answer"], e["difficulty"]) for e in expected]
+
+
+def test_query_json_format_is_an_array_of_objects(root):
+    result = cli(root, "query", "SELECT problem_id, created_at, difficulty FROM problems ORDER BY 1", "-f", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == 6
+    assert set(rows[0]) == {"problem_id", "created_at", "difficulty"}
+    assert rows[0]["created_at"].endswith("+00:00")  # timestamps as ISO 8601
+
+
+def test_query_parquet_format_needs_and_writes_an_output_file(root, tmp_path):
+    out = tmp_path / "out.parquet"
+    result = cli(root, "query", "SELECT problem_id, answer FROM problems", "--format", "parquet", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).num_rows == 6
+    refused = cli(root, "query", "SELECT 1", "--format", "parquet")
+    assert refused.exit_code == 2
+    assert "--output" in refused.stderr
+
+
+def test_query_output_file_and_params(root, tmp_path):
+    out = tmp_path / "out.csv"
+    result = cli(root, "query", "SELECT count(*) AS n FROM problems WHERE difficulty = ? AND source = ?",
+                 "--param", "2", "--param", "bank", "--format", "csv", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == "n\n6\n"
+
+
+def test_query_reads_the_convenience_views_and_describe(root):
+    for sql in ("SELECT * FROM problem_stats", "DESCRIBE problems", "SHOW TABLES", "EXPLAIN SELECT * FROM problems",
+                "PRAGMA table_info('problems')", "SUMMARIZE problems"):
+        result = cli(root, "query", sql, "-f", "json")
+        assert result.exit_code == 0, (sql, result.output)
+        assert json.loads(result.stdout), sql
+
+
+WRITES = [
+    "INSERT INTO problems SELECT * FROM problems",
+    "CREATE TABLE stolen AS SELECT * FROM problems",
+    "COPY (SELECT * FROM problems) TO '{out}/copied.csv'",
+    "ATTACH '{out}/attached.duckdb' AS other",
+    "EXPLAIN ANALYZE COPY (SELECT 1) TO '{out}/explained.csv'",
+    "EXPORT DATABASE '{out}/exported'",
+    "DELETE FROM problems",
+    "DROP VIEW problems",
+    "SET threads = 1",
+    "INSTALL httpfs",
+    "SELECT 1; CREATE TABLE t AS SELECT 1",
+    "CREATE OR REPLACE VIEW problems AS SELECT 1",
+]
+
+
+@pytest.mark.parametrize("sql", WRITES)
+def test_query_refuses_writes_with_exit_code_2_and_writes_nothing(root, tmp_path, sql):
+    out = tmp_path / "out"
+    out.mkdir()
+    before = snapshot(root, out)
+    result = cli(root, "query", sql.format(out=out))
+    assert result.exit_code == 2, result.output
+    assert "refused" in result.stderr
+    assert snapshot(root, out) == before
+    assert Warehouse(root).scalar("SELECT count(*) FROM problems") == 6
+
+
+def test_query_sql_errors_exit_1_with_the_message(root):
+    result = cli(root, "query", "SELECT * FROM no_such_table")
+    assert result.exit_code == 1
+    assert "no_such_table" in result.stderr
+
+
+def test_the_query_connection_itself_cannot_write(root, tmp_path):
+    """Second line of defence, without the statement check: the engine refuses writes."""
+    con = read_only_connection(Warehouse(root))
+    try:
+        with pytest.raises(duckdb.Error):
+            con.execute("CREATE TABLE t (a INT)")
+        with pytest.raises(duckdb.Error):
+            con.execute(f"COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'")
+        with pytest.raises(duckdb.Error):
+            con.execute("SET enable_external_access = true")
+        with pytest.raises(duckdb.Error):
+            con.execute("SELECT * FROM read_text('/etc/hostname')")
+        assert con.execute("SELECT count(*) FROM problems").fetchall() == [(6,)]
+    finally:
+        con.close()
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_tables_lists_tables_and_views_with_counts(root):
+    result = cli(root, "tables", "--format", "json")
+    assert result.exit_code == 0, result.output
+    by_name = {t["name"]: t for t in json.loads(result.stdout)}
+    assert by_name["problems"] == {"name": "problems", "kind": "table", "rows": 6, "shards": 1}
+    assert by_name["runs"]["rows"] == 1  # the problems add run
+    assert by_name["rollouts"]["rows"] == 0
+    assert by_name["problem_stats"]["kind"] == "view" and by_name["problem_stats"]["rows"] == 6
+    assert {"first_error", "label_agreement"} <= set(by_name)
+    pretty = cli(root, "tables")
+    assert pretty.exit_code == 0 and "problem_stats" in pretty.stdout and "step_labels" in pretty.stdout
+
+
+def test_problems_add_reports_added_and_skipped_rows(tmp_path):
+    root = tmp_path / "wh"
+    source = tmp_path / "mixed.jsonl"
+    source.write_bytes(b"\n".join([
+        json.dumps({"question": "What is 2+2?", "answer": "4"}).encode(),
+        json.dumps({"question": "", "answer": "4"}).encode(),
+        json.dumps({"question": "Where is the answer?"}).encode(),
+        b"{broken",
+        json.dumps({"question": "What is 3+3?", "answer": 6}).encode(),
+    ]))
+    result = cli(root, "problems", "add", str(source))
+    assert result.exit_code == 0, result.output
+    assert "added 2 problems" in result.stdout
+    assert "3 skipped as malformed" in result.stdout
+    for reason in ("empty question field", "missing answer field", "not valid JSON"):
+        assert reason in result.stdout
+
+    warehouse = Warehouse(root)
+    assert warehouse.scalar("SELECT count(*) FROM failures WHERE stage = 'source'") == 3
+    [run] = warehouse.rows("SELECT flow, status, summary FROM runs")
+    assert (run["flow"], run["status"]) == ("problems add", "completed")
+    assert json.loads(run["summary"])["added"] == 2
+
+    again = cli(root, "problems", "add", str(source))
+    assert again.exit_code == 0
+    assert "added 0 problems, 2 already in the warehouse" in again.stdout
+    assert warehouse.scalar("SELECT count(*) FROM problems") == 2
+
+
+def test_problems_add_with_mapping_options(tmp_path):
+    root = tmp_path / "wh"
+    source = tmp_path / "gsm.csv"
+    source.write_text('uid,problem,solution\n7,"What is 10*3?","10*3=30\n#### 30"\n')
+    result = cli(root, "problems", "add", str(source), "--question-field", "problem", "--answer-field", "solution",
+                 "--answer-format", "gsm8k", "--id-field", "uid")
+    assert result.exit_code == 0, result.output
+    [row] = Warehouse(root).rows("SELECT problem_id, answer, reference_solution FROM problems")
+    assert row == {"problem_id": "7", "answer": "30", "reference_solution": "10*3=30\n#### 30"}
+
+
+def test_problems_add_exits_1_when_nothing_is_usable(tmp_path):
+    root = tmp_path / "wh"
+    source = tmp_path / "bad.jsonl"
+    source.write_text(json.dumps({"q": "wrong column", "a": "1"}) + "\n")
+    result = cli(root, "problems", "add", str(source))
+    assert result.exit_code == 1
+    assert "missing question field 'question'" in result.stdout
+    assert "gave no valid problem" in result.stderr
+    assert Warehouse(root).scalar("SELECT count(*) FROM failures") == 1
+
+    missing = cli(root, "problems", "add", str(tmp_path / "nope.jsonl"))
+    assert missing.exit_code == 1
+    assert "no such file" in missing.stderr
+
+
+def test_warehouse_defaults_to_the_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRM_DATA_WAREHOUSE", str(tmp_path / "from_env"))
+    result = runner.invoke(app, ["problems", "add", "bank:2"])
+    assert result.exit_code == 0, result.output
+    assert Warehouse(tmp_path / "from_env").scalar("SELECT count(*) FROM problems") == 2
+
+
+def test_console_script_runs_without_importing_prefect(tmp_path):
+    code = ("import sys; from prm_data.cli import app; import prm_data.sources, prm_data.sql_guard; "
+            "import prm_data.sources.files, prm_data.sources.hf, prm_data.sources.validate; "
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'prefect'], 'prefect imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    script = Path(sys.executable).with_name("prm-data")
+    if not script.exists():
+        pytest.skip("console script not installed in this environment (pip install -e .)")
+    done = subprocess.run([str(script), "--warehouse", str(tmp_path / "wh"), "query", "SELECT 41 + 1 AS x",
+                           "-f", "csv"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "x\n42\n"

@@ -1,0 +1,153 @@
+"""Step splitting under each policy, final-answer extraction and equivalence, by hand-written cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from prm_data.answers import answers_match, extract_answer, grade, gsm8k_answer
+from prm_data.steps import join_steps, normalize_step, split_steps
+
+# ------------------------------------------------------------------ step splitting
+SPLITS = [
+    # blank_line (Qwen2.5-Math-PRM, ProcessBench)
+    ("blank_line", "First add.\n\nThen multiply.\n\nDone.", ["First add.", "Then multiply.", "Done."]),
+    ("blank_line", "a\n\n\n\nb", ["a", "b"]),
+    ("blank_line", "a\n  \t\nb", ["a", "b"]),
+    ("blank_line", "a\r\n\r\nb", ["a", "b"]),
+    ("blank_line", "line one\nline two\n\nnext", ["line one\nline two", "next"]),
+    ("blank_line", "\n\n  only step  \n\n", ["only step"]),
+    ("blank_line", "", []),
+    # step_k (Math-Shepherd)
+    ("step_k", "Step 1: add 2.\nStep 2: add 3.", ["Step 1: add 2.", "Step 2: add 3."]),
+    ("step_k", "Let us solve.\nStep 1: x\nStep 2: y", ["Let us solve.", "Step 1: x", "Step 2: y"]),
+    ("step_k", "Step 1: x\ncontinued\nStep 2: y", ["Step 1: x\ncontinued", "Step 2: y"]),
+    ("step_k", "**Step 1:** x\n**Step 2.** y", ["**Step 1:** x", "**Step 2.** y"]),
+    ("step_k", "step 1) a\nSTEP 2: b", ["step 1) a", "STEP 2: b"]),
+    ("step_k", "Step 9: a\nStep 10: b\nStep 11: c", ["Step 9: a", "Step 10: b", "Step 11: c"]),
+    ("step_k", "In step 2: we reuse it.", ["In step 2: we reuse it."]),  # a marker only at line start
+    ("step_k", "no markers\n\nat all", ["no markers", "at all"]),  # falls back to blank lines
+    # line
+    ("line", "a\nb\n\nc\n", ["a", "b", "c"]),
+    ("line", "  x = 1  \n\ty = 2", ["x = 1", "y = 2"]),
+    ("line", "   \n \n", []),
+]
+
+
+@pytest.mark.parametrize("policy,text,expected", SPLITS)
+def test_split_steps(policy, text, expected):
+    assert split_steps(text, policy) == expected
+
+
+def test_unknown_policy_is_an_error():
+    with pytest.raises(ValueError, match="unknown step policy"):
+        split_steps("a", "sentence")
+
+
+@pytest.mark.parametrize("policy", ["blank_line", "line", "step_k"])
+def test_join_then_split_gives_the_steps_back(policy):
+    steps = ["Step 1: 2 + 3 = 5.", "Step 2: 5 * 2 = 10.", "Step 3: The answer is \\boxed{10}."]
+    assert split_steps(join_steps(steps, policy), policy) == steps
+
+
+def test_join_steps_ends_with_the_separator_to_continue_from():
+    assert join_steps(["a", "b"]) == "a\n\nb\n\n"
+    assert join_steps(["a", "b"], "line") == "a\nb\n"
+    assert join_steps(["a", "b"], trailing=False) == "a\n\nb"
+    assert join_steps([]) == ""
+
+
+def test_normalize_step_ignores_marker_case_and_spacing_but_not_numbers():
+    assert normalize_step("Step 3:  Mia has 2 + 3 = 5 apples.") == normalize_step("mia has 2+3=5 apples")
+    assert normalize_step("2 + 3 = 5") != normalize_step("2 + 3 = 6")
+
+
+# ------------------------------------------------------------------ answer extraction
+EXTRACTIONS = [
+    ("So the total is \\boxed{42}.", "42"),
+    ("Thus \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+    ("\\boxed{x^{2}+\\sqrt{y_{1}}}", "x^{2}+\\sqrt{y_{1}}"),  # nested braces
+    ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
+    ("First \\boxed{3}, on second thought \\boxed{5}.", "5"),  # the last box counts
+    ("\\fbox{7}", "7"),
+    ("The answer is 42.", "42"),
+    ("The answer is: $7$", "7"),
+    ("So the answer is 3.5.\nCheck done.", "3.5"),
+    ("The final answer is 18 apples.", "18 apples"),
+    ("The answer is \\boxed{4}.", "4"),  # the box wins over the phrase
+    ("Natalia sold 72 clips.\n#### 72", "72"),
+    ("#### 1,234", "1,234"),
+    ("I am not sure what to do here.", None),
+    ("Truncated: \\boxed{12", None),  # an unbalanced box is no answer
+    ("", None),
+]
+
+
+@pytest.mark.parametrize("text,expected", EXTRACTIONS)
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_gsm8k_answer_strips_commas():
+    assert gsm8k_answer("300*4=1200\n#### 1,200") == "1200"
+    assert gsm8k_answer("no marker") is None
+
+
+# ------------------------------------------------------------------ equivalence
+SAME = [
+    ("\\frac{1}{2}", "0.5"),
+    ("1/2", "0.5"),
+    ("\\dfrac{3}{4}", "0.75"),
+    ("\\frac{2}{4}", "\\frac{1}{2}"),
+    ("\\frac12", "0.5"),
+    ("$\\frac{1}{2}$", "1/2"),
+    ("\\(\\frac{1}{2}\\)", "0.5"),
+    ("1,234", "1234"),
+    ("\\$1,000", "1000"),
+    ("3", "3.0"),
+    ("6", "6."),
+    ("12 apples", "12"),
+    ("5 dollars", "5"),
+    ("5\\%", "5"),
+    ("x = 3", "3"),
+    ("2\\sqrt{2}", "\\sqrt{8}"),
+    ("x^2+2x+1", "(x+1)^2"),
+    ("\\{1,2\\}", "\\{2,1\\}"),
+    ("\\boxed{3}", "3"),
+    ("-7", "-7.0"),
+]
+
+DIFFERENT = [
+    ("12", "21"),
+    ("-4", "4"),
+    ("\\frac{1}{2}", "2"),
+    ("1,234", "1.234"),  # a thousands separator is not a decimal point
+    ("3", "3,000"),
+    ("0.5", "0.50001"),
+    ("1/3", "0.33"),
+    ("10 cm", "100"),
+    ("\\pi", "3.14"),
+    ("2\\sqrt{2}", "2"),  # was a false match before bare LaTeX was wrapped in $...$
+    ("(1,2)", "(2,1)"),
+    ("", ""),
+    (None, "3"),
+]
+
+
+@pytest.mark.parametrize("predicted,gold", SAME)
+def test_equivalent_answers_match(predicted, gold):
+    assert answers_match(predicted, gold)
+
+
+@pytest.mark.parametrize("predicted,gold", DIFFERENT)
+def test_different_answers_do_not_match(predicted, gold):
+    assert not answers_match(predicted, gold)
+
+
+@pytest.mark.parametrize("text,gold,status,answer", [
+    ("Step 1: 2 + 2 = 4.\n\nThe answer is \\boxed{4}.", "4", "correct", "4"),
+    ("Step 1: 2 + 2 = 5.\n\nThe answer is \\boxed{5}.", "4", "incorrect", "5"),
+    ("Step 1: I give up.", "4", "unparseable", None),
+    ("Half of it: \\boxed{\\frac{7}{2}}", "3.5", "correct", "\\frac{7}{2}"),
+])
+def test_grade(text, gold, status, answer):
+    assert grade(text, gold) == (status, answer)
