@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "prm_data.commands.tables",
     "prm_data.commands.problems",
     "prm_data.commands.export",
+    "prm_data.commands.serve_sim",
 ]
 
 app = typer.Typer(

