@@ -1,0 +1,93 @@
+"""Monte Carlo step values (Math-Shepherd, Wang et al., arXiv 2312.08935).
+
+For each step prefix of a rollout, `k` completions are sampled from the
+completer policy and graded against the gold answer. Math-Shepherd keeps two
+estimates of the prefix's quality, both stored here:
+
+- hard estimate (HE): the step is good if any completion reaches the gold answer;
+- soft estimate (SE): the fraction of completions that do.
+
+The paper samples N = 8 completions per step (`k`). Two cost savers, each off
+or on by config and reported separately by `benchmarks/labeling_cost.py`:
+
+- tree reuse: completions already counted at the prefix node (the rollout
+  itself, other rollouts sharing the prefix, earlier labelers, a reloaded tree)
+  are used and only the missing ones are drawn; identical prefixes of several
+  rollouts are estimated once;
+- early stopping (hard labels only): completions are drawn in small chunks and
+  drawing stops at the first success, since one success settles HE; the samples
+  not drawn and their estimated tokens are recorded in the label's evidence
+  (the soft value of an early-stopped step rests on fewer samples).
+
+Inputs: `RolloutSteps` (prm_data/rollouts.py). Output: one `StepLabel` per step
+with value = SE, hard_label = HE, confidence = 1 - Wilson interval width, and the
+tokens and calls spent on that step (a node shared by several rollouts is paid
+once, by the first of them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from prm_data.records import StepLabel, wilson_confidence
+from prm_data.rollouts import RolloutSteps
+from prm_data.trees.prefix_tree import prefix_node_ids
+from prm_data.trees.sampling import Completer, Estimate, ask_for, drive, labeler_version, mc_estimate
+
+NAME = "mc_value"
+CODE_VERSION = "v1"
+
+
+class MCValueConfig(BaseModel):
+    """Math-Shepherd Monte Carlo estimation settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    k: int = Field(8, ge=1, description="Completions per step prefix (Math-Shepherd: N = 8).")
+    reuse_tree: bool = Field(
+        True, description="Count completions the prefix tree already holds and draw only the missing "
+                          "ones; identical prefixes are estimated once.")
+    early_stop: bool = Field(
+        False, description="For hard labels: draw in chunks and stop at the first success.")
+    chunk_size: int = Field(2, ge=1, description="Completions per request when early stopping.")
+
+
+def label_mc_value(rollouts: Sequence[RolloutSteps], completer: Completer,
+                   cfg: MCValueConfig = MCValueConfig()) -> list[StepLabel]:
+    """Label every step of every rollout with its Monte Carlo value."""
+    completer.add_rollouts(rollouts)
+    items = [(r, i) for r in rollouts for i in range(len(r.steps))]
+    keys = [nid for r in rollouts for nid in prefix_node_ids(r.problem_id, r.steps)]
+    if cfg.reuse_tree:  # one estimate per distinct prefix node
+        first_of: dict[str, int] = {}
+        for j, key in enumerate(keys):
+            first_of.setdefault(key, j)
+        owners = list(first_of.values())
+    else:
+        owners = list(range(len(items)))
+    tasks = [mc_estimate(completer, ask_for(items[j][0], items[j][1] + 1, cfg.k), cfg.k,
+                         reuse=cfg.reuse_tree, early_stop=cfg.early_stop, chunk_size=cfg.chunk_size)
+             for j in owners]
+    estimates = dict(zip(owners, drive(completer, tasks, NAME)))
+    by_key = {keys[j]: estimates[j] for j in owners}
+    version = labeler_version(CODE_VERSION, cfg)
+    labels = []
+    for j, (r, i) in enumerate(items):
+        est: Estimate = estimates.get(j) or by_key[keys[j]]
+        paid = j in estimates
+        if est.samples == 0:
+            completer.failures.record(f"label:{NAME}", "no completion could be sampled for this step "
+                                      "prefix; the step is left unlabeled", item_id=f"{r.rollout_id}:{i}")
+            continue
+        labels.append(StepLabel(
+            problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, labeler=NAME,
+            labeler_version=version, value=est.value, hard_label=est.successes > 0,
+            confidence=wilson_confidence(est.successes, est.samples),
+            prompt_tokens=est.prompt_tokens if paid else 0,
+            completion_tokens=est.completion_tokens if paid else 0,
+            calls=est.calls if paid else 0,
+            evidence={**est.evidence(), "soft_estimate": est.value, "hard_estimate": est.successes > 0,
+                      "k": cfg.k, "shared_estimate": not paid, "completer_model": completer.model}))
+    return labels

@@ -1,0 +1,264 @@
+"""Sampling completions from step prefixes, feeding every one back into the prefix tree.
+
+`Completer` is what the Monte Carlo labelers (mc_value, omega_prm, sibling,
+progress) share: given a problem and a step prefix it asks the completer model
+to continue the solution (the prefix is sent as `assistant_prefix`), grades each
+continuation against the gold answer, inserts it into the `PrefixTree` as a path
+(so its steps get statistics too) and keeps a `completions` row for it. Nothing
+paid for is thrown away.
+
+The seed of a request from a node is derived from the node's `visits` (the
+number of requests already made from it), so two requests from one prefix
+never share sample keys, a reloaded tree continues with fresh samples, and a
+rerun of the same tree state hits the request cache.
+
+Labeler algorithms are written as generators that `yield` one `Ask` and receive
+its `Completion`s; `drive` runs many of them together, one LLM batch per round,
+so sequential methods (early stopping, binary search) still batch across
+problems. `mc_estimate` is the shared Monte Carlo estimate of one prefix
+(Math-Shepherd, arXiv 2312.08935), with optional tree reuse and early stopping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from prm_data.answers import grade
+from prm_data.failures import FailureLog
+from prm_data.llm.client import LLMClient
+from prm_data.llm.types import GenerationRequest
+from prm_data.rollouts import RolloutSteps, solve_prompt
+from prm_data.steps import join_steps, split_steps
+from prm_data.trees.prefix_tree import PrefixTree, TreeNode
+
+T = TypeVar("T")
+
+
+class CompleterConfig(BaseModel):
+    """How continuations are sampled from a prefix (the completer policy's settings)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt_version: str = Field("solve.v1", description="Prompt template; the prefix continues its answer.")
+    step_policy: Literal["blank_line", "step_k", "line"] = Field(
+        "blank_line", description="Step splitting; must match the one the rollouts were split with.")
+    temperature: float = Field(0.7, ge=0.0, description="Sampling temperature of the completer.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling threshold.")
+    max_tokens: int = Field(1024, ge=1, description="Maximum tokens per completion.")
+    seed: int = Field(0, description="Base seed; mixed with the node's visit count per request.")
+
+
+@dataclass(frozen=True)
+class Ask:
+    """Sample `n` continuations of `prefix` (the first `len(prefix)` steps) for a problem."""
+
+    problem_id: str
+    question: str
+    answer: str
+    prefix: tuple[str, ...]
+    n: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    completion_id: str
+    node_id: str  # the prefix node it continued from
+    correct: bool
+    steps: tuple[str, ...]  # the continuation's steps
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool
+
+
+@dataclass
+class Estimate:
+    """A Monte Carlo estimate of one prefix node, and what it cost."""
+
+    node_id: str
+    successes: int = 0
+    samples: int = 0
+    new_samples: int = 0
+    reused_samples: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    requests: int = 0
+    early_stopped: bool = False
+    samples_saved: int = 0
+    est_tokens_saved: int = 0
+    new_wrong: tuple[Completion, ...] = ()
+
+    @property
+    def value(self) -> float | None:
+        return self.successes / self.samples if self.samples else None
+
+    def evidence(self) -> dict:
+        return {"node_id": self.node_id, "mc_successes": self.successes, "mc_samples": self.samples,
+                "new_samples": self.new_samples, "reused_samples": self.reused_samples,
+                "early_stopped": self.early_stopped, "samples_saved": self.samples_saved,
+                "est_completion_tokens_saved": self.est_tokens_saved}
+
+
+def ask_for(rollout: RolloutSteps, prefix_len: int, n: int) -> Ask:
+    return Ask(rollout.problem_id, rollout.question, rollout.answer, tuple(rollout.steps[:prefix_len]), n)
+
+
+class Completer:
+    """A completer model + the prefix tree its samples feed + the completions rows they made."""
+
+    def __init__(self, client: LLMClient, tree: PrefixTree | None = None,
+                 cfg: CompleterConfig | None = None, run_id: str = "run",
+                 failures: FailureLog | None = None):
+        self.client = client
+        self.tree = tree if tree is not None else PrefixTree(client.model)
+        if self.tree.model is None:
+            self.tree.model = client.model
+        elif self.tree.model != client.model:
+            raise ValueError(f"the tree holds MC statistics of {self.tree.model!r}; sampling from "
+                             f"{client.model!r} into it would mix two policies' estimates")
+        self.cfg = cfg or CompleterConfig()
+        self.run_id = run_id
+        self.failures = failures if failures is not None else FailureLog(run_id)
+        self.completion_rows: list[dict] = []
+        self._tokens = [0, 0]  # completion tokens, samples: the running mean used for saved-cost estimates
+
+    @property
+    def model(self) -> str:
+        return self.client.model
+
+    def mean_completion_tokens(self) -> float:
+        return self._tokens[0] / self._tokens[1] if self._tokens[1] else 0.0
+
+    def add_rollouts(self, rollouts: Sequence[RolloutSteps]) -> None:
+        """Insert rollouts as paths from the root; counted only when written by the tree's model."""
+        for r in rollouts:
+            self.tree.insert_path(r.problem_id, r.steps, 0, r.is_correct, r.rollout_id, r.policy_model)
+
+    def sample(self, asks: Sequence[Ask], purpose: str) -> list[list[Completion]]:
+        """Sample every ask in one client batch; returns the completions of each, in order."""
+        requests, nodes = [], []
+        for a in asks:
+            node = self.tree.node_at(a.problem_id, a.prefix)
+            seed = _seed(self.cfg.seed, node.visits)
+            node.visits += 1
+            nodes.append(node)
+            prompt = solve_prompt(self.cfg.prompt_version, a.question)
+            requests.append(GenerationRequest(
+                messages=prompt.messages,
+                assistant_prefix=join_steps(list(a.prefix), self.cfg.step_policy) or None,
+                n=a.n, temperature=self.cfg.temperature, top_p=self.cfg.top_p,
+                max_tokens=self.cfg.max_tokens, seed=seed, purpose=purpose, item_id=node.node_id))
+        out = []
+        for a, node, result in zip(asks, nodes, self.client.generate(requests)):
+            if result.error is not None:
+                self.failures.record(f"label:{purpose}", f"{a.n - len(result.samples)} of {a.n} "
+                                     f"completions could not be sampled: {result.error}",
+                                     item_id=node.node_id, input=join_steps(list(a.prefix)))
+            got = []
+            prefix_text = join_steps(list(a.prefix), self.cfg.step_policy)
+            for s in result.samples:
+                cont = split_steps(s.text, self.cfg.step_policy)
+                status, answer = grade(prefix_text + s.text, a.answer)
+                cid = "c-" + hashlib.sha256(("completion:" + s.request_key).encode()).hexdigest()[:24]
+                self.tree.insert_path(a.problem_id, list(a.prefix) + cont, len(a.prefix),
+                                      status == "correct", cid, self.client.model)
+                got.append(Completion(cid, node.node_id, status == "correct", tuple(cont),
+                                      s.prompt_tokens, s.completion_tokens, s.cached))
+                if not s.cached:
+                    self._tokens[0] += s.completion_tokens
+                    self._tokens[1] += 1
+                self.completion_rows.append({
+                    "completion_id": cid, "run_id": self.run_id, "problem_id": a.problem_id,
+                    "node_id": node.node_id, "purpose": purpose, "model": self.client.model,
+                    "prefix_steps": len(a.prefix), "text": s.text, "final_answer": answer,
+                    "is_correct": status == "correct", "prompt_tokens": s.prompt_tokens,
+                    "completion_tokens": s.completion_tokens, "request_key": s.request_key})
+            out.append(got)
+        return out
+
+
+def _seed(base: int, visits: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{base}:{visits}".encode()).digest()[:4], "big")
+
+
+Task = Generator[Ask, list[Completion], T]
+
+
+def drive(completer: Completer, tasks: Sequence[Task], purpose: str) -> list[T]:
+    """Run sampling generators together: each round sends every pending ask as one batch."""
+    results: list = [None] * len(tasks)
+    pending: dict[int, Ask] = {}
+    for i, task in enumerate(tasks):
+        try:
+            pending[i] = next(task)
+        except StopIteration as stop:
+            results[i] = stop.value
+    while pending:
+        order = list(pending)
+        answers = completer.sample([pending[i] for i in order], purpose)
+        for i, got in zip(order, answers):
+            try:
+                pending[i] = tasks[i].send(got)
+            except StopIteration as stop:
+                results[i] = stop.value
+                del pending[i]
+    return results
+
+
+def mc_estimate(completer: Completer, ask: Ask, k: int, *, reuse: bool = True,
+                early_stop: bool = False, chunk_size: int = 2) -> Task[Estimate]:
+    """Monte Carlo estimate of the prefix `ask.prefix` from `k` completions (Math-Shepherd).
+
+    With `reuse`, samples the tree already counts at the node are used and only
+    the missing ones are drawn; the estimate is the node's statistics. Without
+    it, `k` fresh completions are drawn and only they make the estimate (they
+    still feed the tree). With `early_stop` (for hard labels: any success makes
+    the step good) completions are drawn `chunk_size` at a time and drawing
+    stops at the first success; the samples not drawn are reported as saved.
+    """
+    node: TreeNode = completer.tree.node_at(ask.problem_id, ask.prefix)
+    est = Estimate(node.node_id)
+    if reuse:
+        est.successes, est.samples = node.mc_successes, node.mc_samples
+        est.reused_samples = min(node.mc_samples, k)
+    new_tokens: list[int] = []
+    wrong: list[Completion] = []
+    while est.samples < k and not (early_stop and est.successes > 0):
+        n = k - est.samples
+        if early_stop:
+            n = min(n, chunk_size)
+        got = yield Ask(ask.problem_id, ask.question, ask.answer, ask.prefix, n)
+        est.requests += 1
+        if not got:  # the request failed (recorded by the completer): stop rather than loop
+            break
+        for c in got:
+            est.successes += int(c.correct)
+            est.samples += 1
+            est.new_samples += 1
+            if not c.cached:
+                est.calls += 1
+                est.prompt_tokens += c.prompt_tokens
+                est.completion_tokens += c.completion_tokens
+                new_tokens.append(c.completion_tokens)
+            if not c.correct:
+                wrong.append(c)
+    if reuse:  # other paths may have fed the node meanwhile; the node is the estimate
+        est.successes, est.samples = node.mc_successes, node.mc_samples
+    if early_stop and est.successes > 0 and est.samples < k:
+        est.early_stopped = True
+        est.samples_saved = k - est.samples
+        per_sample = (sum(new_tokens) / len(new_tokens)) if new_tokens else completer.mean_completion_tokens()
+        est.est_tokens_saved = round(est.samples_saved * per_sample)
+    est.new_wrong = tuple(wrong)
+    return est
+
+
+def labeler_version(code_version: str, cfg: BaseModel) -> str:
+    """`<code version>-<hash of the config>`: labels of different settings never look alike."""
+    digest = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:8]
+    return f"{code_version}-{digest}"
