@@ -101,16 +101,23 @@ def read_only_connection(warehouse: Warehouse, sync_wait_s: float = 2.0) -> duck
     If another process holds the file read-only, the views are not refreshed
     (they are globs, so new shards show anyway) and the file is opened beside it.
     """
+    synced = True
     try:
         warehouse.sync_views(wait_s=sync_wait_s)
     except WarehouseBusy:
         if not warehouse.db_path.exists():
             raise
+        synced = False
     try:
         con = duckdb.connect(str(warehouse.db_path), read_only=True)
     except duckdb.IOException as exc:
         raise WarehouseBusy(f"{warehouse.db_path} is open for writing by another process ({exc}); "
                             "close that duckdb session and retry") from exc
+    if not synced and not con.execute(
+            "SELECT count(*) FROM duckdb_views() WHERE view_name = 'problems'").fetchall()[0][0]:
+        con.close()
+        raise WarehouseBusy(f"{warehouse.db_path} has no views yet and another process has it open; "
+                            "close that session and retry")
     con.execute("SET allowed_directories = ?", [[str(warehouse.tables_dir) + os.sep]])
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")

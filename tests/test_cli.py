@@ -243,3 +243,21 @@ def test_console_script_runs_without_importing_prefect(tmp_path):
                            "-f", "csv"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "x\n42\n"
+
+
+@pytest.mark.slow
+def test_query_works_while_a_duckdb_session_holds_the_file_read_only(root):
+    """The docs tell people to open prm.duckdb with `duckdb -readonly`; queries must still run."""
+    Warehouse(root).sync_views()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); "
+         "print('ready', flush=True); time.sleep(60)", str(root / "prm.duckdb")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        result = cli(root, "query", "SELECT count(*) AS n FROM problems", "-f", "csv")
+        assert result.exit_code == 0, result.output
+        assert result.stdout == "n\n6\n"
+    finally:
+        holder.kill()
+        holder.wait(10)

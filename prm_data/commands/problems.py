@@ -92,8 +92,19 @@ def add(
         "failures": len(failures), "summary": json.dumps(summary),
     }], run_id=run_id, shard="run")
     _report(source, run_id, result, failures.rows)
+    _refresh_views(warehouse)
     if not rows:
         fail(f"{source} gave no valid problem", EXIT_ERROR)
+
+
+def _refresh_views(warehouse) -> None:
+    """Keep prm.duckdb usable from the duckdb CLI; the data is already safe if this waits out."""
+    from prm_data.warehouse import WarehouseBusy
+
+    try:
+        warehouse.sync_views(wait_s=2.0)
+    except WarehouseBusy as exc:
+        console.print(f"note: views in prm.duckdb not refreshed ({exc})", style="dim", markup=False)
 
 
 def _report(source: str, run_id: str, result, failure_rows: list[dict]) -> None:
