@@ -206,6 +206,13 @@ LLM_CACHE = _schema(
     ("created_at", TS),
 )
 
+RUN_PROBLEMS = _schema(
+    ("run_id", pa.string(), False),
+    ("problem_id", pa.string(), False),
+    ("shard", pa.string(), False),  # the labeling shard the problem belongs to in this run
+    ("labeling_version", pa.string(), False),  # RunConfig.labeling_version() of the run
+)
+
 EVAL_RESULTS = _schema(
     ("run_id", pa.string(), False),
     ("evaluated", pa.string(), False),  # a PRM checkpoint path or a labeler/judge name
@@ -230,6 +237,7 @@ TABLES: dict[str, pa.Schema] = {
     "final_labels": FINAL_LABELS,
     "runs": RUNS,
     "failures": FAILURES,
+    "run_problems": RUN_PROBLEMS,
     "llm_cache": LLM_CACHE,
     "eval_results": EVAL_RESULTS,
 }
