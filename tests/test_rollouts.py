@@ -6,7 +6,8 @@ from mc_helpers import ScriptedBackend
 
 from prm_data.llm.client import LLMClient
 from prm_data.llm.sim import SimBackend, true_first_error
-from prm_data.llm.types import BackendError
+from prm_data.llm.types import BackendError, GenerationRequest
+from prm_data.prompts import render
 from prm_data.rollouts import RolloutConfig, generate_rollouts, rollouts_from_rows
 from prm_data.sources.bank import generate_bank, parse_question
 from prm_data.trees.prefix_tree import prefix_node_ids
@@ -79,3 +80,12 @@ def test_failed_requests_become_failures_rows_not_rows_of_none(tmp_path):
     wh = Warehouse(tmp_path / "wh")
     batch.write(wh, shard="r")
     assert wh.scalar("SELECT count(*) FROM failures WHERE stage = 'rollout'") == 1
+
+
+def test_the_synthetic_policy_solves_the_asked_question_of_a_few_shot_prompt():
+    example, asked = generate_bank(2, seed=9, difficulty=3, ops="+-*")
+    prompt = render("solve.v1", question=asked.question,
+                    examples=[{"question": example.question, "solution": example.reference_solution}])
+    text, meta = SimBackend(error_rate=0.0).complete(GenerationRequest(messages=prompt.messages), "k")
+    assert meta["answer"] == asked.answer != example.answer
+    assert text.endswith(f"\\boxed{{{asked.answer}}}.")

@@ -38,6 +38,7 @@ EQUATION = re.compile(r"(-?\d+)\s*([+\-*/×x÷])\s*(-?\d+)\s*=\s*(-?\d+)")
 _OP_NORMAL = {"×": "*", "x": "*", "÷": "/"}
 STEP_TAG = re.compile(r"<step_(\d+)>(.*?)</step_\1>", re.S)
 QUESTION_TAG = re.compile(r"<question>(.*?)</question>", re.S)
+_LABEL = re.compile(r"^(?:problem|question)\s*:\s*", re.I)
 
 
 def count_tokens(text: str) -> int:
@@ -190,9 +191,10 @@ def _find_problem(user: str) -> BankProblem | None:
         p = parse_question(text.strip())
         if p is not None:
             return p
-        # the question may be embedded in a longer prompt: try each paragraph
-        for para in re.split(r"\n+", text):
-            p = parse_question(para.strip())
+        # the question may be embedded in a longer prompt ("Problem: ..." in solve.v1): try each
+        # line, last first, since few-shot prompts show their example questions before it
+        for para in reversed(re.split(r"\n+", text)):
+            p = parse_question(_LABEL.sub("", para.strip()))
             if p is not None:
                 return p
     return None
