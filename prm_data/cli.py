@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "prm_data.commands.problems",
     "prm_data.commands.export",
     "prm_data.commands.serve_sim",
+    "prm_data.commands.judge_check",
 ]
 
 app = typer.Typer(
