@@ -1,0 +1,137 @@
+"""A run's report folder: PNG plots of label balance, first errors, MC values, agreement and cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from prm_data.config import RunConfig  # noqa: E402
+from prm_data.warehouse import Warehouse  # noqa: E402
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def _empty(ax, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} in this run", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def write_report(config: RunConfig, run_id: str) -> list[str]:
+    wh = Warehouse(config.warehouse)
+    out = Path(config.reports_dir) / run_id
+    out.mkdir(parents=True, exist_ok=True)
+    p = [run_id]
+    paths = []
+
+    rows = wh.rows("SELECT labeler, sum(CASE WHEN hard_label THEN 1 ELSE 0 END) AS good, "
+                   "sum(CASE WHEN hard_label = false THEN 1 ELSE 0 END) AS bad, "
+                   "sum(CASE WHEN hard_label IS NULL THEN 1 ELSE 0 END) AS abstain "
+                   "FROM step_labels WHERE run_id = ? GROUP BY labeler ORDER BY labeler", p)
+    fin = wh.rows("SELECT sum(CASE WHEN label THEN 1 ELSE 0 END) AS good, "
+                  "sum(CASE WHEN NOT label THEN 1 ELSE 0 END) AS bad FROM final_labels WHERE run_id = ? AND kept", p)
+    if fin and (fin[0]["good"] or fin[0]["bad"]):
+        rows.append({"labeler": f"final ({config.aggregate.policy})", "good": fin[0]["good"] or 0,
+                     "bad": fin[0]["bad"] or 0, "abstain": 0})
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if rows:
+        names = [r["labeler"] for r in rows]
+        good = [r["good"] or 0 for r in rows]
+        bad = [r["bad"] or 0 for r in rows]
+        ab = [r["abstain"] or 0 for r in rows]
+        ax.barh(names, good, color="#2a9d8f", label="good")
+        ax.barh(names, bad, left=good, color="#e76f51", label="bad")
+        ax.barh(names, ab, left=[g + b for g, b in zip(good, bad)], color="#bbbbbb", label="abstain")
+        ax.set_xlabel("step labels")
+        ax.legend(loc="lower right")
+    else:
+        _empty(ax, "step labels")
+    ax.set_title("Label balance per labeler")
+    paths.append(_save(fig, out / "label_balance.png"))
+
+    fe = wh.rows("SELECT labeler, first_error_step FROM first_error WHERE rollout_id IN "
+                 "(SELECT rollout_id FROM rollouts WHERE run_id = ?)", p)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if fe:
+        by: dict[str, list[int]] = {}
+        for r in fe:
+            by.setdefault(r["labeler"], []).append(r["first_error_step"])
+        top = max(max(v) for v in by.values())
+        bins = [b - 0.5 for b in range(-1, top + 2)]
+        ax.hist(list(by.values()), bins=bins, label=list(by), histtype="bar")
+        ax.set_xlabel("first wrong step (-1 = no error)")
+        ax.set_ylabel("rollouts")
+        ax.legend()
+    else:
+        _empty(ax, "labeled rollouts")
+    ax.set_title("First-error position")
+    paths.append(_save(fig, out / "first_error_hist.png"))
+
+    mc = wh.rows("SELECT labeler, value FROM step_labels WHERE run_id = ? AND value IS NOT NULL "
+                 "AND labeler IN ('mc_value', 'omega_prm', 'sibling', 'progress')", p)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if mc:
+        by = {}
+        for r in mc:
+            by.setdefault(r["labeler"], []).append(r["value"])
+        ax.hist(list(by.values()), bins=20, label=list(by))
+        ax.set_xlabel("value (MC estimate; progress: advantage)")
+        ax.set_ylabel("steps")
+        ax.legend()
+    else:
+        _empty(ax, "Monte Carlo values")
+    ax.set_title("Monte Carlo value distribution")
+    paths.append(_save(fig, out / "mc_values.png"))
+
+    ag = wh.rows("SELECT a.labeler AS la, b.labeler AS lb, avg(CASE WHEN a.hard_label = b.hard_label "
+                 "THEN 1.0 ELSE 0.0 END) AS agreement FROM step_labels a JOIN step_labels b "
+                 "ON a.rollout_id = b.rollout_id AND a.step_index = b.step_index AND a.run_id = b.run_id "
+                 "WHERE a.run_id = ? AND a.hard_label IS NOT NULL AND b.hard_label IS NOT NULL "
+                 "GROUP BY 1, 2", p)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if ag:
+        names = sorted({r["la"] for r in ag} | {r["lb"] for r in ag})
+        grid = [[float("nan")] * len(names) for _ in names]
+        for r in ag:
+            grid[names.index(r["la"])][names.index(r["lb"])] = r["agreement"]
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if grid[i][j] == grid[i][j]:
+                    ax.text(j, i, f"{grid[i][j]:.2f}", ha="center", va="center", color="w")
+        fig.colorbar(im, ax=ax)
+    else:
+        _empty(ax, "overlapping labels")
+    ax.set_title("Agreement between labelers (hard labels)")
+    paths.append(_save(fig, out / "label_agreement.png"))
+
+    cost = wh.rows("SELECT labeler, sum(prompt_tokens) AS pt, sum(completion_tokens) AS ct FROM step_labels "
+                   "WHERE run_id = ? GROUP BY labeler ORDER BY labeler", p)
+    roll = wh.rows("SELECT sum(prompt_tokens) AS pt, sum(completion_tokens) AS ct FROM rollouts WHERE run_id = ?", p)
+    if roll and roll[0]["ct"]:
+        cost.insert(0, {"labeler": "rollouts", "pt": roll[0]["pt"] or 0, "ct": roll[0]["ct"] or 0})
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if cost:
+        names = [c["labeler"] for c in cost]
+        ax.bar(names, [c["pt"] or 0 for c in cost], label="prompt tokens", color="#8ecae6")
+        ax.bar(names, [c["ct"] or 0 for c in cost], bottom=[c["pt"] or 0 for c in cost],
+               label="completion tokens", color="#219ebc")
+        ax.set_ylabel("tokens")
+        ax.tick_params(axis="x", rotation=20)
+        ax.legend()
+    else:
+        _empty(ax, "costs")
+    ax.set_title("Cost per labeler")
+    paths.append(_save(fig, out / "cost_per_labeler.png"))
+    return paths

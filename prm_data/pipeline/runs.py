@@ -1,0 +1,90 @@
+"""Run records: which run to (re)start, and the `runs` row that describes it.
+
+A run id is `<config name>-<UTC date>-<labeling version>-<n>`. Starting a run
+resumes the latest unfinished run of the same labeling version (a crashed
+night picks up where it stopped) unless a new one is asked for. The `runs`
+row is written at start (status running) and replaced at the end (completed
+or failed), with the config, git sha, package versions, timings and costs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from prm_data.config import RunConfig
+from prm_data.warehouse import Warehouse
+
+PACKAGES = ("prm-data", "prefect", "duckdb", "pyarrow", "datasets", "transformers", "torch", "openai",
+            "math-verify", "vllm")
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parents[2])
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+
+
+def resolve_run_id(config: RunConfig, new: bool = False, run_id: str | None = None) -> str:
+    """The run to work on: the given id, else the latest unfinished run of this version, else a new id."""
+    if run_id:
+        return run_id
+    wh = Warehouse(config.warehouse)
+    version = config.labeling_version()
+    rows = wh.rows(
+        "SELECT run_id, status FROM runs WHERE config_version = ? AND flow = 'nightly' "
+        "ORDER BY started_at DESC, finished_at DESC NULLS FIRST", [version])
+    latest: dict[str, str] = {}
+    for r in rows:
+        latest.setdefault(r["run_id"], r["status"])
+    if not new:
+        for rid, status in latest.items():
+            if status != "completed":
+                return rid
+    prefix = f"{_safe(config.name)}-{datetime.now(timezone.utc):%Y%m%d}-{version}"
+    n = 1 + sum(1 for rid in latest if rid.startswith(prefix))
+    return f"{prefix}-{n}"
+
+
+def write_run(config: RunConfig, run_id: str, status: str, started_at: datetime,
+              timings: dict | None = None, usage: dict | None = None, failures: int | None = None,
+              summary: dict | None = None) -> Path:
+    total = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cache_hits": 0, "cache_misses": 0}
+    for u in (usage or {}).values():
+        for k in total:
+            total[k] += int(u.get(k, 0))
+    row = {
+        "run_id": run_id, "flow": "nightly", "status": status, "started_at": started_at,
+        "finished_at": None if status == "running" else datetime.now(timezone.utc),
+        "config_json": config.model_dump_json(), "config_version": config.labeling_version(),
+        "git_sha": git_sha(), "package_versions": json.dumps(package_versions()),
+        "timings": json.dumps(timings or {}), "failures": failures,
+        "summary": json.dumps(summary or {}, default=str), **total,
+    }
+    return Warehouse(config.warehouse).write_shard("runs", [row], run_id=run_id, shard="run")
+
+
+def run_started_at(config: RunConfig, run_id: str) -> datetime | None:
+    rows = Warehouse(config.warehouse).rows("SELECT min(started_at) AS t FROM runs WHERE run_id = ?", [run_id])
+    return rows[0]["t"] if rows and rows[0]["t"] is not None else None

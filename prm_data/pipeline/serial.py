@@ -1,0 +1,61 @@
+"""All stages in one process, in order, without Prefect (debugging, tests, benchmarks).
+
+The Prefect `nightly` flow (flows/nightly.py) runs the same stage functions
+with retries, caching, concurrency and artifacts on top.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from prm_data.config import MODEL_LABELERS, RunConfig
+from prm_data.pipeline.context import usage_totals
+from prm_data.pipeline.finalize import aggregate_shard, export_stage, train_stage
+from prm_data.pipeline.generate import generate_shard
+from prm_data.pipeline.label import check_judges_stage, expand_trees_shard, label_shard
+from prm_data.pipeline.report import write_report
+from prm_data.pipeline.runs import resolve_run_id, run_started_at, write_run
+from prm_data.pipeline.select import select_problems
+from prm_data.pipeline.summary import run_summary
+from prm_data.warehouse import Warehouse
+
+
+def other_labelers(config: RunConfig) -> list[str]:
+    return [n for n in config.labeling.labelers if n not in MODEL_LABELERS]
+
+
+def run_serial(config: RunConfig, run_id: str | None = None, new_run: bool = False) -> dict:
+    run_id = resolve_run_id(config, new=new_run, run_id=run_id)
+    started = run_started_at(config, run_id) or datetime.now(timezone.utc)
+    write_run(config, run_id, "running", started)
+    timings: dict[str, float] = {}
+
+    def timed(name, fn, *args):
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t
+
+    try:
+        shards = timed("select", select_problems, config, run_id)
+        for shard in shards:
+            timed("generate", generate_shard, config, run_id, shard)
+        timed("check_judges", check_judges_stage, config, run_id)
+        for shard in shards:
+            timed("expand_trees", expand_trees_shard, config, run_id, shard)
+            for labeler in other_labelers(config):
+                timed(f"label:{labeler}", label_shard, config, run_id, shard, labeler)
+            timed("aggregate", aggregate_shard, config, run_id, shard)
+        export = timed("export", export_stage, config)
+        train = timed("train", train_stage, config, export.get("path"))
+    except BaseException:
+        write_run(config, run_id, "failed", started, timings, usage_totals())
+        raise
+    summary = run_summary(config, run_id, timings, usage_totals())
+    summary["export"], summary["train"] = export, train
+    summary["report"] = write_report(config, run_id)
+    write_run(config, run_id, "completed", started, timings, usage_totals(), summary["failures_total"], summary)
+    Warehouse(config.warehouse).sync_views()
+    return summary

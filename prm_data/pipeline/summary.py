@@ -1,0 +1,90 @@
+"""What a run produced, cost and where it is: the closing summary and the Prefect artifact."""
+
+from __future__ import annotations
+
+from prm_data.config import RunConfig
+from prm_data.warehouse import Warehouse
+
+
+def run_summary(config: RunConfig, run_id: str, timings: dict | None = None, usage: dict | None = None) -> dict:
+    wh = Warehouse(config.warehouse)
+    p = [run_id]
+    one = lambda sql: wh.rows(sql, p)[0]  # noqa: E731
+    rollouts = one("SELECT count(*) AS n, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS pass_rate, "
+                   "sum(CASE WHEN answer_status = 'unparseable' THEN 1 ELSE 0 END) AS unparseable "
+                   "FROM rollouts WHERE run_id = ?")
+    labelers = wh.rows(
+        "SELECT labeler, count(*) AS steps, "
+        "avg(CASE WHEN hard_label THEN 1.0 WHEN hard_label = false THEN 0.0 END) AS good_share, "
+        "sum(CASE WHEN hard_label IS NULL THEN 1 ELSE 0 END) AS abstained, "
+        "sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens, sum(calls) AS calls "
+        "FROM step_labels WHERE run_id = ? GROUP BY labeler ORDER BY labeler", p)
+    final = one("SELECT count(*) FILTER (WHERE kept) AS kept_steps, "
+                "count(DISTINCT rollout_id) FILTER (WHERE kept) AS kept_rollouts, "
+                "count(DISTINCT rollout_id) FILTER (WHERE NOT kept) AS dropped_rollouts, "
+                "avg(CASE WHEN label THEN 1.0 ELSE 0.0 END) FILTER (WHERE kept) AS good_share "
+                "FROM final_labels WHERE run_id = ?")
+    drops = wh.rows("SELECT split_part(drop_reason, ':', 1) AS reason, count(DISTINCT rollout_id) AS rollouts "
+                    "FROM final_labels WHERE run_id = ? AND NOT kept GROUP BY 1 ORDER BY 2 DESC", p)
+    agreement = wh.rows(
+        "SELECT a.labeler AS labeler_a, b.labeler AS labeler_b, count(*) AS steps, "
+        "avg(CASE WHEN a.hard_label = b.hard_label THEN 1.0 ELSE 0.0 END) AS agreement "
+        "FROM step_labels a JOIN step_labels b ON a.rollout_id = b.rollout_id AND a.step_index = b.step_index "
+        "AND a.run_id = b.run_id WHERE a.run_id = ? AND a.labeler < b.labeler "
+        "AND a.hard_label IS NOT NULL AND b.hard_label IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2", p)
+    failures = wh.rows("SELECT stage, count(*) AS n FROM failures WHERE run_id = ? GROUP BY stage ORDER BY 2 DESC", p)
+    totals = {"prompt_tokens": 0, "completion_tokens": 0, "calls": 0, "cache_hits": 0, "cache_misses": 0}
+    for u in (usage or {}).values():
+        for k in totals:
+            totals[k] += int(u.get(k, 0))
+    return {
+        "run_id": run_id,
+        "labeling_version": config.labeling_version(),
+        "problems": one("SELECT count(*) AS n FROM run_problems WHERE run_id = ?")["n"],
+        "rollouts": rollouts["n"], "pass_rate": rollouts["pass_rate"], "unparseable": rollouts["unparseable"],
+        "steps": one("SELECT count(*) AS n FROM steps WHERE run_id = ?")["n"],
+        "labelers": labelers, "final": final, "drops": drops, "agreement": agreement,
+        "failures": failures, "failures_total": sum(f["n"] for f in failures),
+        "usage": usage or {}, "tokens": totals, "timings": timings or {},
+        "warehouse": str(wh.root), "duckdb": str(wh.db_path),
+    }
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def summary_markdown(s: dict, export: dict | None = None) -> str:
+    lines = [f"# prm-data run `{s['run_id']}`", "",
+             "| what | value |", "|---|---|",
+             f"| problems | {s['problems']} |",
+             f"| rollouts (pass rate) | {s['rollouts']} ({_fmt(s['pass_rate'])}) |",
+             f"| steps | {s['steps']} |",
+             f"| kept rollouts / steps | {_fmt(s['final'].get('kept_rollouts'))} / {_fmt(s['final'].get('kept_steps'))} |",
+             f"| good share of kept step labels | {_fmt(s['final'].get('good_share'))} |",
+             f"| model calls (cache hits) | {s['tokens']['calls']} ({s['tokens']['cache_hits']}) |",
+             f"| prompt / completion tokens | {s['tokens']['prompt_tokens']} / {s['tokens']['completion_tokens']} |",
+             f"| failures | {s['failures_total']} |",
+             f"| seconds | {_fmt(sum(s['timings'].values()) if s['timings'] else None)} |", "",
+             "| labeler | steps | good share | abstained | completion tokens | calls |", "|---|---|---|---|---|---|"]
+    for l in s["labelers"]:
+        lines.append(f"| {l['labeler']} | {l['steps']} | {_fmt(l['good_share'])} | {l['abstained']} | "
+                     f"{l['completion_tokens']} | {l['calls']} |")
+    if s["agreement"]:
+        lines += ["", "| labeler A | labeler B | steps | agreement |", "|---|---|---|---|"]
+        lines += [f"| {a['labeler_a']} | {a['labeler_b']} | {a['steps']} | {_fmt(a['agreement'])} |"
+                  for a in s["agreement"]]
+    if s["drops"]:
+        lines += ["", "| dropped because | rollouts |", "|---|---|"]
+        lines += [f"| {d['reason']} | {d['rollouts']} |" for d in s["drops"]]
+    if s["failures"]:
+        lines += ["", "| failed stage | rows |", "|---|---|"] + [f"| {f['stage']} | {f['n']} |" for f in s["failures"]]
+    if export and export.get("path"):
+        lines += ["", f"Export: `{export['path']}`"]
+    lines += ["", f"Warehouse: `{s['warehouse']}`  ", f"Start with: `prm-data query \"SELECT * FROM first_error "
+              f"WHERE rollout_id IN (SELECT rollout_id FROM rollouts WHERE run_id = '{s['run_id']}') LIMIT 20\"`"]
+    return "\n".join(lines)
