@@ -22,7 +22,7 @@ from pathlib import Path
 
 from prm_data.failures import FailureLog
 from prm_data.sources.bank import generate_bank
-from prm_data.sources.files import SourceError, read_records
+from prm_data.sources.files import SourceError, file_format, read_records
 from prm_data.sources.validate import FieldMapping, RawRecord, RowValidator
 
 __all__ = ["FieldMapping", "IngestResult", "SourceError", "ingest_problems", "load_problems", "parse_bank_spec"]
@@ -87,8 +87,6 @@ def _open(spec: str, mapping: FieldMapping, cache_dir: str | None) -> tuple[str,
 
         return f"hf:{spec}/{mapping.split}", read_hf(str(path), None, mapping.split, mapping.limit, cache_dir)
     records = read_records(path, fmt)
-    from prm_data.sources.files import file_format
-
     return f"{fmt or file_format(path)}:{spec}", records
 
 
