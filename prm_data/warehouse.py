@@ -78,6 +78,25 @@ class Warehouse:
         self.db_path = self.root / "prm.duckdb"
         self._ensure_layout()
 
+    @property
+    def instance_id(self) -> str:
+        """A random id made when this warehouse folder was first used.
+
+        Orchestrator caches key on it, so results cached for a warehouse that
+        was since deleted and recreated are not taken for finished work.
+        """
+        path = self.root / ".instance_id"
+        if not path.exists():
+            tmp = path.with_name(f".instance_id.{uuid.uuid4().hex}.tmp")
+            tmp.write_text(uuid.uuid4().hex)
+            try:
+                os.link(tmp, path)  # atomic create-if-absent: concurrent first users agree on one id
+            except FileExistsError:
+                pass  # another process created it first; use theirs
+            finally:
+                tmp.unlink()
+        return path.read_text().strip()
+
     # ---------------------------------------------------------------- writing
     def _ensure_layout(self) -> None:
         for name, schema in TABLES.items():

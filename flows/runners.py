@@ -1,0 +1,25 @@
+"""The task-runner switch: threads by default, Dask or Ray by config."""
+
+from __future__ import annotations
+
+from prm_data.config import RunConfig
+
+
+def task_runner_for(config: RunConfig, dask_address: str | None = None):
+    """A task runner for the config: `thread` (default), `dask` (local cluster or `dask_address`), `ray`."""
+    if config.task_runner == "thread":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=config.max_workers)
+    if config.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if dask_address:
+            return DaskTaskRunner(address=dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": config.max_workers, "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})
+    try:
+        from prefect_ray import RayTaskRunner
+    except ImportError as exc:
+        raise RuntimeError("task_runner: ray needs `pip install prefect-ray` (see docs/scaling.md)") from exc
+    return RayTaskRunner()
