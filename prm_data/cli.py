@@ -17,8 +17,11 @@ COMMAND_MODULES = [
     "prm_data.commands.tables",
     "prm_data.commands.problems",
     "prm_data.commands.export",
+    "prm_data.commands.train",
+    "prm_data.commands.eval",
     "prm_data.commands.serve_sim",
     "prm_data.commands.judge_check",
+    "flows.commands",  # run, schedule (Prefect imported only when they run)
 ]
 
 app = typer.Typer(
@@ -46,7 +49,8 @@ def main(
 ) -> None:
     from prm_data.warehouse import default_root
 
-    ctx.obj = {"warehouse": warehouse if warehouse is not None else default_root()}
+    ctx.obj = {"warehouse": warehouse if warehouse is not None else default_root(),
+               "warehouse_explicit": warehouse is not None}
 
 
 for _module in COMMAND_MODULES:

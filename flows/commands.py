@@ -1,0 +1,129 @@
+"""CLI verbs that run flows: `prm-data run` and `prm-data schedule`.
+
+Prefect is imported inside the commands only, so other verbs stay fast and
+the library stays usable without it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import typer
+
+from prm_data.commands import EXIT_ERROR, console, err_console, fail
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "local.yaml"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("schedule")(schedule)
+
+
+def _load_config(ctx: typer.Context, config: Path | None, limit: int | None, task_runner: str | None):
+    from pydantic import ValidationError
+
+    from prm_data.config import RunConfig
+
+    path = config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    try:
+        cfg = RunConfig.from_yaml(path) if path else RunConfig()
+    except (ValidationError, ValueError, OSError) as exc:
+        fail(f"bad run config {path}: {exc}")
+    update = {}
+    root_obj = ctx.find_root().obj or {}
+    if root_obj.get("warehouse_explicit"):
+        update["warehouse"] = str(root_obj["warehouse"])
+    if limit is not None:
+        update["problems"] = cfg.problems.model_copy(update={"limit": limit})
+    if task_runner:
+        update["task_runner"] = task_runner
+    return (cfg.model_copy(update=update) if update else cfg), path
+
+
+class _Bars:
+    """Rich progress bars fed by prm_data.progress events."""
+
+    def __init__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=err_console, transient=False)
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, name: str, n: int, total: int | None) -> None:
+        if name not in self.tasks:
+            self.tasks[name] = self.progress.add_task(name, total=total or 0)
+        tid = self.tasks[name]
+        if total:
+            task = self.progress.tasks[[t.id for t in self.progress.tasks].index(tid)]
+            self.progress.update(tid, total=(task.total or 0) + total)
+        if n:
+            self.progress.advance(tid, n)
+
+
+def run(
+    ctx: typer.Context,
+    config: Path = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
+                                help="Run config YAML (default: configs/local.yaml, the embedded local model)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="At most this many not-yet-labeled problems."),
+    new_run: bool = typer.Option(False, "--new-run", help="Start a new run instead of resuming an unfinished one."),
+    run_id: str = typer.Option(None, "--run-id", help="Resume or create this run id."),
+    serial: bool = typer.Option(False, "--serial", help="Run the stages in this process without Prefect."),
+    task_runner: str = typer.Option(None, "--task-runner", help="thread | dask | ray (overrides the config)."),
+) -> None:
+    """Run the nightly flow once: problems -> rollouts -> labels -> warehouse -> export."""
+    from rich.markdown import Markdown
+
+    from prm_data import progress
+    from prm_data.pipeline.summary import summary_markdown
+
+    cfg, path = _load_config(ctx, config, limit, task_runner)
+    err_console.print(f"[bold]prm-data run[/] config={path or 'built-in defaults'} policy={cfg.policy.kind}"
+                      f" labelers={','.join(cfg.labeling.labelers)} warehouse={cfg.warehouse}")
+    bars = _Bars()
+    stop = progress.listen(bars)
+    t0 = time.perf_counter()
+    try:
+        with bars.progress:
+            if serial:
+                from prm_data.pipeline.serial import run_serial
+
+                summary = run_serial(cfg, run_id=run_id, new_run=new_run)
+            else:
+                import flows  # noqa: F401  (Prefect settings before prefect is imported)
+                from flows.nightly import nightly
+
+                summary = nightly(cfg, run_id=run_id, new_run=new_run)
+    except Exception as exc:
+        fail(f"run failed: {type(exc).__name__}: {exc}\nRerun the same command to resume: finished shards "
+             "are kept and model answers come from the cache.", EXIT_ERROR)
+    finally:
+        stop()
+    console.print(Markdown(summary_markdown(summary, summary.get("export"))))
+    console.print(f"Report plots: {', '.join(summary.get('report', []))}")
+    console.print(f"Done in {time.perf_counter() - t0:.1f} s.")
+    if summary["rollouts"] == 0:
+        raise typer.Exit(EXIT_ERROR)
+
+
+def schedule(
+    ctx: typer.Context,
+    config: Path = typer.Option(None, "--config", "-c", exists=True, dir_okay=False, help="Run config YAML."),
+    cron: str = typer.Option("0 2 * * *", help="Cron schedule (UTC)."),
+    name: str = typer.Option("nightly", help="Deployment name."),
+) -> None:
+    """Serve the nightly flow on a cron schedule from this machine (needs `prefect server start`)."""
+    import flows  # noqa: F401
+    from flows.nightly import nightly
+
+    cfg, _ = _load_config(ctx, config, None, None)
+    if not os.environ.get("PREFECT_API_URL"):
+        err_console.print("[yellow]PREFECT_API_URL is not set: cron only fires under a real server. Start one with "
+                          "`prefect server start` and `export PREFECT_API_URL=http://127.0.0.1:4200/api`.[/]")
+    from prefect.schedules import Cron
+
+    nightly.serve(name=name, schedules=[Cron(cron, timezone="UTC")],
+                  parameters={"config": cfg.model_dump(mode="json")})
