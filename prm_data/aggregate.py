@@ -52,8 +52,11 @@ class AggregateConfig(BaseModel):
     judge_labeler: str = Field("judge_vote", description="step_labels.labeler of the judge labels.")
     tool_labeler: str = Field("tool_verify", description="step_labels.labeler of the tool labels.")
     mc_signal: Literal["hard", "soft"] = Field(
-        "hard", description="Read MC labels as the hard estimate (any completion correct) or soft value >= mc_threshold.")
+        "hard", description="consensus/mc_only: MC label = hard estimate (any completion correct, "
+                            "Math-Shepherd HE) or soft value >= mc_threshold.")
     mc_threshold: float = Field(0.5, ge=0, le=1, description="Soft MC value at which a step counts as good.")
+    hybrid_mc_signal: Literal["hard", "soft"] = Field(
+        "soft", description="hybrid: fuse the soft MC value (success rate) or the hard estimate as 0/1.")
     mc_weight: float = Field(0.5, ge=0, description="hybrid: weight of the MC signal.")
     judge_weight: float = Field(0.5, ge=0, description="hybrid: weight of the judges' vote share.")
     hybrid_threshold: float = Field(0.5, ge=0, le=1, description="hybrid: fused score at which a step is good.")
@@ -95,13 +98,18 @@ def _as_row(raw) -> dict:
 
 
 # ------------------------------------------------------------------- signals
-def _mc_label(row: dict | None, config: AggregateConfig) -> bool | None:
+def _hard_mc(row: dict | None) -> bool | None:
+    """Math-Shepherd hard estimate: the labeler's hard label, else "some completion succeeded"."""
     if row is None:
         return None
-    if config.mc_signal == "hard":
-        if row.get("hard_label") is not None:
-            return bool(row["hard_label"])
-        return None if row.get("value") is None else row["value"] > 0
+    if row.get("hard_label") is not None:
+        return bool(row["hard_label"])
+    return None if row.get("value") is None else row["value"] > 0
+
+
+def _mc_label(row: dict | None, config: AggregateConfig) -> bool | None:
+    if config.mc_signal == "hard" or row is None:
+        return _hard_mc(row)
     return None if row.get("value") is None else row["value"] >= config.mc_threshold
 
 
@@ -160,10 +168,13 @@ def _hybrid(by_labeler, n, config) -> Decided:
             sources.append([config.tool_labeler])
             continue
         parts = []
-        mc = _mc_label(mc_rows.get(i), config)
-        if mc is not None and config.mc_weight > 0:
-            signal = float(mc) if config.mc_signal == "hard" else float(mc_rows[i]["value"])
-            parts.append((config.mc_labeler, config.mc_weight, signal))
+        mc_row = mc_rows.get(i)
+        if mc_row is not None and config.mc_weight > 0:
+            hard = _hard_mc(mc_row)
+            if config.hybrid_mc_signal == "soft" and mc_row.get("value") is not None:
+                parts.append((config.mc_labeler, config.mc_weight, float(mc_row["value"])))
+            elif hard is not None:
+                parts.append((config.mc_labeler, config.mc_weight, float(hard)))
         judge = judge_rows.get(i)
         if judge is not None and judge.get("value") is not None and config.judge_weight > 0:
             parts.append((config.judge_labeler, config.judge_weight, float(judge["value"])))
