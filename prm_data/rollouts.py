@@ -51,6 +51,9 @@ class RolloutConfig(BaseModel):
     skip_uniform: bool = Field(
         False, description="OmegaPRM pre-filter: leave problems whose rollouts are all correct or all "
                            "incorrect out of labeling (their rows are still stored, flagged).")
+    few_shot: int = Field(0, ge=0, le=4, description="Worked bank examples shown in the prompt (small "
+                          "models need them to follow the step format).")
+    stop: tuple[str, ...] = Field((), description="Stop strings (e.g. the next few-shot 'Problem:').")
 
 
 @dataclass(frozen=True)
@@ -101,9 +104,19 @@ class RolloutBatch:
         return out
 
 
-def solve_prompt(version: str, question: str) -> RenderedPrompt:
-    """The solve prompt for a question, zero-shot (no `examples`)."""
-    return render(version, question=question, examples=[])
+def few_shot_examples(count: int) -> list[dict]:
+    """`count` worked examples from a fixed slice of the bank (never the problems being solved)."""
+    if count <= 0:
+        return []
+    from prm_data.sources.bank import generate_bank
+
+    return [{"question": p.question, "solution": p.reference_solution}
+            for p in generate_bank(count, seed=90210, difficulty=2, ops="+-", max_operand=12)]
+
+
+def solve_prompt(version: str, question: str, few_shot: int = 0) -> RenderedPrompt:
+    """The solve prompt for a question, with `few_shot` worked examples."""
+    return render(version, question=question, examples=few_shot_examples(few_shot))
 
 
 def rollout_id_for(request_key: str) -> str:
@@ -125,10 +138,11 @@ def generate_rollouts(problems: Sequence[dict], client: LLMClient, cfg: RolloutC
     requests = []
     for p in problems:
         batch.problems[p["problem_id"]] = p
-        prompt = solve_prompt(cfg.prompt_version, p["question"])
+        prompt = solve_prompt(cfg.prompt_version, p["question"], cfg.few_shot)
         requests.append(GenerationRequest(
             messages=prompt.messages, n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
-            max_tokens=cfg.max_tokens, seed=cfg.seed, purpose="rollout", item_id=p["problem_id"]))
+            max_tokens=cfg.max_tokens, stop=tuple(cfg.stop), seed=cfg.seed, purpose="rollout",
+            item_id=p["problem_id"]))
     results = client.generate(requests)
     outcomes: dict[str, list[bool]] = defaultdict(list)
     pending_rows: list[dict] = []

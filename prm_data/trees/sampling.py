@@ -51,6 +51,8 @@ class CompleterConfig(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling threshold.")
     max_tokens: int = Field(1024, ge=1, description="Maximum tokens per completion.")
     seed: int = Field(0, description="Base seed; mixed with the node's visit count per request.")
+    few_shot: int = Field(0, ge=0, le=4, description="Worked bank examples in the prompt (as for rollouts).")
+    stop: tuple[str, ...] = Field((), description="Stop strings.")
 
 
 @dataclass(frozen=True)
@@ -147,12 +149,13 @@ class Completer:
             seed = _seed(self.cfg.seed, node.visits)
             node.visits += 1
             nodes.append(node)
-            prompt = solve_prompt(self.cfg.prompt_version, a.question)
+            prompt = solve_prompt(self.cfg.prompt_version, a.question, self.cfg.few_shot)
             requests.append(GenerationRequest(
                 messages=prompt.messages,
                 assistant_prefix=join_steps(list(a.prefix), self.cfg.step_policy) or None,
                 n=a.n, temperature=self.cfg.temperature, top_p=self.cfg.top_p,
-                max_tokens=self.cfg.max_tokens, seed=seed, purpose=purpose, item_id=node.node_id))
+                max_tokens=self.cfg.max_tokens, stop=tuple(self.cfg.stop), seed=seed, purpose=purpose,
+                item_id=node.node_id))
         out = []
         for a, node, result in zip(asks, nodes, self.client.generate(requests)):
             if result.error is not None:
