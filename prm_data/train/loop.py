@@ -1,0 +1,153 @@
+"""Fine-tune a PRM on an exported stepwise dataset with accelerate (1 CPU, 1 GPU or many).
+
+One plain loop, no `Trainer`: AdamW, a transformers LR schedule, gradient
+accumulation and clipping, bf16 autocast on GPUs that support it. The same code
+runs single-process (`prm-data train`) and distributed (`accelerate launch -m
+prm_data.train ...` or `torchrun --nproc_per_node N -m prm_data.train ...`):
+`Accelerator` reads the launcher's environment, shards the batches and
+all-reduces the gradients; only the main process writes the checkpoint.
+
+Written to `output_dir`: the model (LoRA merged into the weights) and tokenizer,
+`train_config.json` (the TrainConfig), `train_log.jsonl` (loss per optimizer
+step) and `metrics.json` (steps, tokens/s, peak GPU memory, wall time).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from prm_data.train.config import TrainConfig
+from prm_data.train.data import PadCollator, tokenize_example
+from prm_data.train.model import apply_lora, load_model, load_tokenizer, prm_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    output_dir: str
+    steps: int
+    losses: list[float] = field(default_factory=list)  # mean loss of each optimizer step
+    train_tokens: int = 0  # non-padding tokens seen, all processes
+    train_seconds: float = 0.0
+    tokens_per_second: float = 0.0
+    peak_gpu_memory_bytes: int | None = None  # max over this process's device, None on CPU
+    mixed_precision: str = "no"
+    num_processes: int = 1
+
+
+def resolve_precision(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _tokenized(config: TrainConfig, tokenizer, accelerator):
+    from prm_data.export import load_export
+
+    dataset = load_export(config.dataset, "stepwise")
+    if config.split not in dataset:
+        raise ValueError(f"{config.dataset} has no {config.split!r} split (it has {sorted(dataset)})")
+    ds = dataset[config.split]
+    kwargs = {"tokenizer": tokenizer, "step_separator": config.step_separator, "max_length": config.max_length,
+              "max_completion_length": config.max_completion_length,
+              "train_on_last_step_only": config.train_on_last_step_only}
+    with accelerator.main_process_first():  # rank 0 fills the datasets cache, the others read it
+        return ds.map(tokenize_example, fn_kwargs=kwargs, remove_columns=ds.column_names,
+                      desc="tokenizing steps")
+
+
+def train_prm(config: TrainConfig) -> TrainResult:
+    """Train, save the checkpoint and logs to `config.output_dir`, and return the measurements."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from torch.utils.data import DataLoader
+    from transformers import get_scheduler
+
+    precision = resolve_precision(config.mixed_precision)
+    accelerator = Accelerator(mixed_precision=precision,
+                              gradient_accumulation_steps=config.gradient_accumulation_steps)
+    set_seed(config.seed)
+    tokenizer = load_tokenizer(config.tokenizer or config.model)
+    model = load_model(config.model, tokenizer.pad_token_id)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if config.lora:
+        model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules)
+    data = _tokenized(config, tokenizer, accelerator)
+    loader = DataLoader(data, batch_size=config.per_device_batch_size, shuffle=True,
+                        collate_fn=PadCollator(tokenizer.pad_token_id),
+                        generator=torch.Generator().manual_seed(config.seed))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    updates_per_epoch = max(1, math.ceil(len(loader) / accelerator.num_processes / config.gradient_accumulation_steps))
+    total = config.max_steps or max(1, math.ceil(updates_per_epoch * config.num_epochs))
+    scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=int(config.warmup_ratio * total),
+                              num_training_steps=total)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+
+    result = TrainResult(output_dir=str(config.output_dir), steps=0, mixed_precision=precision,
+                         num_processes=accelerator.num_processes)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    model.train()
+    window: list[torch.Tensor] = []
+    tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
+    started = time.perf_counter()
+    while result.steps < total:
+        for batch in loader:
+            with accelerator.accumulate(model):
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                loss = prm_loss(logits, batch["labels"], batch["soft_labels"], config.label_mode)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            window.append(loss.detach())
+            tokens += batch["attention_mask"].sum()
+            if not accelerator.sync_gradients:
+                continue
+            step_loss = accelerator.reduce(torch.stack(window).mean(), reduction="mean").item()
+            window.clear()
+            result.losses.append(step_loss)
+            result.steps += 1
+            if accelerator.is_main_process and (result.steps % config.logging_steps == 0 or result.steps == total):
+                log.info("step %d/%d loss %.4f lr %.2e", result.steps, total, step_loss, scheduler.get_last_lr()[0])
+            if result.steps >= total:
+                break
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        result.peak_gpu_memory_bytes = int(torch.cuda.max_memory_allocated())
+    result.train_seconds = time.perf_counter() - started
+    result.train_tokens = int(accelerator.reduce(tokens, reduction="sum").item())
+    result.tokens_per_second = result.train_tokens / result.train_seconds if result.train_seconds else 0.0
+    _save(accelerator, model, tokenizer, config, result)
+    return result
+
+
+def _save(accelerator, model, tokenizer, config: TrainConfig, result: TrainResult) -> None:
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = accelerator.unwrap_model(model)
+    if config.lora:
+        model = model.merge_and_unload()  # a plain checkpoint: scoring needs no peft
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    (out / "train_config.json").write_text(config.model_dump_json(indent=2) + "\n")
+    with open(out / "train_log.jsonl", "w") as fh:
+        for i, loss in enumerate(result.losses, start=1):
+            fh.write(json.dumps({"step": i, "loss": loss}) + "\n")
+    metrics = {k: v for k, v in asdict(result).items() if k != "losses"}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -1,0 +1,130 @@
+"""PRM fine-tuning on CPU: a tiny Llama from a config, a tokenizer trained here, nothing from a hub.
+
+The data is the project's own: synthetic-policy rollouts with their true step
+labels (prm_data/sim_labels.py), exported with `run_export` like real labels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from prm_data.cli import app
+from prm_data.export import ExportConfig, load_export, run_export
+from prm_data.sim_labels import ORACLE_POLICY, SimLabelsConfig, write_sim_labels
+from prm_data.train.config import TrainConfig
+from prm_data.train.data import IGNORE, tokenize_example
+from prm_data.train.loop import train_prm
+from prm_data.train.model import PRMScorer, load_model, load_tokenizer, prm_loss
+from prm_data.train.tiny import make_tiny_model
+from prm_data.warehouse import Warehouse
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    wh = Warehouse(root / "wh")
+    write_sim_labels(wh, "sim-run", SimLabelsConfig(problems=48, rollouts_per_problem=4, error_rate=0.25))
+    export = run_export(wh, root / "export", ExportConfig(policy=ORACLE_POLICY, test_fraction=0.25))
+    tiny = make_tiny_model(export.path, root / "tiny", vocab_size=600, hidden_size=32, num_layers=2, num_heads=2)
+    return wh, export.path, tiny, root
+
+
+def test_the_tokenizer_is_trained_here_and_the_model_is_built_from_its_config(exported):
+    _, export_dir, tiny, _ = exported
+    assert not any(tiny.glob("*.safetensors"))  # a config, no weights
+    tokenizer = load_tokenizer(str(tiny))
+    step = load_export(export_dir)["train"][0]["completions"][0]
+    assert tokenizer.decode(tokenizer.encode(step, add_special_tokens=False)) == step
+    model = load_model(str(tiny), tokenizer.pad_token_id)
+    assert model.config.num_labels == 2 and model.config.vocab_size == len(tokenizer)
+
+
+def test_labels_sit_on_the_last_separator_token_after_each_step(exported):
+    _, export_dir, tiny, _ = exported
+    tokenizer = load_tokenizer(str(tiny))
+    row = {"prompt": "Q", "completions": ["a b", "c"], "labels": [True, False], "values": [0.75, 0.0]}
+    out = tokenize_example(row, tokenizer, step_separator="\n")
+    sep = tokenizer.encode("\n", add_special_tokens=False)
+    a_b, c = (tokenizer.encode(t, add_special_tokens=False) for t in ("a b", "c"))
+    q = [tokenizer.bos_token_id] + tokenizer.encode("Q", add_special_tokens=False)
+    assert out["input_ids"] == q + a_b + sep + c + sep
+    labelled = [(i, lab) for i, lab in enumerate(out["labels"]) if lab != IGNORE]
+    end_1, end_2 = len(q + a_b + sep) - 1, len(out["input_ids"]) - 1
+    assert labelled == [(end_1, 1), (end_2, 0)]
+    assert (out["soft_labels"][end_1], out["soft_labels"][end_2]) == (0.75, 0.0)
+
+
+def test_soft_loss_is_cross_entropy_against_the_mc_value():
+    logits = torch.tensor([[[0.0, 2.0], [1.0, -1.0]]])
+    labels = torch.tensor([[1, IGNORE]])
+    soft = torch.tensor([[0.75, -100.0]])
+    p_good = torch.sigmoid(torch.tensor(2.0))
+    expected = -(0.75 * torch.log(p_good) + 0.25 * torch.log(1 - p_good))
+    assert prm_loss(logits, labels, soft, "soft").item() == pytest.approx(expected.item(), rel=1e-5)
+    assert prm_loss(logits, labels, soft, "hard").item() == pytest.approx(
+        -torch.log_softmax(logits[0, 0], -1)[1].item(), rel=1e-5)
+
+
+def _base_rate_loss(export_dir) -> float:
+    labels = [lab for row in load_export(export_dir)["train"]["labels"] for lab in row]
+    p = sum(labels) / len(labels)
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+def test_training_lowers_the_loss_below_the_base_rate_and_the_checkpoint_reloads(exported):
+    wh, export_dir, tiny, root = exported
+    config = TrainConfig(dataset=str(export_dir), model=str(tiny), output_dir=str(root / "ckpt"),
+                         learning_rate=3e-3, max_steps=30, per_device_batch_size=8, warmup_ratio=0.1)
+    result = train_prm(config)
+    assert result.steps == 30 and len(result.losses) == 30
+    first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
+    assert last < 0.7 * first
+    assert last < _base_rate_loss(export_dir)  # it learned more than the share of good steps
+    assert result.tokens_per_second > 0 and result.peak_gpu_memory_bytes is None
+
+    trained = PRMScorer(result_model := load_model(str(root / "ckpt")), load_tokenizer(str(root / "ckpt")))
+    reloaded = PRMScorer.from_checkpoint(root / "ckpt")
+    items = [(r["problem"], r["steps"]) for r in load_export(export_dir, "processbench")["test"]]
+    assert result_model.config.num_labels == 2
+    before, after = trained.score(items), reloaded.score(items)
+    assert [len(s) for s in after] == [len(steps) for _, steps in items]
+    assert torch.allclose(torch.tensor(sum(before, [])), torch.tensor(sum(after, [])), atol=1e-6)
+    log = [json.loads(line) for line in (root / "ckpt" / "train_log.jsonl").read_text().splitlines()]
+    assert [e["loss"] for e in log] == pytest.approx(result.losses)
+    assert json.loads((root / "ckpt" / "train_config.json").read_text())["learning_rate"] == 3e-3
+
+
+def test_prm_data_train_soft_labels_with_lora_then_eval_writes_results_and_a_plot(exported):
+    wh, export_dir, tiny, root = exported
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "--dataset", str(export_dir), "--model", str(tiny),
+                                  "--out", str(root / "lora"), "--label-mode", "soft", "--lora", "--max-steps", "4",
+                                  "--lr", "1e-2", "--batch-size", "4", "--set", "lora_r=4"])
+    assert trained.exit_code == 0, trained.output
+    assert "tokens/s" in trained.output and "peak GPU memory n/a (no GPU)" in trained.output
+    assert not (root / "lora" / "adapter_config.json").exists()  # LoRA merged into a plain checkpoint
+    plot = root / "eval.png"
+    evaluated = runner.invoke(app, ["--warehouse", str(wh.root), "eval", "--dataset", str(export_dir),
+                                    "--checkpoint", str(root / "lora"), "-t", "0.3", "-t", "0.6",
+                                    "--plot", str(plot), "--run-id", "eval-prm"])
+    assert evaluated.exit_code == 0, evaluated.output
+    rows = wh.rows("SELECT * FROM eval_results WHERE run_id = 'eval-prm'")
+    pb = {(r["metric"], r["threshold"]) for r in rows if r["benchmark"] == "processbench"}
+    assert pb == {(m, t) for m in ("f1", "acc_erroneous", "acc_correct") for t in (0.3, 0.6)}
+    bon = {r["metric"]: r["value"] for r in rows if r["benchmark"] == "best_of_n"}
+    assert set(bon) == {"accuracy@min", "accuracy@last", "accuracy@product", "majority_vote", "random", "oracle"}
+    assert all(0.0 <= v <= bon["oracle"] for k, v in bon.items() if k.startswith("accuracy@"))
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_bad_option_is_refused_before_training(exported):
+    _, export_dir, tiny, root = exported
+    result = CliRunner().invoke(app, ["train", "-d", str(export_dir), "-m", str(tiny), "--set", "label_mode=fuzzy"])
+    assert result.exit_code == 2 and "label_mode" in result.output
