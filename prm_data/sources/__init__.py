@@ -2,11 +2,11 @@
 
     load_problems("data/gsm8k.jsonl", FieldMapping(answer_format="gsm8k"), run_id, failures)
     load_problems("hf:openai/gsm8k:main", FieldMapping(answer_format="gsm8k", split="test"), ...)
-    load_problems("bank:200:2-5:7", run_id=run_id, failures=failures)   # COUNT[:DIFFICULTY[:SEED]]
+    load_problems("bank:200:2-5:7", run_id=run_id, failures=failures)   # COUNT[:DIFFICULTY[:SEED[:OPS[:MAX]]]]
     ingest_problems(warehouse, rows, run_id)
 
-Spec forms: `bank:COUNT[:DIFFICULTY[:SEED]]` (DIFFICULTY is a number of
-operations or a range `LO-HI`); `hf:NAME[:CONFIG]` (Hub id or local dataset
+Spec forms: `bank:COUNT[:DIFFICULTY[:SEED[:OPS[:MAX_OPERAND]]]]` (DIFFICULTY is
+a number of operations or a range `LO-HI`, OPS the allowed operations); `hf:NAME[:CONFIG]` (Hub id or local dataset
 directory); a path to a `.jsonl`/`.json`/`.csv`/`.tsv`/`.parquet` file (a
 `jsonl:`, `csv:` or `parquet:` prefix forces the format); a directory is read
 as a local Hugging Face dataset.
@@ -25,22 +25,41 @@ from prm_data.sources.bank import generate_bank
 from prm_data.sources.files import SourceError, file_format, read_records
 from prm_data.sources.validate import FieldMapping, RawRecord, RowValidator
 
-__all__ = ["FieldMapping", "IngestResult", "SourceError", "ingest_problems", "load_problems", "parse_bank_spec"]
+__all__ = ["BankSpec", "FieldMapping", "IngestResult", "SourceError", "ingest_problems", "load_problems",
+           "parse_bank_spec"]
 
-_BANK = re.compile(r"^(?P<count>\d+)(?::(?P<lo>\d+)(?:-(?P<hi>\d+))?(?::(?P<seed>-?\d+))?)?$")
+_BANK = re.compile(r"^(?P<count>\d+)(?::(?P<lo>\d+)(?:-(?P<hi>\d+))?(?::(?P<seed>-?\d+)"
+                   r"(?::(?P<ops>[-+*/]+)(?::(?P<max>\d+))?)?)?)?$")
 
 
-def parse_bank_spec(body: str) -> tuple[int, int | tuple[int, int], int]:
-    """`COUNT[:DIFFICULTY[:SEED]]` -> (count, difficulty or (lo, hi), seed); defaults 3 operations, seed 0."""
+@dataclass(frozen=True)
+class BankSpec:
+    count: int
+    difficulty: int | tuple[int, int]
+    seed: int = 0
+    ops: str = "+-*/"
+    max_operand: int = 20
+
+
+def parse_bank_spec(body: str) -> BankSpec:
+    """`COUNT[:DIFFICULTY[:SEED[:OPS[:MAX_OPERAND]]]]`; defaults: 3 operations, seed 0, `+-*/`, operands <= 20.
+
+    DIFFICULTY is a number of operations or a range `LO-HI`; OPS the allowed
+    operations (e.g. `+-` for addition and subtraction only).
+    """
     m = _BANK.match(body.strip())
     if not m or int(m["count"]) < 1:
-        raise SourceError(f"bad bank spec {body!r}: expected bank:COUNT[:DIFFICULTY[:SEED]], "
-                          "e.g. bank:100, bank:100:4, bank:100:2-5:7")
+        raise SourceError(f"bad bank spec {body!r}: expected bank:COUNT[:DIFFICULTY[:SEED[:OPS[:MAX_OPERAND]]]], "
+                          "e.g. bank:100, bank:100:4, bank:100:2-5:7, bank:24:1-2:0:+-:10")
     lo = int(m["lo"]) if m["lo"] else 3
     hi = int(m["hi"]) if m["hi"] else lo
     if lo < 1 or hi < lo:
         raise SourceError(f"bad bank difficulty in {body!r}: need 1 <= LO <= HI operations")
-    return int(m["count"]), (lo if lo == hi else (lo, hi)), int(m["seed"] or 0)
+    max_operand = int(m["max"]) if m["max"] else 20
+    if max_operand < 3:
+        raise SourceError(f"bad bank spec {body!r}: MAX_OPERAND must be >= 3")
+    return BankSpec(int(m["count"]), lo if lo == hi else (lo, hi), int(m["seed"] or 0), m["ops"] or "+-*/",
+                    max_operand)
 
 
 def load_problems(spec: str, mapping: FieldMapping | None = None, run_id: str = "adhoc",
@@ -52,9 +71,10 @@ def load_problems(spec: str, mapping: FieldMapping | None = None, run_id: str = 
     mapping = mapping or FieldMapping()
     failures = failures if failures is not None else FailureLog(run_id)
     if spec.startswith("bank:"):
-        count, difficulty, seed = parse_bank_spec(spec[len("bank:"):])
+        b = parse_bank_spec(spec[len("bank:"):])
         now = datetime.now(timezone.utc)
-        return [p.to_row(run_id) | {"created_at": now} for p in generate_bank(count, seed, difficulty)]
+        return [p.to_row(run_id) | {"created_at": now}
+                for p in generate_bank(b.count, b.seed, b.difficulty, b.ops, b.max_operand)]
     source, records = _open(spec, mapping, cache_dir)
     validator = RowValidator(source, mapping, run_id, failures)
     rows = []
