@@ -17,7 +17,7 @@ from prm_data.cli import app
 from prm_data.export import ExportConfig, load_export, run_export
 from prm_data.sim_labels import ORACLE_POLICY, SimLabelsConfig, write_sim_labels
 from prm_data.train.config import TrainConfig
-from prm_data.train.data import IGNORE, tokenize_example
+from prm_data.train.data import IGNORE, PadCollator, tokenize_dataset, tokenize_example
 from prm_data.train.loop import train_prm
 from prm_data.train.model import PRMScorer, load_model, load_tokenizer, prm_loss
 from prm_data.train.tiny import make_tiny_model
@@ -78,24 +78,45 @@ def _base_rate_loss(export_dir) -> float:
     return -(p * math.log(p) + (1 - p) * math.log(1 - p))
 
 
+def _train_set_loss(model, tokenizer, export_dir) -> float:
+    """Hard-label loss over the whole train split in one batch (eval mode: deterministic)."""
+    batch = PadCollator(tokenizer.pad_token_id)(list(tokenize_dataset(load_export(export_dir)["train"], tokenizer)))
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return prm_loss(logits, batch["labels"], batch["soft_labels"], "hard").item()
+
+
+def test_the_tokenized_dataset_keeps_minus_100_off_the_step_ends(exported):
+    _, export_dir, tiny, _ = exported
+    train = load_export(export_dir)["train"]
+    tokenized = tokenize_dataset(train, load_tokenizer(str(tiny)))
+    for row, tok in zip(train, tokenized):
+        labelled = [lab for lab in tok["labels"] if lab != IGNORE]
+        assert labelled == [int(b) for b in row["labels"]]
+        assert tok["labels"].count(IGNORE) == len(tok["labels"]) - len(labelled)
+
+
 def test_training_lowers_the_loss_below_the_base_rate_and_the_checkpoint_reloads(exported):
     wh, export_dir, tiny, root = exported
+    tokenizer = load_tokenizer(str(tiny))
+    untrained = _train_set_loss(load_model(str(tiny), tokenizer.pad_token_id), tokenizer, export_dir)
     config = TrainConfig(dataset=str(export_dir), model=str(tiny), output_dir=str(root / "ckpt"),
                          learning_rate=3e-3, max_steps=30, per_device_batch_size=8, warmup_ratio=0.1)
     result = train_prm(config)
     assert result.steps == 30 and len(result.losses) == 30
-    first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
-    assert last < 0.7 * first
-    assert last < _base_rate_loss(export_dir)  # it learned more than the share of good steps
+    trained = _train_set_loss(result.model, tokenizer, export_dir)
+    assert trained < untrained - 0.03
+    assert trained < _base_rate_loss(export_dir) - 0.02  # it learned more than the share of good steps
     assert result.tokens_per_second > 0 and result.peak_gpu_memory_bytes is None
 
-    trained = PRMScorer(result_model := load_model(str(root / "ckpt")), load_tokenizer(str(root / "ckpt")))
+    in_memory = PRMScorer(result.model, tokenizer)
     reloaded = PRMScorer.from_checkpoint(root / "ckpt")
     items = [(r["problem"], r["steps"]) for r in load_export(export_dir, "processbench")["test"]]
-    assert result_model.config.num_labels == 2
-    before, after = trained.score(items), reloaded.score(items)
+    before, after = in_memory.score(items), reloaded.score(items)
     assert [len(s) for s in after] == [len(steps) for _, steps in items]
     assert torch.allclose(torch.tensor(sum(before, [])), torch.tensor(sum(after, [])), atol=1e-6)
+    assert len(set(round(s, 3) for s in sum(after, []))) > 1  # a trained model, not a constant
     log = [json.loads(line) for line in (root / "ckpt" / "train_log.jsonl").read_text().splitlines()]
     assert [e["loss"] for e in log] == pytest.approx(result.losses)
     assert json.loads((root / "ckpt" / "train_config.json").read_text())["learning_rate"] == 3e-3

@@ -50,6 +50,25 @@ def tokenize_example(example: dict, tokenizer, step_separator: str = "\n", max_l
     return {"input_ids": input_ids, "labels": labels, "soft_labels": soft_labels}
 
 
+def tokenize_dataset(ds, tokenizer, step_separator: str = "\n", max_length: int | None = None,
+                     max_completion_length: int | None = None, train_on_last_step_only: bool = False,
+                     is_eval: bool = False):
+    """`tokenize_example` over a stepwise `Dataset`, keeping only the tokenized columns.
+
+    The output features are given explicitly: left to infer them, `map` would
+    reuse the input's `labels: list<bool>` type and turn every -100 into True.
+    """
+    from datasets import Features, List, Value
+
+    features = Features({"input_ids": List(Value("int64")), "labels": List(Value("int64")),
+                         "soft_labels": List(Value("float32"))})
+    kwargs = {"tokenizer": tokenizer, "step_separator": step_separator, "max_length": max_length,
+              "max_completion_length": max_completion_length, "train_on_last_step_only": train_on_last_step_only,
+              "is_eval": is_eval}
+    return ds.map(tokenize_example, fn_kwargs=kwargs, remove_columns=ds.column_names, features=features,
+                  desc="tokenizing steps")
+
+
 def step_positions(labels: list[int]) -> list[int]:
     """Token positions that carry a step label (one per step that survived truncation)."""
     return [i for i, lab in enumerate(labels) if lab != IGNORE]

@@ -18,13 +18,13 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
 from prm_data.train.config import TrainConfig
-from prm_data.train.data import PadCollator, tokenize_example
+from prm_data.train.data import PadCollator, tokenize_dataset
 from prm_data.train.model import apply_lora, load_model, load_tokenizer, prm_loss
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,11 @@ class TrainResult:
     peak_gpu_memory_bytes: int | None = None  # max over this process's device, None on CPU
     mixed_precision: str = "no"
     num_processes: int = 1
+    model: object = field(default=None, repr=False)  # the trained model in memory (LoRA merged)
+
+    def metrics(self) -> dict:
+        """The measurements, as written to metrics.json."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("losses", "model")}
 
 
 def resolve_precision(requested: str) -> str:
@@ -55,13 +60,9 @@ def _tokenized(config: TrainConfig, tokenizer, accelerator):
     dataset = load_export(config.dataset, "stepwise")
     if config.split not in dataset:
         raise ValueError(f"{config.dataset} has no {config.split!r} split (it has {sorted(dataset)})")
-    ds = dataset[config.split]
-    kwargs = {"tokenizer": tokenizer, "step_separator": config.step_separator, "max_length": config.max_length,
-              "max_completion_length": config.max_completion_length,
-              "train_on_last_step_only": config.train_on_last_step_only}
     with accelerator.main_process_first():  # rank 0 fills the datasets cache, the others read it
-        return ds.map(tokenize_example, fn_kwargs=kwargs, remove_columns=ds.column_names,
-                      desc="tokenizing steps")
+        return tokenize_dataset(dataset[config.split], tokenizer, config.step_separator, config.max_length,
+                                config.max_completion_length, config.train_on_last_step_only)
 
 
 def train_prm(config: TrainConfig) -> TrainResult:
@@ -80,6 +81,8 @@ def train_prm(config: TrainConfig) -> TrainResult:
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     if config.lora:
+        if config.gradient_checkpointing:
+            model.enable_input_require_grads()  # frozen embeddings would cut the checkpointed graph
         model = apply_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules)
     data = _tokenized(config, tokenizer, accelerator)
     loader = DataLoader(data, batch_size=config.per_device_batch_size, shuffle=True,
@@ -130,24 +133,25 @@ def train_prm(config: TrainConfig) -> TrainResult:
     result.train_seconds = time.perf_counter() - started
     result.train_tokens = int(accelerator.reduce(tokens, reduction="sum").item())
     result.tokens_per_second = result.train_tokens / result.train_seconds if result.train_seconds else 0.0
-    _save(accelerator, model, tokenizer, config, result)
+    result.model = _save(accelerator, model, tokenizer, config, result)
     return result
 
 
-def _save(accelerator, model, tokenizer, config: TrainConfig, result: TrainResult) -> None:
+def _save(accelerator, model, tokenizer, config: TrainConfig, result: TrainResult):
+    """Write the checkpoint and logs (main process only); returns the unwrapped, merged model."""
     accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        return
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     model = accelerator.unwrap_model(model)
     if config.lora:
         model = model.merge_and_unload()  # a plain checkpoint: scoring needs no peft
+    if not accelerator.is_main_process:
+        return model
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
     (out / "train_config.json").write_text(config.model_dump_json(indent=2) + "\n")
     with open(out / "train_log.jsonl", "w") as fh:
         for i, loss in enumerate(result.losses, start=1):
             fh.write(json.dumps({"step": i, "loss": loss}) + "\n")
-    metrics = {k: v for k, v in asdict(result).items() if k != "losses"}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(result.metrics(), indent=2) + "\n")
+    return model
