@@ -11,18 +11,13 @@ keeps the rest.
 from __future__ import annotations
 
 import json
-import logging
-import subprocess
 from datetime import datetime, timezone
-from pathlib import Path
 
 import yaml
 from datasets import DatasetDict
 
 from prm_data.export import DEFAULT_FORMAT, FEATURES, SPLITS, ExportConfig, counts_of, load_query
 from prm_data.warehouse import Warehouse
-
-log = logging.getLogger(__name__)
 
 COLUMN_DOCS = {
     "stepwise": {
@@ -83,20 +78,6 @@ trainer.train()
 ```'''
 
 
-def git_sha(path: Path | None = None) -> str | None:
-    """The commit checked out where this code lives; None (with a log line) outside a git checkout."""
-    cwd = path or Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("no git sha for the dataset card: %s", exc)
-        return None
-    if out.returncode != 0:
-        log.warning("no git sha for the dataset card: %s", out.stderr.strip())
-        return None
-    return out.stdout.strip()
-
-
 def label_balance(datasets: dict[str, DatasetDict]) -> dict:
     """Per format and split: positive/negative steps (stepwise), error/correct rows (processbench)."""
     out: dict = {}
@@ -122,6 +103,8 @@ def label_balance(datasets: dict[str, DatasetDict]) -> dict:
 
 def card_metadata(warehouse: Warehouse, config: ExportConfig, datasets: dict[str, DatasetDict]) -> dict:
     """Everything the card states, as plain data (also written to export.json)."""
+    from prm_data.pipeline.runs import git_sha
+
     params = {"policy": config.policy, "run_id": config.run_id}
     runs = warehouse.rows(load_query("card_runs"), params)
     for run in runs:

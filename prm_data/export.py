@@ -170,8 +170,7 @@ def _query(warehouse: Warehouse, fmt: str, config: ExportConfig) -> list[dict]:
     rows = warehouse.rows(load_query(f"export_{fmt}"), params)
     if fmt == "pairs":
         for row in rows:
-            context = join_steps([row["question"], *row["prefix"]], config.step_policy, trailing=True)
-            row["prompt"] = context
+            row["prompt"] = join_steps([row["question"], *row["prefix"]], config.step_policy, trailing=True)
     return rows
 
 
