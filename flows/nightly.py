@@ -69,7 +69,7 @@ def train_prm(config: RunConfig, export_dir: str | None = None) -> dict:
     return tasks.train_prm(config, export_dir or config.export.out_dir)
 
 
-@flow(name="nightly", log_prints=True)
+@flow(name="nightly")  # no log_prints: dill (datasets hashing) captures dis.dis via print
 def nightly(config: RunConfig = RunConfig(), run_id: str | None = None, new_run: bool = False) -> dict:
     """One labeling night: the problems not yet labeled under this config, end to end.
 

@@ -80,8 +80,10 @@ def check_judges_stage(config: RunConfig, run_id: str) -> dict:
     if not config.labeling.check_judges or not ({"judge_vote", "rubric"} & set(config.labeling.labelers)):
         return {}
     ctx = StageContext(config, run_id)
-    reports = check_judges(ctx.judges(), config.labeling.judge_probes)
-    ctx.flush("judge-probes")
+    try:
+        reports = check_judges(ctx.judges(), config.labeling.judge_probes)
+    finally:
+        ctx.flush("judge-probes")  # a refused judge's failed requests are kept as failure rows too
     return {name: {"samples": r.samples, "accept_share": r.accept_share, "abstain_share": r.abstain_share}
             for name, r in reports.items()}
 

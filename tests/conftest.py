@@ -1,0 +1,34 @@
+"""Shared fixtures.
+
+Prefect reads its settings when it is first imported, so this file sets them
+before any test module can import it: a throwaway PREFECT_HOME for the whole
+session (task results persisted by the flows land there, never in the
+project's `.prefect/`), then `flows.prefect_env` (telemetry off, a startup
+timeout a loaded 2-core machine can meet).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+
+import pytest
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="prm-data-test-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+atexit.register(shutil.rmtree, _PREFECT_HOME, True)
+
+from flows import prefect_env  # noqa: E402  (after PREFECT_HOME, before anything imports prefect)
+
+prefect_env.configure()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server (temporary SQLite database) for every flow test of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=None):  # None: PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+        yield
