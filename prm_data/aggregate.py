@@ -11,7 +11,7 @@ Policies:
   Process Reward Models in Mathematical Reasoning", arXiv:2501.07301): keep a
   rollout only where the Monte Carlo first error and the judges' first error
   agree (both "no error" included); its labels are then good before that step
-  and bad from it on.
+  and bad from it on — except that a step the tools contradict is bad anyway.
 - `hybrid` — GroundedPRM (arXiv:2510.14942): a tool contradiction makes a step
   bad whatever the rest says; otherwise the step's score is the weighted mean of
   the Monte Carlo signal and the judges' vote share (weights in config), good
@@ -60,7 +60,8 @@ class AggregateConfig(BaseModel):
     mc_weight: float = Field(0.5, ge=0, description="hybrid: weight of the MC signal.")
     judge_weight: float = Field(0.5, ge=0, description="hybrid: weight of the judges' vote share.")
     hybrid_threshold: float = Field(0.5, ge=0, le=1, description="hybrid: fused score at which a step is good.")
-    tool_override: bool = Field(True, description="hybrid: a tool contradiction makes the step bad.")
+    tool_override: bool = Field(
+        True, description="hybrid and consensus: a step the tool labeler contradicts is bad whatever the rest says.")
     propagate_errors: bool = Field(True, description="Every step after the first bad step is bad.")
 
 
@@ -152,6 +153,11 @@ def _consensus(by_labeler, n, config) -> Decided:
     labels = [mc_fe == -1 or i < mc_fe for i in range(n)]
     if mc_fe != judge_fe:
         return labels, values, sources, f"consensus: MC first error {mc_fe} != judges' first error {judge_fe}"
+    if config.tool_override:  # a step the tools prove wrong is wrong, even if both missed it
+        tool_rows = by_labeler.get(config.tool_labeler, {})
+        for i in range(n):
+            if tool_rows.get(i, {}).get("hard_label") is False and labels[i]:
+                labels[i], values[i], sources[i] = False, 0.0, [config.tool_labeler]
     return labels, values, sources, None
 
 

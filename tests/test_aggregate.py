@@ -119,3 +119,14 @@ def test_consensus_filtering_raises_first_error_accuracy_of_kept_rollouts_over_m
     tool = label_tool_verify([r.solution for r in rollouts])
     hybrid_acc, hybrid_kept = accuracy("hybrid", mc + votes.labels + tool)
     assert hybrid_kept == len(rollouts) and hybrid_acc > mc_acc
+
+
+def test_consensus_still_marks_a_tool_contradicted_step_bad_when_mc_and_judges_both_missed_it():
+    mc = [label("r1", i, "mc_value", 1.0, True) for i in range(3)]
+    judges = [label("r1", i, "judge_vote", 0.8, True) for i in range(3)]
+    tool = [label("r1", 1, "tool_verify", 0.0, False)]
+    rows = aggregate(mc + judges + tool, AggregateConfig(policy="consensus"), "run")
+    assert [r["label"] for r in rows] == [True, False, False] and all(r["kept"] for r in rows)
+    assert rows[1]["sources"] == ["tool_verify"] and rows[2]["sources"][-1] == "propagated"
+    plain = aggregate(mc + judges + tool, AggregateConfig(policy="consensus", tool_override=False), "run")
+    assert [r["label"] for r in plain] == [True, True, True]
