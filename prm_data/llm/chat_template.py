@@ -8,9 +8,9 @@ the assistant header. Two ways:
   `<|im_start|>{role}\\n{content}<|im_end|>\\n`, then `<|im_start|>assistant\\n`
   and the prefix. This is the template of SmolLM2, Qwen2/2.5 and many others,
   and the one the test server (prm_data/serve_sim.py) parses back.
-- a Hugging Face tokenizer directory (`tokenizer_path`): its own
-  `chat_template`, applied with `add_generation_prompt=True`, loaded from
-  local files only (never downloaded).
+- a Hugging Face tokenizer directory or a `.gguf` file (`tokenizer_path`):
+  its own `chat_template`, applied with `add_generation_prompt=True`, loaded
+  from local files only (never downloaded).
 """
 
 from __future__ import annotations
@@ -52,8 +52,14 @@ def parse_chatml(prompt: str) -> tuple[list[Message], str | None]:
 
 @lru_cache(maxsize=8)
 def _hf_tokenizer(path: str):
+    """A tokenizer from a local directory, or from a .gguf file's embedded vocabulary and template."""
+    from pathlib import Path
+
     from transformers import AutoTokenizer
 
+    p = Path(path)
+    if p.suffix == ".gguf":
+        return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name, local_files_only=True)
     return AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 

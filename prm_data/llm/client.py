@@ -188,8 +188,9 @@ class LLMClient:
                     outcome[t.key] = o
 
         results = []
+        served: set[str] = set()  # keys already handed out in this batch
         for req, per_request in zip(requests, slots):
-            samples, errors, served = [], [], set()
+            samples, errors = [], []
             for _, _, key in per_request:
                 o = outcome[key]
                 if isinstance(o, _Failed):
@@ -209,9 +210,9 @@ class LLMClient:
             results.append(GenerationResult(request=req, samples=tuple(samples), error=error))
         return results
 
-    def _stored(self, item: _Item, sample: Sample) -> Sample:
-        if self.cache is not None:
-            self.cache.put(item.key, sample, backend=self.backend.name, model=self.backend.model)
+    async def _stored(self, item: _Item, sample: Sample) -> Sample:
+        if self.cache is not None:  # an fsync per answer: off the event loop
+            await asyncio.to_thread(self.cache.put, item.key, sample, self.backend.name, self.backend.model)
         return sample
 
     def _give_up(self, item: _Item, err: BackendError, budget: RetryBudget) -> _Failed | None:
@@ -230,16 +231,22 @@ class LLMClient:
         timeout = self.retry.timeout_s
         while True:
             item.attempts += 1
+            sample = None
             async with self._sem:
                 try:
                     sample = await asyncio.wait_for(self.backend.generate_one(item.request, item.index), timeout)
-                    return self._stored(item, sample)
                 except TimeoutError:
                     err = BackendError(f"timed out after {timeout}s", retryable=True)
                 except BackendError as exc:
                     err = exc
                 except Exception as exc:  # a bug or an unknown condition: recorded, not retried
                     err = BackendError(f"{type(exc).__name__}: {exc}", retryable=False)
+                else:
+                    if not isinstance(sample, Sample):
+                        err = BackendError(f"backend returned {type(sample).__name__}, not a Sample", retryable=False)
+                        sample = None
+            if sample is not None:
+                return await self._stored(item, sample)
             failed = self._give_up(item, err, budget)
             if failed is not None:
                 return failed
@@ -266,7 +273,7 @@ class LLMClient:
                     outs = [BackendError(f"{type(exc).__name__}: {exc}", retryable=False)] * len(chunk)
                 for t, o in zip(chunk, outs):
                     if isinstance(o, Sample):
-                        outcome[t.key] = self._stored(t, o)
+                        outcome[t.key] = await self._stored(t, o)
                         continue
                     err = o if isinstance(o, BackendError) else BackendError(repr(o), retryable=False)
                     failed = self._give_up(t, err, budget)

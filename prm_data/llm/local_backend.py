@@ -36,6 +36,7 @@ random stream, its own stop strings and its own token budget:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import inspect
 import os
@@ -112,10 +113,6 @@ class LocalBackend:
         self._lock = threading.Lock()
 
     def _engine(self):
-        if self.num_threads:
-            import torch
-
-            torch.set_num_threads(self.num_threads)
         return load_model(self.model_path, self.dtype)
 
     async def generate_one(self, request: GenerationRequest, sample_index: int) -> Sample:
@@ -145,7 +142,7 @@ class LocalBackend:
         for j in order + [None]:
             cost = None if j is None else len(encoded[j][2]) + encoded[j][0].max_tokens
             if batch and (j is None or len(batch) >= self.max_batch_size or budget + cost > self.max_batch_tokens):
-                with self._lock:
+                with self._lock, _threads(self.num_threads):
                     results = _decode(model, tok, [encoded[b] for b in batch], self.name, self.model)
                 for b, r in zip(batch, results):
                     out[b] = r
@@ -219,6 +216,21 @@ def _decode(model, tok, rows, backend_name: str, model_name: str) -> list[Sample
                           completion_tokens=len(generated[r]), latency_s=latency, request_key=keys[r],
                           metadata={"batch_size": n}))
     return out
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    """torch's CPU threads set to `n` while decoding, restored after (the setting is process-wide)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n:
+            torch.set_num_threads(before)
 
 
 def _cache_kwarg(model) -> str:
