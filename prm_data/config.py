@@ -37,6 +37,9 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 MODEL_LABELERS = ("mc_value", "omega_prm", "sibling", "progress")
 ALL_LABELERS = (*MODEL_LABELERS, "tool_verify", "judge_vote", "rubric")
+# BackendConfig fields that say how a model is reached, not which model answers: not part of a labeling version.
+TRANSPORT_FIELDS = ("base_urls", "api_key_env", "timeout_s", "max_retries", "max_batch_retries", "backoff_base_s",
+                    "backoff_max_s", "concurrency")
 
 
 class ProblemsConfig(BaseModel):
@@ -147,10 +150,15 @@ class RunConfig(BaseModel):
         return self.prover or self.completer_backend
 
     def labeling_version(self) -> str:
-        """Hash of everything that changes labels (not paths, workers or export options)."""
+        """Hash of everything that changes labels (not paths, workers, export options, nor where and
+        how patiently a model is reached: the same model behind another URL gives the same labels)."""
         relevant = self.model_dump(mode="json", include={
             "problems", "policy", "completer", "prover", "judges", "rollouts", "labeling", "aggregate", "filters"})
         relevant["problems"].pop("limit", None)
+        backends = [relevant[r] for r in ("policy", "completer", "prover") if relevant.get(r)]
+        for backend in backends + list(relevant["judges"].values()):
+            for name in TRANSPORT_FIELDS:
+                backend.pop(name, None)
         blob = json.dumps(relevant, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import re
+import sys
 import threading
 import time
 import uuid
@@ -140,12 +141,19 @@ class SimServer:
         self.max_in_flight = 0
         self._httpd = ThreadingHTTPServer((host, port), _make_handler(self), bind_and_activate=False)
         self._httpd.daemon_threads = True
+        self._httpd.handle_error = self._handle_error
         self._httpd.block_on_close = False
         self._httpd.request_queue_size = 1024
         self._httpd.allow_reuse_address = True
         self._httpd.server_bind()
         self._httpd.server_activate()
         self._thread: threading.Thread | None = None
+
+    def _handle_error(self, request, client_address) -> None:
+        """A client that went away mid-request (killed, or timed out) is normal here: no traceback."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        ThreadingHTTPServer.handle_error(self._httpd, request, client_address)
 
     @property
     def port(self) -> int:

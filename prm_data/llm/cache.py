@@ -22,6 +22,12 @@ deleting the journal only makes the next adoption rewrite the same shard.
 A torn last line (the process died mid-write) is skipped and counted in
 `torn_lines`. Lookups are a dict access: everything is loaded once, when the
 cache is opened (about a second per 100k answers).
+
+Who paid: a journal's name (and so its shard's) carries the run and the
+process that paid for its answers. An answer paid by *this run* in *another
+process* (one killed before its labels were written) is handed out once with
+`cached=False`, so the label that uses it after the resume carries its cost,
+as it would have without the crash; answers of other runs are plain hits.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -41,13 +48,15 @@ from prm_data.schema import LLM_CACHE
 
 JOURNAL_DIR = "llm_cache_journal"
 _COLUMNS = LLM_CACHE.names
+_PAYER = re.compile(r"^(?P<run>.+)__(?P<pid>\d+)_[0-9a-f]{12}$")  # journal/shard stem: <run>__<pid>_<id>
 
 
 class RequestCache:
     """Answers by request key, persisted in the warehouse; safe across threads and processes.
 
-    `get(key)` returns the stored `Sample` with `cached=True` (or None) and
-    counts a hit or a miss; `put(key, sample, backend, model)` journals a new
+    `get(key)` returns the stored `Sample` with `cached=True` (or None; or
+    `cached=False` once for an answer this run paid for in a process that
+    died, see "Who paid") and counts a hit or a miss; `put(key, sample, backend, model)` journals a new
     answer durably. Other processes' answers are seen when a cache is opened,
     not while it is open.
     """
@@ -62,6 +71,7 @@ class RequestCache:
         self.misses = 0
         self.torn_lines = 0
         self._rows: dict[str, dict] = {}
+        self._resumed: set[str] = set()  # paid by this run in another process, not yet handed out here
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._journal: Path | None = None
@@ -74,12 +84,23 @@ class RequestCache:
             if path.name.startswith("."):
                 continue  # a writer's temporary file
             cols = pq.read_table(path, columns=_COLUMNS).to_pydict()
+            resumed = self._paid_by_this_run_elsewhere(path)
             for i, key in enumerate(cols["request_key"]):
                 if key not in self._rows:
                     self._rows[key] = {c: cols[c][i] for c in _COLUMNS}
+                    if resumed:
+                        self._resumed.add(key)
         for path in sorted(self.journal_dir.glob("*.jsonl")):
+            resumed = self._paid_by_this_run_elsewhere(path)
             for row in self._read_journal(path):
-                self._rows.setdefault(row["request_key"], row)
+                if row["request_key"] not in self._rows:
+                    self._rows[row["request_key"]] = row
+                    if resumed:
+                        self._resumed.add(row["request_key"])
+
+    def _paid_by_this_run_elsewhere(self, path: Path) -> bool:
+        m = _PAYER.match(path.stem)
+        return bool(m) and m["run"] == self.run_id and int(m["pid"]) != os.getpid()
 
     def _read_journal(self, path: Path) -> list[dict]:
         try:
@@ -106,6 +127,8 @@ class RequestCache:
                 self.misses += 1
                 return None
             self.hits += 1
+            paid_by_this_run = key in self._resumed  # see "Who paid" above
+            self._resumed.discard(key)
         return Sample(
             text=row["text"],
             finish_reason=row["finish_reason"],
@@ -113,7 +136,7 @@ class RequestCache:
             completion_tokens=row["completion_tokens"] or 0,
             latency_s=row["latency_s"] or 0.0,
             request_key=key,
-            cached=True,
+            cached=not paid_by_this_run,
             metadata=json.loads(row["metadata"]) if row["metadata"] else {},
         )
 

@@ -1,0 +1,134 @@
+"""Crash and resume, end to end: `prm-data run` killed with SIGKILL at seeded random points
+(during generation, during labeling, in the middle of shard writes) and rerun ends with
+exactly the tables of a run that was never interrupted.
+
+The policy and the judge are the synthetic ones served over HTTP by the sim server
+(prm_data/serve_sim.py), reached through the `openai` backend, so every model call
+is a real request the server counts per request body. A reader process polls the
+warehouse during every run and must never see a partial Parquet file.
+
+What a kill can cost, and what this test allows: an answer the server delivered
+to a process that died before journaling it (prm_data/llm/cache.py) was never
+stored, so the rerun asks for it again. Those are the requests in flight at the
+kill; a request whose answer had reached the disk is never asked again.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from prm_data.serve_sim import ServeSimConfig, SimServer
+from prm_data.warehouse import Warehouse
+from reliability_support import (CONTENT_TABLES, WarehouseReader, cli_command, duplicate_keys, http_config,
+                                 kill_tree, run_to_end, start, stored_request_keys, table_snapshot, wait_until)
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+SEED = 8
+CONCURRENCY = 8  # BackendConfig.concurrency default: requests one client has in flight
+SHARDS = 3  # bank:6 problems in shards of 2
+SERVER = ServeSimConfig(latency_s=0.01)
+
+
+def run_args(config: Path, root: Path) -> list[str]:
+    return ["--warehouse", str(root), "run", "-c", str(config), "--serial"]
+
+
+def rollout_shards(root: Path) -> int:
+    return len(list((root / "tables" / "rollouts").glob("run_id=*/*.parquet")))
+
+
+def parquet_rows(path: Path) -> list[str]:
+    return sorted(json.dumps(r, sort_keys=True, default=str) for r in pq.read_table(path).to_pylist())
+
+
+def test_sigkill_at_random_points_then_rerun_equals_an_uninterrupted_run(tmp_path):
+    rng = random.Random(SEED)
+    base_dir, crash_dir = tmp_path / "base", tmp_path / "crash"
+    base_dir.mkdir()
+    crash_dir.mkdir()
+    base_root, root = base_dir / "wh", crash_dir / "wh"
+    log = crash_dir / "runs.log"
+
+    with SimServer(SERVER) as base_server, SimServer(SERVER) as server:
+        base_cfg = http_config(base_dir / "night.yaml", base_server.url)
+        assert run_to_end(cli_command(*run_args(base_cfg, base_root)), base_dir, base_dir / "run.log") == 0
+        cfg = http_config(crash_dir / "night.yaml", server.url)
+        args = run_args(cfg, root)
+        Warehouse(root)  # the layout exists before the reader starts
+        kills: list[dict] = []
+
+        def killed(proc, where: str) -> None:
+            kill_tree(proc)
+            answered = {server.request_keys[h] for h in server.succeeded()}
+            earlier = set().union(*(k["lost_in_flight"] for k in kills))
+            kills.append({"where": where, "lost_in_flight": answered - stored_request_keys(root) - earlier})
+
+        with WarehouseReader(root) as reader:
+            # 1. during generation: after a random number of rollouts were answered
+            proc = start(cli_command(*args), crash_dir, log)
+            answered = rng.randint(4, 18)  # of 24 rollout requests, which come first
+            wait_until(lambda: len(server.succeeded()) >= answered, proc, log, what="rollouts")
+            assert rollout_shards(root) < SHARDS
+            killed(proc, "generation")
+
+            # 2. during labeling: generation finished, a random number of labeling calls answered
+            proc = start(cli_command(*args), crash_dir, log)
+            wait_until(lambda: rollout_shards(root) == SHARDS, proc, log, what="generation to finish")
+            target = len(server.succeeded()) + rng.randint(10, 90)
+            wait_until(lambda: len(server.succeeded()) >= target, proc, log, what="labeling calls")
+            assert not list((root / "tables" / "final_labels").glob("run_id=*/*.parquet"))
+            killed(proc, "labeling")
+
+            # 3. twice, in the middle of a shard write (half the bytes on disk)
+            partial_files = []
+            for attempt in range(2):
+                marker = crash_dir / f"paused-{attempt}"
+                proc = start(cli_command(*args, write_pause=(rng.randint(2, 9), marker)), crash_dir, log)
+                wait_until(marker.exists, proc, log, what="the paused shard write")
+                killed(proc, "shard write")
+                partial_files.append(Path(marker.read_text()))
+
+            # 4. the rerun that finishes
+            assert run_to_end(cli_command(*args), crash_dir, log) == 0, log.read_text()[-3000:]
+
+        base, wh = Warehouse(base_root), Warehouse(root)
+        # the paused writes really left half-written files behind, which no reader ever saw
+        for path in partial_files:
+            assert path.exists() and path.name.startswith(".") and path.suffix == ".tmp"
+            with pytest.raises(Exception):
+                pq.read_table(path)
+        assert reader.report["errors"] == []
+        assert reader.report["rounds"] >= 10 and reader.report["files_read"] > 0
+        totals = reader.report["totals"]
+        assert len(set(totals)) >= 5, "the reader did not see the warehouse change"
+
+        # one run, resumed four times, completed
+        runs = wh.rows("SELECT run_id, status FROM runs")
+        assert [r["status"] for r in runs] == ["completed"]
+        assert wh.scalar("SELECT count(*) FROM failures") == 0 == base.scalar("SELECT count(*) FROM failures")
+        for table in CONTENT_TABLES:
+            assert duplicate_keys(wh, table) == [], table
+            got, want = table_snapshot(wh, table), table_snapshot(base, table)
+            assert len(got) == len(want) and got == want, f"{table} differs from the uninterrupted run"
+        assert wh.scalar("SELECT count(*) FROM step_labels") > 100
+        exported = sorted(p.relative_to(base_dir) for p in (base_dir / "exports").rglob("*.parquet"))
+        assert len(exported) >= 3  # stepwise, pairs, processbench
+        for rel in exported:
+            assert parquet_rows(crash_dir / rel) == parquet_rows(base_dir / rel), f"export {rel} differs"
+
+        # no request whose answer was stored was ever asked again; only those in flight at a kill
+        lost = set().union(*(k["lost_in_flight"] for k in kills))
+        asked_again = {server.request_keys[h] for h in server.asked_after_success()}
+        print(f"kills: {[(k['where'], len(k['lost_in_flight'])) for k in kills]}; asked again: {len(asked_again)}; "
+              f"requests: {server.requests_total} vs uninterrupted {base_server.requests_total}")
+        assert asked_again <= lost
+        for k in kills:
+            bound = 0 if k["where"] == "shard write" else CONCURRENCY
+            assert len(k["lost_in_flight"]) <= bound, k
+        assert len(server.succeeded()) == len(base_server.succeeded())
