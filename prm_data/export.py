@@ -162,15 +162,13 @@ def split_of(problem_id: str, test_fraction: float, salt: str = "prm-data-split-
 
 
 def _query(warehouse: Warehouse, fmt: str, config: ExportConfig) -> list[dict]:
-    if fmt == "pairs":
-        params = {"margin": config.pair_margin, "min_samples": config.pair_min_samples,
-                  "max_pairs_per_node": config.max_pairs_per_node}
-    else:
-        params = {"policy": config.policy, "run_id": config.run_id}
-    rows = warehouse.rows(load_query(f"export_{fmt}"), params)
-    if fmt == "pairs":
-        for row in rows:
-            row["prompt"] = join_steps([row["question"], *row["prefix"]], config.step_policy, trailing=True)
+    if fmt != "pairs":
+        return warehouse.rows(load_query(f"export_{fmt}"), {"policy": config.policy, "run_id": config.run_id})
+    rows = warehouse.rows(load_query("export_pairs"), {
+        "margin": config.pair_margin, "min_samples": config.pair_min_samples,
+        "max_pairs_per_node": config.max_pairs_per_node})
+    for row in rows:
+        row["prompt"] = join_steps([row["question"], *row["prefix"]], config.step_policy, trailing=True)
     return rows
 
 
@@ -203,9 +201,13 @@ def write_export(datasets: dict[str, DatasetDict], out_dir: str | os.PathLike, c
     """Write the export folder (Parquet in the Hub layout, save_to_disk copies, card, manifest).
 
     Everything is written into a fresh sibling folder which then replaces
-    `out_dir` whole, so no stale shard of an earlier export survives.
+    `out_dir` whole, so no stale shard of an earlier export survives. A
+    non-empty `out_dir` that is not an earlier export is refused, not replaced.
     """
     out = Path(out_dir).resolve()
+    if out.exists() and any(out.iterdir()) and not (out / "export.json").exists():
+        raise FileExistsError(f"refusing to replace {out}: it is not empty and holds no earlier export "
+                              "(export.json); choose a new or empty folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
     try:

@@ -113,6 +113,15 @@ def test_the_folder_round_trips_through_parquet_and_save_to_disk(wh, tmp_path):
     assert sorted(p.name for p in again.path.iterdir()) == ["README.md", "arrow", "export.json", "stepwise"]
 
 
+def test_a_folder_that_is_not_an_earlier_export_is_never_replaced(wh, tmp_path):
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not empty and holds no earlier export"):
+        run_export(wh, precious, HALF)
+    assert [p.name for p in precious.iterdir()] == ["notes.txt"]
+
+
 def test_an_export_with_no_rows_writes_nothing(wh, tmp_path):
     with pytest.raises(EmptyExport, match="no kept final labels under policy 'nope'"):
         run_export(wh, tmp_path / "out", ExportConfig(policy="nope", formats=("stepwise", "processbench")))

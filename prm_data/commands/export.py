@@ -56,7 +56,7 @@ def export(
     try:
         result = run_export(open_warehouse(ctx), out, config, push_to_hub=push_to_hub, private=private,
                             max_shard_size=max_shard_size)
-    except (HubPushError, EmptyExport) as exc:  # a HubPushError is already scrubbed of the token
+    except (HubPushError, EmptyExport, FileExistsError) as exc:  # a HubPushError is already scrubbed of the token
         fail(str(exc), EXIT_ERROR)
     for fmt, by_split in result.counts.items():
         console.print(f"{fmt}: train {by_split['train']}, test {by_split['test']}")
