@@ -57,6 +57,7 @@ def tokenize_dataset(ds, tokenizer, step_separator: str = "\n", max_length: int 
 
     The output features are given explicitly: left to infer them, `map` would
     reuse the input's `labels: list<bool>` type and turn every -100 into True.
+    Kept in memory, so no cache file is written into the export folder.
     """
     from datasets import Features, List, Value
 
@@ -66,7 +67,7 @@ def tokenize_dataset(ds, tokenizer, step_separator: str = "\n", max_length: int 
               "max_completion_length": max_completion_length, "train_on_last_step_only": train_on_last_step_only,
               "is_eval": is_eval}
     return ds.map(tokenize_example, fn_kwargs=kwargs, remove_columns=ds.column_names, features=features,
-                  desc="tokenizing steps")
+                  keep_in_memory=True, desc="tokenizing steps")
 
 
 def step_positions(labels: list[int]) -> list[int]:

@@ -57,12 +57,12 @@ def resolve_precision(requested: str) -> str:
 def _tokenized(config: TrainConfig, tokenizer, accelerator):
     from prm_data.export import load_export
 
-    dataset = load_export(config.dataset, "stepwise")
+    with accelerator.main_process_first():  # rank 0 downloads a Hub dataset, the others read its cache
+        dataset = load_export(config.dataset, "stepwise")
     if config.split not in dataset:
         raise ValueError(f"{config.dataset} has no {config.split!r} split (it has {sorted(dataset)})")
-    with accelerator.main_process_first():  # rank 0 fills the datasets cache, the others read it
-        return tokenize_dataset(dataset[config.split], tokenizer, config.step_separator, config.max_length,
-                                config.max_completion_length, config.train_on_last_step_only)
+    return tokenize_dataset(dataset[config.split], tokenizer, config.step_separator, config.max_length,
+                            config.max_completion_length, config.train_on_last_step_only)
 
 
 def train_prm(config: TrainConfig) -> TrainResult:
