@@ -26,7 +26,7 @@ import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from prm_data.export import load_query
@@ -167,8 +167,7 @@ def result_rows(run_id: str, evaluated: str, benchmark: str, metrics: dict[str, 
 
 
 def processbench_metrics(score: ProcessBenchScore) -> dict[str, float | None]:
-    d = asdict(score)
-    return {"f1": d["f1"], "acc_erroneous": d["acc_erroneous"], "acc_correct": d["acc_correct"]}
+    return {"f1": score.f1, "acc_erroneous": score.acc_erroneous, "acc_correct": score.acc_correct}
 
 
 def write_eval_results(warehouse: Warehouse, run_id: str, rows: list[dict], shard: str) -> None:

@@ -50,7 +50,9 @@ def write_sim_labels(warehouse: Warehouse, run_id: str, config: SimLabelsConfig 
     labels = []
     for r in batch.for_labeling():
         nodes = tree.insert_path(r.problem_id, r.steps, 0, r.is_correct, r.rollout_id, model=client.model)
-        first_error = r.true_first_error if r.true_first_error is not None else 0
+        if r.true_first_error is None:
+            raise ValueError(f"rollout {r.rollout_id} has no true first error: oracle labels need the sim policy")
+        first_error = r.true_first_error
         for i in range(len(r.steps)):
             labels.append({
                 "run_id": run_id, "problem_id": r.problem_id, "rollout_id": r.rollout_id, "step_index": i,
