@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -151,8 +152,13 @@ class EmptyExport(ValueError):
     """No format has a single row: nothing is written or pushed."""
 
 
+_INCLUDE = re.compile(r"^--\s*include:\s*(\w+)\s*$", re.M)
+
+
 def load_query(name: str) -> str:
-    return (QUERIES_DIR / f"{name}.sql").read_text()
+    """The SQL of `warehouse/queries/<name>.sql`, with its `-- include: <fragment>` lines filled in."""
+    sql = (QUERIES_DIR / f"{name}.sql").read_text()
+    return _INCLUDE.sub(lambda m: (QUERIES_DIR / f"{m.group(1)}.sql").read_text().strip(), sql)
 
 
 def split_of(problem_id: str, test_fraction: float, salt: str = "prm-data-split-v1") -> str:

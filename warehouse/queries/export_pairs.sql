@@ -3,7 +3,9 @@
 -- Monte Carlo values (mc_successes / mc_samples, Math-Shepherd, Wang et al., 2024) differ by at
 -- least $margin. The shared prefix is rebuilt by walking the tree from the root. Each child needs
 -- $min_samples rollouts through it; at most $max_pairs_per_node pairs per node, widest margin first.
-WITH RECURSIVE n AS (
+WITH RECURSIVE
+-- include: _latest_rows
+, n AS (
     SELECT * FROM tree_nodes  -- a node written by several runs: its fullest snapshot
     QUALIFY row_number() OVER (PARTITION BY node_id ORDER BY mc_samples DESC, visits DESC, run_id DESC) = 1
 ), paths(node_id, prefix) AS (
@@ -16,8 +18,6 @@ WITH RECURSIVE n AS (
            mc_successes::DOUBLE / mc_samples AS mc_value
     FROM n
     WHERE parent_id IS NOT NULL AND mc_samples >= $min_samples AND step_text IS NOT NULL
-), p AS (
-    SELECT * FROM problems QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY run_id DESC) = 1
 )
 SELECT a.problem_id,
        a.parent_id AS node_id,

@@ -3,12 +3,11 @@
 -- The label comes from the final labels under $policy: the first step labelled bad, provided
 -- every step before it has a kept, non-null label; a rollout whose steps are all kept and good
 -- gets -1; any other rollout (an unknown step before any known error) is left out.
-WITH fl AS (
+WITH
+-- include: _latest_rows
+, fl AS (
     SELECT * FROM final_labels
     WHERE policy = $policy AND ($run_id IS NULL OR run_id = $run_id)
-    QUALIFY row_number() OVER (PARTITION BY rollout_id, step_index ORDER BY run_id DESC) = 1
-), st AS (
-    SELECT * FROM steps
     QUALIFY row_number() OVER (PARTITION BY rollout_id, step_index ORDER BY run_id DESC) = 1
 ), per_rollout AS (
     SELECT st.rollout_id,
@@ -18,10 +17,6 @@ WITH fl AS (
     FROM st LEFT JOIN fl USING (rollout_id, step_index)
     WHERE st.rollout_id IN (SELECT rollout_id FROM fl)
     GROUP BY st.rollout_id
-), r AS (
-    SELECT * FROM rollouts QUALIFY row_number() OVER (PARTITION BY rollout_id ORDER BY run_id DESC) = 1
-), p AS (
-    SELECT * FROM problems QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY run_id DESC) = 1
 ), labeled AS (
     SELECT pr.*,
            CASE WHEN pr.first_bad IS NOT NULL AND (pr.first_gap IS NULL OR pr.first_bad < pr.first_gap)

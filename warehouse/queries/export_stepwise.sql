@@ -4,12 +4,11 @@
 -- `values` are the soft labels (the aggregated value, or 1.0/0.0 from the hard label when the
 -- aggregation gave none), `label_sources` the labelers that decided each step.
 -- When several runs labelled the same step, the greatest run_id wins (pass $run_id to pick one).
-WITH fl AS (
+WITH
+-- include: _latest_rows
+, fl AS (
     SELECT * FROM final_labels
     WHERE policy = $policy AND ($run_id IS NULL OR run_id = $run_id)
-    QUALIFY row_number() OVER (PARTITION BY rollout_id, step_index ORDER BY run_id DESC) = 1
-), st AS (
-    SELECT * FROM steps
     QUALIFY row_number() OVER (PARTITION BY rollout_id, step_index ORDER BY run_id DESC) = 1
 ), labeled AS (
     SELECT st.rollout_id, st.step_index, st.text, fl.label, fl.value, fl.sources, fl.kept,
@@ -17,10 +16,6 @@ WITH fl AS (
                OVER (PARTITION BY st.rollout_id) AS first_gap
     FROM st LEFT JOIN fl USING (rollout_id, step_index)
     WHERE st.rollout_id IN (SELECT rollout_id FROM fl)
-), r AS (
-    SELECT * FROM rollouts QUALIFY row_number() OVER (PARTITION BY rollout_id ORDER BY run_id DESC) = 1
-), p AS (
-    SELECT * FROM problems QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY run_id DESC) = 1
 )
 SELECT r.problem_id,
        l.rollout_id,
