@@ -50,7 +50,7 @@ FAULT_KINDS = ("429", "500", "timeout", "malformed", "empty", "truncated")
 class ServeSimConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    latency_s: float = Field(0.0, ge=0, description="Seconds each successful request takes (holding a concurrency slot).")
+    latency_s: float = Field(0.0, ge=0, description="Seconds each answered request holds a concurrency slot.")
     max_concurrency: int = Field(0, ge=0, description="Requests served at once (0 = unlimited); capacity = this / latency.")
     over_capacity: Literal["queue", "reject"] = Field(
         "queue", description="Requests over the cap wait for a slot (queue) or get a 429 (reject).")
@@ -339,6 +339,12 @@ def _make_handler(server: SimServer):
                 server._stop.wait(cfg.timeout_sleep_s)
                 self.close_connection = True  # drop it without an answer
                 return
+            payload = server.answer(path, body)  # the CPU work happens outside the slot:
+            if fault == "empty":  # a slot models the model's time only, so capacity is C / latency
+                payload["choices"] = []
+            data = json.dumps(payload).encode()
+            if fault == "malformed":
+                data = b'{"id": "sim", "choices": [{"text": ' + data[:20] + b" <<garbage"
             if not server._enter():
                 server._record(key, attempt, "over_capacity")
                 self._error(429, "over capacity", _retry_after(cfg.retry_after_s))
@@ -346,19 +352,12 @@ def _make_handler(server: SimServer):
             try:
                 if cfg.latency_s:
                     server._stop.wait(cfg.latency_s)
-                payload = server.answer(path, body)
-                if fault == "empty":
-                    payload["choices"] = []
-                data = json.dumps(payload).encode()
-                if fault == "malformed":
-                    data = b'{"id": "sim", "choices": [{"text": ' + data[:20] + b" <<garbage"
-                delivered = self._send(200, data, cut=fault == "truncated")
-                if fault == "truncated":
-                    self.close_connection = True
-                outcome = fault or ("ok" if delivered else "undelivered")
-                server._record(key, attempt, outcome)
             finally:
                 server._leave()
+            delivered = self._send(200, data, cut=fault == "truncated")
+            if fault == "truncated":
+                self.close_connection = True
+            server._record(key, attempt, fault or ("ok" if delivered else "undelivered"))
 
     return Handler
 

@@ -123,3 +123,39 @@ def test_lookups_stay_fast_with_100k_entries(tmp_path):
     lookup_s = time.perf_counter() - t0
     assert len(cache) == 100_000 and found == len(range(0, 100_000, 7))
     assert load_s < 20 and lookup_s / found < 1e-3, (load_s, lookup_s)
+
+
+def test_clients_of_one_run_share_one_cache_and_see_each_others_answers(tmp_path):
+    from prm_data.llm.factory import BackendConfig, make_client
+
+    wh = Warehouse(tmp_path)
+    policy = make_client(BackendConfig(kind="sim"), wh, run_id="shared")
+    completer = make_client(BackendConfig(kind="sim", concurrency=2), wh, run_id="shared")
+    assert policy.cache is completer.cache
+    req = GenerationRequest(messages=(Message("user", generate_bank(1, seed=2)[0].question),))
+    [a] = policy.generate([req])
+    [b] = completer.generate([req])
+    assert b.samples[0].cached and b.texts == a.texts
+
+
+def test_a_forked_child_writes_a_journal_of_its_own(tmp_path):
+    import os
+
+    wh = Warehouse(tmp_path)
+    cache = RequestCache(wh, "parent")
+    cache.put("from-parent", sample("from-parent"), backend="sim", model="m")
+    pid = os.fork()
+    if pid == 0:  # the child: put one answer and leave at once
+        try:
+            cache.put("from-child", sample("from-child"), backend="sim", model="m")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    journals = sorted((tmp_path / JOURNAL_DIR).glob("*.jsonl"))
+    assert len(journals) == 2
+    contents = {p.name: p.read_text() for p in journals}
+    assert sum("from-child" in c for c in contents.values()) == 1
+    assert "from-child" not in cache.journal_path.read_text()
+    shards = cache.flush()  # its own journal, and the child's (dead, so adopted)
+    assert len(shards) == 2
+    assert {r["request_key"] for r in wh.rows("SELECT request_key FROM llm_cache")} == {"from-parent", "from-child"}

@@ -22,7 +22,10 @@ from prm_data.sources.bank import generate_bank
 
 pytestmark = pytest.mark.network
 
-FAST_RETRIES = dict(base_delay_s=0.01, max_delay_s=0.1, timeout_s=0.5)
+# Timeouts: long enough that no answered request is given up on, even on a busy 2-core machine
+# (an answer the client stopped waiting for would be asked again); the faulty ones hold 3 s.
+TIMEOUT_S, HOLD_S = 2.0, 3.0
+FAST_RETRIES = dict(base_delay_s=0.01, max_delay_s=0.1, timeout_s=TIMEOUT_S)
 
 
 def batch(count: int, seed: int = 11) -> list[GenerationRequest]:
@@ -33,7 +36,7 @@ def batch(count: int, seed: int = 11) -> list[GenerationRequest]:
 
 
 def run_batch(server: SimServer, requests, max_retries: int, continuation: str = "completions"):
-    backend = OpenAIBackend("sim-policy", [server.url], continuation=continuation, timeout_s=0.5)
+    backend = OpenAIBackend("sim-policy", [server.url], continuation=continuation, timeout_s=TIMEOUT_S)
     failures = FailureLog("faults")
     with LLMClient(backend, concurrency=48, failures=failures,
                    retry=RetryPolicy(max_retries=max_retries, **FAST_RETRIES)) as client:
@@ -61,7 +64,7 @@ def check_nothing_lost(server: SimServer, requests, results, failures) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", FAULT_KINDS)
 def test_a_500_request_batch_completes_with_20_percent_of_one_fault_kind(kind):
-    cfg = ServeSimConfig(**{f"rate_{kind}": 0.2}, seed=3, retry_after_s=0.05, timeout_sleep_s=1.0)
+    cfg = ServeSimConfig(**{f"rate_{kind}": 0.2}, seed=3, retry_after_s=0.05, timeout_sleep_s=HOLD_S)
     requests = batch(500)
     with SimServer(cfg) as server:
         results, failures, client = run_batch(server, requests, max_retries=4)
@@ -75,7 +78,7 @@ def test_a_500_request_batch_completes_with_20_percent_of_one_fault_kind(kind):
 @pytest.mark.slow
 def test_mixed_faults_with_few_retries_leave_recorded_failures_and_nothing_else_missing():
     rates = {f"rate_{k}": 0.2 / len(FAULT_KINDS) for k in FAULT_KINDS}
-    cfg = ServeSimConfig(**rates, seed=5, retry_after_s=0.05, timeout_sleep_s=1.0)
+    cfg = ServeSimConfig(**rates, seed=5, retry_after_s=0.05, timeout_sleep_s=HOLD_S)
     requests = batch(500, seed=12)
     with SimServer(cfg) as server:
         results, failures, _ = run_batch(server, requests, max_retries=1, continuation="continue_final_message")

@@ -74,6 +74,7 @@ class RequestCache:
         self._resumed: set[str] = set()  # paid by this run in another process, not yet handed out here
         self._lock = threading.Lock()
         self._fd: int | None = None
+        self._pid = os.getpid()
         self._journal: Path | None = None
         self._journal_rows = 0
         self._load()
@@ -174,7 +175,11 @@ class RequestCache:
             self._journal_rows += 1
 
     def _open_journal(self) -> int:
+        if self._fd is not None and self._pid != os.getpid():  # a forked child: a journal of its own
+            os.close(self._fd)  # the parent's descriptor copy; the parent keeps its lock
+            self._fd, self._journal = None, None
         if self._fd is None:
+            self._pid = os.getpid()
             name = f"{self.run_id}__{os.getpid()}_{uuid.uuid4().hex[:12]}.jsonl"
             self._journal = self.journal_dir / name
             self._fd = os.open(self._journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -190,7 +195,7 @@ class RequestCache:
         """
         written = []
         with self._lock:
-            if self._fd is not None:
+            if self._fd is not None and self._pid == os.getpid():
                 path = self._journal
                 if self._journal_rows:
                     written.append(self._compact(path, self.run_id))
@@ -242,3 +247,21 @@ class RequestCache:
     @property
     def journal_path(self) -> Path | None:
         return self._journal
+
+
+_OPEN: dict[tuple[str, str], RequestCache] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def open_cache(warehouse, run_id: str) -> RequestCache:
+    """The process-wide cache for (warehouse, run): loaded once, shared by every client of the run.
+
+    Clients of different roles (policy, completer, judge) then share one
+    in-memory index and one journal, and see each other's answers at once.
+    """
+    key = (str(Path(warehouse.root).resolve()), run_id)
+    with _OPEN_LOCK:
+        cache = _OPEN.get(key)
+        if cache is None or cache._pid != os.getpid():
+            cache = _OPEN[key] = RequestCache(warehouse, run_id)
+        return cache

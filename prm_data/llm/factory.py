@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from prm_data.failures import FailureLog
-from prm_data.llm.cache import RequestCache
+from prm_data.llm.cache import open_cache
 from prm_data.llm.client import LLMClient
 from prm_data.llm.retry import RetryPolicy
 from prm_data.llm.types import Backend
@@ -130,11 +130,13 @@ def make_client(cfg: BackendConfig, warehouse=None, run_id: str | None = None,
                 failures: FailureLog | None = None) -> LLMClient:
     """A client for `cfg`; with a warehouse, every answer is cached there (under `run_id`).
 
+    Clients of one (warehouse, run) in a process share one `RequestCache`.
+
     With a `run_id` and no `failures`, a fresh `FailureLog(run_id)` is made, so
     failed requests are always recorded (`client.failures`).
     """
     run = run_id or "adhoc"
-    cache = RequestCache(warehouse, run) if warehouse is not None else None
+    cache = open_cache(warehouse, run) if warehouse is not None else None
     if failures is None and run_id is not None:
         failures = FailureLog(run_id)
     return LLMClient(make_backend(cfg), cache=cache, concurrency=cfg.concurrency, failures=failures,
