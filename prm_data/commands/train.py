@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
 def train(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Export folder or Hub dataset repo id."),
     model: str = typer.Option(..., "--model", "-m", help="Checkpoint (with weights) or config folder/file."),
-    out: Path = typer.Option(Path("checkpoints/prm"), "--out", "-o", help="Checkpoint folder to write."),
+    out: Path = typer.Option(Path("checkpoints/prm"), "--out", "--output-dir", "-o",
+                             help="Checkpoint folder to write."),
     config_file: Path = typer.Option(None, "--config", help="YAML with TrainConfig fields."),
     label_mode: str = typer.Option(None, help="hard (labels, cross-entropy) or soft (values, BCE)."),
     max_steps: int = typer.Option(None, help="Optimizer steps (default: one epoch)."),
