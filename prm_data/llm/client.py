@@ -193,6 +193,8 @@ class LLMClient:
             samples, errors = [], []
             for _, _, key in per_request:
                 o = outcome[key]
+                if o is None:  # cannot happen unless a backend path forgot an item: say so, never hide it
+                    o = _Failed("internal error: no outcome was recorded for this sample")
                 if isinstance(o, _Failed):
                     errors.append(o.reason)
                     self.stats.add(req.purpose, None, failed=True)
