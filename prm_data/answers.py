@@ -102,6 +102,24 @@ def answers_match(predicted: str | None, gold: str | None) -> bool:
     return a is not None and b is not None and abs(a - b) <= 1e-9 * max(1.0, abs(b))
 
 
+def gradeable(gold: str | None) -> bool:
+    """Whether the grader can read `gold` as mathematics: a number, or an expression math-verify parses.
+
+    A gold answer it cannot read ("????", an unbalanced "\\frac{1}{") would make every rollout
+    of its problem "incorrect" and every Monte Carlo value 0: such a problem is rejected at the source.
+    """
+    if gold is None or not str(gold).strip():
+        return False
+    text = str(gold).strip()
+    if _as_number(text) is not None:
+        return True
+    try:
+        parsed = _parsed(text)
+    except Exception:  # math-verify can raise on exotic input: then it cannot grade against it
+        return False
+    return any(not isinstance(p, str) for p in parsed)  # math-verify appends the raw string to what it parsed
+
+
 def grade(text: str, gold: str) -> tuple[str, str | None]:
     """(status, extracted answer): status is correct | incorrect | unparseable."""
     answer = extract_answer(text)

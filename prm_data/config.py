@@ -82,6 +82,8 @@ class FiltersConfig(BaseModel):
 
     dedup_rollouts: bool = Field(True, description="Drop exact and normalized duplicate rollouts.")
     drop_unparseable: bool = Field(True, description="Drop rollouts whose final answer cannot be parsed.")
+    drop_injection: bool = Field(True, description="Drop rollouts with text aimed at the judges "
+                                 "(filters.drop_judge_injection).")
     length: LengthLimits = Field(default_factory=LengthLimits, description="Length limits.")
     balance: BalanceConfig | None = Field(None, description="Class balance per problem; None = off.")
 

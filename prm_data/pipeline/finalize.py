@@ -5,8 +5,8 @@ from __future__ import annotations
 from prm_data.aggregate import aggregate
 from prm_data.config import RunConfig
 from prm_data.export import EmptyExport, run_export
-from prm_data.filters import (balance_classes, drop_by_length, drop_duplicate_rollouts, drop_unparseable,
-                              mark_dropped, steps_by_rollout)
+from prm_data.filters import (balance_classes, drop_by_length, drop_duplicate_rollouts, drop_judge_injection,
+                              drop_unparseable, mark_dropped, steps_by_rollout)
 from prm_data.pipeline.inputs import shard_rollouts, shard_steps
 from prm_data.warehouse import Warehouse
 
@@ -32,12 +32,15 @@ def aggregate_shard(config: RunConfig, run_id: str, shard: str) -> str | None:
     if f.drop_unparseable:
         res = drop_unparseable(kept)
         kept, dropped = res.kept, dropped + res.dropped
+    if f.drop_injection:
+        res = drop_judge_injection(kept, steps=steps)
+        kept, dropped = res.kept, dropped + res.dropped
     if f.dedup_rollouts:
         res = drop_duplicate_rollouts(kept, normalized=True, steps=steps)
         kept, dropped = res.kept, dropped + res.dropped
     res = drop_by_length(kept, f.length, steps=steps)
     dropped += res.dropped
-    final = mark_dropped(final, dropped)
+    final = mark_dropped(final, dropped, override=True)  # a rollout's own defect names why it is out
     if f.balance is not None:
         res = balance_classes(final, f.balance)
         final = res.kept + res.dropped

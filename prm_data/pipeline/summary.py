@@ -5,13 +5,16 @@ from __future__ import annotations
 from prm_data.config import RunConfig
 from prm_data.warehouse import Warehouse
 
+SHOWN_REASONS = 8
+
 
 def run_summary(config: RunConfig, run_id: str, timings: dict | None = None, usage: dict | None = None) -> dict:
     wh = Warehouse(config.warehouse)
     p = [run_id]
     one = lambda sql: wh.rows(sql, p)[0]  # noqa: E731
     rollouts = one("SELECT count(*) AS n, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS pass_rate, "
-                   "sum(CASE WHEN answer_status = 'unparseable' THEN 1 ELSE 0 END) AS unparseable "
+                   "sum(CASE WHEN answer_status = 'unparseable' THEN 1 ELSE 0 END) AS unparseable, "
+                   "sum(CASE WHEN finish_reason = 'length' THEN 1 ELSE 0 END) AS truncated "
                    "FROM rollouts WHERE run_id = ?")
     labelers = wh.rows(
         "SELECT labeler, count(*) AS steps, "
@@ -33,6 +36,9 @@ def run_summary(config: RunConfig, run_id: str, timings: dict | None = None, usa
         "AND a.run_id = b.run_id WHERE a.run_id = ? AND a.labeler < b.labeler "
         "AND a.hard_label IS NOT NULL AND b.hard_label IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2", p)
     failures = wh.rows("SELECT stage, count(*) AS n FROM failures WHERE run_id = ? GROUP BY stage ORDER BY 2 DESC", p)
+    failure_reasons = wh.rows(
+        "SELECT stage, left(reason, 120) AS reason, count(*) AS n FROM failures WHERE run_id = ? "
+        "GROUP BY ALL ORDER BY n DESC, stage, reason LIMIT ?", [run_id, SHOWN_REASONS])
     totals = {"prompt_tokens": 0, "completion_tokens": 0, "calls": 0, "cache_hits": 0, "cache_misses": 0}
     for u in (usage or {}).values():
         for k in totals:
@@ -42,12 +48,18 @@ def run_summary(config: RunConfig, run_id: str, timings: dict | None = None, usa
         "labeling_version": config.labeling_version(),
         "problems": one("SELECT count(*) AS n FROM run_problems WHERE run_id = ?")["n"],
         "rollouts": rollouts["n"], "pass_rate": rollouts["pass_rate"], "unparseable": rollouts["unparseable"],
+        "truncated": rollouts["truncated"],
         "steps": one("SELECT count(*) AS n FROM steps WHERE run_id = ?")["n"],
         "labelers": labelers, "final": final, "drops": drops, "agreement": agreement,
-        "failures": failures, "failures_total": sum(f["n"] for f in failures),
+        "failures": failures, "failures_total": sum(f["n"] for f in failures), "failure_reasons": failure_reasons,
         "usage": usage or {}, "tokens": totals, "timings": timings or {},
         "warehouse": str(wh.root), "duckdb": str(wh.db_path),
     }
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
 def _fmt(v) -> str:
@@ -63,6 +75,8 @@ def summary_markdown(s: dict, export: dict | None = None) -> str:
              "| what | value |", "|---|---|",
              f"| problems | {s['problems']} |",
              f"| rollouts (pass rate) | {s['rollouts']} ({_fmt(s['pass_rate'])}) |",
+             f"| rollouts without a final answer (cut at max_tokens) | {_fmt(s.get('unparseable') or 0)} "
+             f"({_fmt(s.get('truncated') or 0)}) |",
              f"| steps | {s['steps']} |",
              f"| kept rollouts / steps | {_fmt(s['final'].get('kept_rollouts'))} / {_fmt(s['final'].get('kept_steps'))} |",
              f"| good share of kept step labels | {_fmt(s['final'].get('good_share'))} |",
@@ -83,6 +97,11 @@ def summary_markdown(s: dict, export: dict | None = None) -> str:
         lines += [f"| {d['reason']} | {d['rollouts']} |" for d in s["drops"]]
     if s["failures"]:
         lines += ["", "| failed stage | rows |", "|---|---|"] + [f"| {f['stage']} | {f['n']} |" for f in s["failures"]]
+        reasons = s.get("failure_reasons") or []
+        lines += ["", f"| most common failure reasons (top {SHOWN_REASONS}) | stage | rows |", "|---|---|---|"]
+        lines += [f"| {_cell(r['reason'])} | {r['stage']} | {r['n']} |" for r in reasons]
+        lines += ["", f"All failures: `prm-data query \"SELECT stage, item_id, reason FROM failures WHERE run_id = "
+                  f"'{s['run_id']}'\"`"]
     if export and export.get("path"):
         lines += ["", f"Export: `{export['path']}`"]
     lines += ["", f"Warehouse: `{s['warehouse']}`  ", f"Start with: `prm-data query \"SELECT * FROM first_error "

@@ -3,8 +3,8 @@
 Every reader (files, Hugging Face datasets) yields `RawRecord`s: the decoded
 record, or the reason it could not be decoded. `RowValidator` maps a record's
 fields to a problem (`FieldMapping`) and checks it: question and answer present,
-of the right type, not empty, under the size limit, valid UTF-8, id not seen
-before in this source. A bad record becomes one `failures` row (stage
+of the right type, not empty, under the size limit, valid UTF-8, an answer the
+grader can read (`answers.gradeable`), id not seen before in this source. A bad record becomes one `failures` row (stage
 `source`) carrying the reason and the offending input; the good ones proceed.
 
 Readers decode text with `errors="surrogateescape"`, so an invalid UTF-8 byte
@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prm_data.answers import extract_answer, gsm8k_answer
+from prm_data.answers import extract_answer, gradeable, gsm8k_answer
 from prm_data.failures import FailureLog
 from prm_data.sources.bank import problem_id_for
 
@@ -115,6 +115,8 @@ class RowValidator:
             solution = solution or answer_text
         else:
             answer = answer_text.strip()
+        if not gradeable(answer):
+            raise RowError(f"answer {_clip(answer)!r} cannot be graded: math-verify reads no number or expression in it")
         source_id = None
         if m.id_field is not None:
             source_id = _identifier(data, m.id_field)
@@ -189,6 +191,10 @@ def _identifier(data: dict, field: str) -> str:
     if _SURROGATE.search(text):
         raise RowError(f"id field {field!r} is not valid UTF-8")
     return text
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _show(data: dict) -> str:
