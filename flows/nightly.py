@@ -13,7 +13,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows import tasks
-from flows.runners import task_runner_for
+from flows.runners import night_cluster, task_runner_for
 from prm_data.config import MODEL_LABELERS, RunConfig
 from prm_data.pipeline.context import usage_totals
 from prm_data.pipeline.report import write_report
@@ -79,7 +79,6 @@ def nightly(config: RunConfig = RunConfig(), run_id: str | None = None, new_run:
     run_id = resolve_run_id(config, new=new_run, run_id=run_id)
     started = run_started_at(config, run_id) or datetime.now(timezone.utc)
     write_run(config, run_id, "running", started)
-    runner = task_runner_for(config)
     timings: dict[str, float] = {}
 
     def stage(name, sub, *args):
@@ -90,14 +89,16 @@ def nightly(config: RunConfig = RunConfig(), run_id: str | None = None, new_run:
             timings[name] = time.perf_counter() - t
 
     try:
-        shards = tasks.select_problems(config, run_id)
-        stage("generate_rollouts", generate_rollouts, run_id, shards)
-        stage("expand_trees", expand_trees, run_id, shards)
-        stage("label_steps", label_steps, run_id, shards)
-        stage("aggregate_and_filter", aggregate_and_filter, run_id, shards)
-        export = stage("export_dataset", export_dataset)
-        train = stage("train_prm", train_prm, export.get("path")) if config.train.enabled else {
-            "skipped": "training disabled"}
+        with night_cluster(config) as dask_address:
+            runner = task_runner_for(config, dask_address)
+            shards = tasks.select_problems(config, run_id)
+            stage("generate_rollouts", generate_rollouts, run_id, shards)
+            stage("expand_trees", expand_trees, run_id, shards)
+            stage("label_steps", label_steps, run_id, shards)
+            stage("aggregate_and_filter", aggregate_and_filter, run_id, shards)
+            export = stage("export_dataset", export_dataset)
+            train = stage("train_prm", train_prm, export.get("path")) if config.train.enabled else {
+                "skipped": "training disabled"}
     except BaseException:
         write_run(config, run_id, "failed", started, timings, usage_totals())
         raise

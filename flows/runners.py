@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prm_data.config import RunConfig
 
 
@@ -23,3 +26,21 @@ def task_runner_for(config: RunConfig, dask_address: str | None = None):
     except ImportError as exc:
         raise RuntimeError("task_runner: ray needs `pip install prefect-ray` (see docs/scaling.md)") from exc
     return RayTaskRunner()
+
+
+@contextmanager
+def night_cluster(config: RunConfig) -> Iterator[str | None]:
+    """One local Dask cluster for all the subflows of a night (its address), or None for other runners.
+
+    A DaskTaskRunner without an address starts a new cluster for every flow run it
+    serves; sharing one keeps the workers warm between stages: imports done once,
+    and model clients (a local model loaded once per worker) reused by every stage.
+    """
+    if config.task_runner != "dask":
+        yield None
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=config.max_workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
