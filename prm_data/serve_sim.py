@@ -68,6 +68,9 @@ class ServeSimConfig(BaseModel):
     judge_accuracy: float = Field(0.7, ge=0, le=1, description="Sim judge: probability each verdict is right.")
     rubric_bonus: float = Field(0.1, ge=0, le=1, description="Sim judge: accuracy bonus when a <rubric> is given.")
     hackable: bool = Field(False, description="Sim judge: accept solutions with no checkable step.")
+    prefill_echo: bool = Field(
+        False, description="Answer a trailing assistant message (without continue_final_message) with the whole "
+                           "message, prefix included, as the llama.cpp server does.")
 
     @model_validator(mode="after")
     def _rates_fit(self):
@@ -259,7 +262,11 @@ class SimServer:
             text, finish = _apply_limits(text, req)
             completion_tokens += count_tokens(text)
             if path.endswith("/chat/completions"):
-                choice = {"index": i, "message": {"role": "assistant", "content": text}}
+                messages = body.get("messages") or []
+                echo = (c.prefill_echo and req.assistant_prefix and messages[-1].get("role") == "assistant"
+                        and not body.get("continue_final_message"))
+                content = req.assistant_prefix + text if echo else text  # llama.cpp's prefill answer
+                choice = {"index": i, "message": {"role": "assistant", "content": content}}
             else:
                 choice = {"index": i, "text": text}
             choice.update({"finish_reason": finish, "logprobs": None, "prm_metadata": meta})

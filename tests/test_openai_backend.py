@@ -24,6 +24,18 @@ def server():
         yield srv
 
 
+@pytest.fixture(scope="module")
+def echo_server():
+    with SimServer(ServeSimConfig(error_rate=0.3, prefill_echo=True)) as srv:
+        yield srv
+
+
+def test_a_prefill_answer_that_repeats_the_prefix_is_cut_to_the_continuation(echo_server):
+    reference = split_blank_lines(PROBLEM.reference_solution)
+    prefix, sample = continue_from(echo_server, "prefill", reference[:2])
+    assert split_blank_lines(sample.text)[0].startswith("Step 3:") and not sample.text.startswith(prefix)
+
+
 def continue_from(server, mode: str, prefix_steps: list[str], seed: int = 0):
     prefix = "\n\n".join(prefix_steps) + "\n\n"
     req = GenerationRequest(messages=(Message("user", PROBLEM.question),), assistant_prefix=prefix, seed=seed)

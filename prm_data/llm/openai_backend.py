@@ -14,7 +14,9 @@ is done in one of four modes, because servers differ in what they support:
   last (assistant) message and vLLM's extension
   `extra_body={"continue_final_message": True, "add_generation_prompt": False}`.
 - `prefill`: the prefix as the last assistant message with no flag
-  (llama.cpp server, Anthropic-style prefill).
+  (llama.cpp server, Anthropic-style prefill). llama.cpp answers with the
+  whole assistant message, prefix included; a returned text that starts with
+  the prefix has it cut off, in this mode and in `continue_final_message`.
 - `instruction`: for APIs with none of the above: the prefix goes into the
   user message (prompts/continue.v1.jinja) with an instruction to continue
   it; a repeated prefix at the start of the answer is stripped.
@@ -165,7 +167,9 @@ class OpenAIBackend:
         if text is None:
             raise BackendError(f"no text in the answer from {url}", retryable=True)
         prefix = request.assistant_prefix
-        if self.continuation == "instruction" and prefix and text.lstrip().startswith(prefix.strip()):
+        if prefix and self.continuation in ("prefill", "continue_final_message") and text.startswith(prefix):
+            text = text[len(prefix):]  # llama.cpp returns the whole assistant message, prefix included
+        elif self.continuation == "instruction" and prefix and text.lstrip().startswith(prefix.strip()):
             text = text.lstrip()[len(prefix.strip()):]  # the model repeated the prefix: keep the continuation
         extra = choice.model_extra or {}
         metadata = dict(extra.get("prm_metadata") or {})
@@ -186,13 +190,21 @@ class OpenAIBackend:
 
 
 def _logprobs(choice) -> list[float] | None:
+    """Token logprobs in any of the shapes servers send: chat `content`, completions `token_logprobs`,
+    as SDK objects or (for fields the SDK does not model, e.g. llama.cpp's completions) plain dicts."""
     lp = getattr(choice, "logprobs", None)
     if lp is None:
         return None
-    if getattr(lp, "content", None) is not None:  # chat
-        return [t.logprob for t in lp.content]
-    if getattr(lp, "token_logprobs", None) is not None:  # completions
-        return [x for x in lp.token_logprobs if x is not None]
+
+    def field(obj, name):
+        return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+    content = field(lp, "content")
+    if content is not None:
+        return [float(field(t, "logprob")) for t in content if field(t, "logprob") is not None]
+    tokens = field(lp, "token_logprobs")
+    if tokens is not None:
+        return [float(x) for x in tokens if x is not None]
     return None
 
 
