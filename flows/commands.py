@@ -79,6 +79,7 @@ def run(
 
     from prm_data import progress
     from prm_data.pipeline.summary import summary_markdown
+    from prm_data.pipeline.runs import RunInProgress
 
     cfg, path = _load_config(ctx, config, limit, task_runner)
     err_console.print(f"[bold]prm-data run[/] config={path or 'built-in defaults'} policy={cfg.policy.kind}"
@@ -97,6 +98,8 @@ def run(
                 from flows.nightly import nightly
 
                 summary = nightly(cfg, run_id=run_id, new_run=new_run)
+    except RunInProgress as exc:  # another process works on this run: nothing was done here
+        fail(f"run not started: {exc}", EXIT_ERROR)
     except Exception as exc:
         fail(f"run failed: {type(exc).__name__}: {exc}\nRerun the same command to resume: finished shards "
              "are kept and model answers come from the cache.", EXIT_ERROR)

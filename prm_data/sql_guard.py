@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 import duckdb
 import pyarrow as pa
@@ -108,11 +109,16 @@ def read_only_connection(warehouse: Warehouse, sync_wait_s: float = 2.0) -> duck
         if not warehouse.db_path.exists():
             raise
         synced = False
-    try:
-        con = duckdb.connect(str(warehouse.db_path), read_only=True)
-    except duckdb.IOException as exc:
-        raise WarehouseBusy(f"{warehouse.db_path} is open for writing by another process ({exc}); "
-                            "close that duckdb session and retry") from exc
+    deadline = time.monotonic() + sync_wait_s
+    while True:  # a run refreshing its views holds the file for writing for a few milliseconds
+        try:
+            con = duckdb.connect(str(warehouse.db_path), read_only=True)
+            break
+        except duckdb.IOException as exc:
+            if time.monotonic() >= deadline:
+                raise WarehouseBusy(f"{warehouse.db_path} is open for writing by another process ({exc}); "
+                                    "close that duckdb session and retry") from exc
+            time.sleep(0.05)
     if not synced and not con.execute(
             "SELECT count(*) FROM duckdb_views() WHERE view_name = 'problems'").fetchall()[0][0]:
         con.close()

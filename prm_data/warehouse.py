@@ -18,6 +18,9 @@ a query is read half from each version and the query fails ("TProtocolException:
 Invalid data"). Appending new shards never does this; replacing one (a stage
 rerun) can, so every read here retries such a torn read (`retry_torn_reads`).
 
+Two processes that must not interleave a check and a write (adding problems,
+working on one run) serialize on a `ProcessLock` under `locks/`.
+
 The `.duckdb` file holds nothing but views (over `read_parquet` globs), so it
 is opened for writing only for a moment when views change; everything inside
 the library queries through an in-memory connection carrying the same views,
@@ -47,7 +50,57 @@ _TORN_READ = re.compile(r"TProtocolException|No magic bytes|too small to be a Pa
 
 
 class WarehouseBusy(RuntimeError):
-    """The .duckdb file is held by another process for longer than we wait."""
+    """Something in the warehouse (the .duckdb file, a lock) is held by another process for longer than we wait."""
+
+
+class ProcessLock:
+    """An exclusive `flock` on `<warehouse>/locks/<name>.lock`, held by one process at a time.
+
+    The kernel releases it when the holder exits or is killed, so a crashed
+    process never leaves a stale lock. The file says who holds it (pid, since).
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, wait_s: float = 0.0) -> bool:
+        """Take the lock, waiting up to `wait_s`; False if another process still holds it."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+    def __enter__(self) -> ProcessLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def default_root() -> Path:
@@ -112,6 +165,19 @@ class Warehouse:
         if not _SHARD_NAME.match(shard) or not _SHARD_NAME.match(run_id):
             raise ValueError(f"shard and run ids must match {_SHARD_NAME.pattern}: {run_id!r}/{shard!r}")
         return self.tables_dir / table / f"run_id={run_id}" / f"{shard}.parquet"
+
+    def lock(self, name: str, wait_s: float = 120.0, what: str | None = None) -> ProcessLock:
+        """Hold the warehouse-wide lock `name` (use with `with`); WarehouseBusy after `wait_s`.
+
+        For check-then-write sequences that two processes must not interleave.
+        """
+        if not _SHARD_NAME.match(name):
+            raise ValueError(f"lock names must match {_SHARD_NAME.pattern}: {name!r}")
+        lock = ProcessLock(self.root / "locks" / f"{name}.lock")
+        if not lock.acquire(wait_s):
+            raise WarehouseBusy(f"{what or name} is held by another process ({lock.holder()}) for over "
+                                f"{wait_s:.0f} s; lock file {lock.path}")
+        return lock
 
     def has_shard(self, table: str, run_id: str, shard: str) -> bool:
         return self.shard_path(table, run_id, shard).exists()

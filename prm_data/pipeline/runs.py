@@ -5,6 +5,11 @@ resumes the latest unfinished run of the same labeling version (a crashed
 night picks up where it stopped) unless a new one is asked for. The `runs`
 row is written at start (status running) and replaced at the end (completed
 or failed), with the config, git sha, package versions, timings and costs.
+
+A process working on a run holds the run's lock (`locks/run-<id>.lock`) from
+the `running` row to the final one; a second process asked to work on the same
+run (the same config started twice, a cron firing while last night's run still
+goes on) stops with `RunInProgress` instead of doing the same work at once.
 """
 
 from __future__ import annotations
@@ -17,7 +22,33 @@ from importlib import metadata
 from pathlib import Path
 
 from prm_data.config import RunConfig
-from prm_data.warehouse import Warehouse
+from prm_data.warehouse import ProcessLock, Warehouse, WarehouseBusy
+
+_CLAIMS: dict[tuple[str, str], ProcessLock] = {}  # (warehouse root, run id) -> the lock this process holds
+
+
+class RunInProgress(WarehouseBusy):
+    """Another living process is working on this run."""
+
+
+def claim_run(config: RunConfig, run_id: str) -> None:
+    """Hold the run's lock for this process (idempotent); RunInProgress if another process has it."""
+    wh = Warehouse(config.warehouse)
+    key = (str(wh.root), run_id)
+    if key in _CLAIMS:
+        return
+    lock = ProcessLock(wh.root / "locks" / f"run-{_safe(run_id)}.lock")
+    if not lock.acquire():
+        raise RunInProgress(f"run {run_id} is in progress in process {lock.holder()}: let it finish, "
+                            "or start a separate run with --new-run")
+    _CLAIMS[key] = lock
+
+
+def release_run(config: RunConfig, run_id: str) -> None:
+    lock = _CLAIMS.pop((str(Warehouse(config.warehouse).root), run_id), None)
+    if lock is not None:
+        lock.release()
+
 
 PACKAGES = ("prm-data", "prefect", "duckdb", "pyarrow", "datasets", "transformers", "torch", "openai",
             "math-verify", "vllm")
@@ -70,6 +101,9 @@ def resolve_run_id(config: RunConfig, new: bool = False, run_id: str | None = No
 def write_run(config: RunConfig, run_id: str, status: str, started_at: datetime,
               timings: dict | None = None, usage: dict | None = None, failures: int | None = None,
               summary: dict | None = None) -> Path:
+    """Write the run's `runs` row; `running` claims the run for this process, a final status releases it."""
+    if status == "running":
+        claim_run(config, run_id)
     total = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cache_hits": 0, "cache_misses": 0}
     for u in (usage or {}).values():
         for k in total:
@@ -82,7 +116,10 @@ def write_run(config: RunConfig, run_id: str, status: str, started_at: datetime,
         "timings": json.dumps(timings or {}), "failures": failures,
         "summary": json.dumps(summary or {}, default=str), **total,
     }
-    return Warehouse(config.warehouse).write_shard("runs", [row], run_id=run_id, shard="run")
+    path = Warehouse(config.warehouse).write_shard("runs", [row], run_id=run_id, shard="run")
+    if status != "running":
+        release_run(config, run_id)
+    return path
 
 
 def run_started_at(config: RunConfig, run_id: str) -> datetime | None:

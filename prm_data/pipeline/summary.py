@@ -102,6 +102,8 @@ def summary_markdown(s: dict, export: dict | None = None) -> str:
         lines += [f"| {_cell(r['reason'])} | {r['stage']} | {r['n']} |" for r in reasons]
         lines += ["", f"All failures: `prm-data query \"SELECT stage, item_id, reason FROM failures WHERE run_id = "
                   f"'{s['run_id']}'\"`"]
+    for note in s.get("notes") or []:
+        lines += ["", f"Note: {note}"]
     if export and export.get("path"):
         lines += ["", f"Export: `{export['path']}`"]
     lines += ["", f"Warehouse: `{s['warehouse']}`  ", f"Start with: `prm-data query \"SELECT * FROM first_error "

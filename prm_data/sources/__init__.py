@@ -123,7 +123,8 @@ def ingest_problems(warehouse, rows: list[dict], run_id: str) -> IngestResult:
     """Write the problems the warehouse does not have yet as one shard; skip the rest.
 
     The shard is named by a hash of the ids it holds, so rerunning after a crash
-    replaces the same shard instead of duplicating it.
+    replaces the same shard instead of duplicating it; the check and the write
+    happen under the warehouse's `ingest-problems` lock.
     """
     from prm_data.warehouse import shard_name
 
@@ -131,17 +132,19 @@ def ingest_problems(warehouse, rows: list[dict], run_id: str) -> IngestResult:
     ids = [r["problem_id"] for r in rows]
     if not ids:
         return result
-    present = {r["problem_id"] for r in warehouse.rows(
-        "SELECT DISTINCT problem_id FROM problems WHERE list_contains(?::VARCHAR[], problem_id)", [ids])}
-    fresh = []
-    for row in rows:
-        if row["problem_id"] in present:
-            result.already_present.append(row["problem_id"])
-        else:
-            present.add(row["problem_id"])  # a repeated id within `rows` is written once
-            fresh.append(row)
-    if fresh:
-        result.added = [r["problem_id"] for r in fresh]
-        name = "problems-" + shard_name(*sorted(result.added))
-        result.shard = warehouse.write_shard("problems", fresh, run_id=run_id, shard=name)
+    # Two processes adding overlapping problems at once would both see them missing and both write them.
+    with warehouse.lock("ingest-problems", what="adding problems"):
+        present = {r["problem_id"] for r in warehouse.rows(
+            "SELECT DISTINCT problem_id FROM problems WHERE list_contains(?::VARCHAR[], problem_id)", [ids])}
+        fresh = []
+        for row in rows:
+            if row["problem_id"] in present:
+                result.already_present.append(row["problem_id"])
+            else:
+                present.add(row["problem_id"])  # a repeated id within `rows` is written once
+                fresh.append(row)
+        if fresh:
+            result.added = [r["problem_id"] for r in fresh]
+            name = "problems-" + shard_name(*sorted(result.added))
+            result.shard = warehouse.write_shard("problems", fresh, run_id=run_id, shard=name)
     return result
