@@ -13,7 +13,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows import tasks
-from flows.runners import night_cluster, task_runner_for
+from flows.runners import night_cluster, night_usage, task_runner_for
 from prm_data.config import MODEL_LABELERS, RunConfig
 from prm_data.pipeline.context import usage_totals
 from prm_data.pipeline.report import write_report
@@ -50,11 +50,12 @@ def aggregate_and_filter(config: RunConfig, run_id: str, shards: list[str]) -> l
 
 
 @flow(name="store")
-def store(config: RunConfig, run_id: str, started_at: datetime, timings: dict) -> dict:
+def store(config: RunConfig, run_id: str, started_at: datetime, timings: dict, usage: dict | None = None) -> dict:
     """Close the run: summary, report plots, the `runs` row, views for the duckdb CLI, the artifact."""
-    summary = run_summary(config, run_id, timings, usage_totals())
+    usage = usage_totals() if usage is None else usage
+    summary = run_summary(config, run_id, timings, usage)
     summary["report"] = write_report(config, run_id)
-    write_run(config, run_id, "completed", started_at, timings, usage_totals(), summary["failures_total"], summary)
+    write_run(config, run_id, "completed", started_at, timings, usage, summary["failures_total"], summary)
     Warehouse(config.warehouse).sync_views()
     return summary
 
@@ -99,10 +100,11 @@ def nightly(config: RunConfig = RunConfig(), run_id: str | None = None, new_run:
             export = stage("export_dataset", export_dataset)
             train = stage("train_prm", train_prm, export.get("path")) if config.train.enabled else {
                 "skipped": "training disabled"}
+            usage = night_usage(dask_address)
     except BaseException:
         write_run(config, run_id, "failed", started, timings, usage_totals())
         raise
-    summary = store(config, run_id, started, timings)
+    summary = store(config, run_id, started, timings, usage)
     summary["export"], summary["train"] = export, train
     create_markdown_artifact(key="prm-data-run-summary", markdown=summary_markdown(summary, export),
                              description=f"prm-data run {run_id}")

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prm_data.config import RunConfig
+from prm_data.pipeline.context import usage_totals
 
 
 def task_runner_for(config: RunConfig, dask_address: str | None = None):
@@ -44,3 +45,26 @@ def night_cluster(config: RunConfig) -> Iterator[str | None]:
     with LocalCluster(n_workers=config.max_workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
         yield cluster.scheduler_address
+
+
+def merge_usage(*usages: dict[str, dict]) -> dict[str, dict]:
+    """Sum per-purpose usage dicts (calls, tokens, cache hits and misses, failures)."""
+    out: dict[str, dict] = {}
+    for usage in usages:
+        for purpose, counts in usage.items():
+            acc = out.setdefault(purpose, {})
+            for key, value in counts.items():
+                acc[key] = acc.get(key, 0) + value
+    return out
+
+
+def night_usage(dask_address: str | None) -> dict[str, dict]:
+    """The night's model usage: this process's clients, plus every Dask worker's (where the shards ran)."""
+    local = usage_totals()
+    if dask_address is None:
+        return local
+    from distributed import Client
+
+    with Client(dask_address) as client:
+        per_worker = client.run(usage_totals)
+    return merge_usage(local, *per_worker.values())

@@ -185,8 +185,15 @@ def test_the_dask_runner_writes_the_same_rows_as_the_thread_runner(thread_run, t
     assert len(ours["step_labels"]) > 100
     assert ours == theirs
     # the sharded stages ran in the cluster's worker processes: this one only probed the judge
-    # (check_judges runs inline in the label_steps flow, before any shard is submitted)
+    # (check_judges runs inline in the label_steps flow, before any shard is submitted)...
     assert set(usage_totals()) == {"judge_probe"}
+    # ...and the run still accounts for every model call its workers made
+    summary, thread_summary = state.result(), thread_state.result()
+    assert summary["tokens"] == thread_summary["tokens"]
+    assert summary["tokens"]["calls"] > usage_totals()["judge_probe"]["calls"]
+    [run] = Warehouse(dasked.warehouse).rows("SELECT calls, completion_tokens FROM runs")
+    assert (run["calls"], run["completion_tokens"]) == (
+        thread_summary["tokens"]["calls"], thread_summary["tokens"]["completion_tokens"])
     states = task_run_states(state.state_details.flow_run_id)
     assert {n: s for n, s in states.items() if n.startswith("generate-")} == {
         "generate-s0000": "Completed", "generate-s0001": "Completed"}
