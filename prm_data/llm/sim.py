@@ -11,7 +11,9 @@ measured against the truth:
   continues from any assistant prefix, reading the running value from the
   prefix's last equation, and records the true first error (0-based, over the
   whole solution including the prefix; -1 when there is none) in
-  `Sample.metadata["true_first_error"]`.
+  `Sample.metadata["true_first_error"]`. An error is never undone by a later
+  one, so a prefix containing an error never reaches the gold answer (its
+  Monte Carlo value is exactly 0, as first-error search assumes).
 - `sim-judge` grades solutions rendered with `<question>` and `<step_i>` tags:
   per step ("step_i: correct|incorrect") or ProcessBench-style ("\\boxed{k}",
   the earliest wrong step, -1 for none), each verdict right with probability
@@ -121,14 +123,21 @@ class SimBackend:
         else:
             value = problem.start
         first_error = true_first_error(problem, prefix_steps)
+        wrong = first_error != -1
         out: list[str] = []
         for i in range(len(prefix_steps), len(problem.ops)):
             o = problem.ops[i]
             before, operand = value, o.operand
             if rng.random() < self.error_rate:
                 before, operand, result = self._inject_error(rng, before, o.op, operand)
+                wrong = True
             else:
                 result = apply_op(before, o.op, operand)
+            if wrong and result == values[i + 1]:
+                # An error once made is never undone: a later error (or the floor of an integer
+                # division) that lands back on the true value becomes a slip that keeps it wrong,
+                # so every prefix containing an error has Monte Carlo value exactly 0.
+                result += 1
             is_final = i == len(problem.ops) - 1
             out.append(problem.step_text(i, before, operand, result, is_final))
             value = result
