@@ -121,7 +121,7 @@ def local_vs_raw(batch_sizes: tuple[int, ...], max_tokens: int) -> list[dict]:
         torch.manual_seed(b)
         pad = tok.pad_token_id if tok.pad_token_id is not None else min(eos)
 
-        def raw():
+        def raw(enc=enc, pad=pad):
             with torch.inference_mode():
                 return model.generate(**enc, max_new_tokens=max_tokens, do_sample=True, temperature=0.7,
                                       top_p=1.0, pad_token_id=pad)

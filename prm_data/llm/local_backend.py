@@ -209,7 +209,7 @@ def _decode(model, tok, rows, backend_name: str, model_name: str) -> list[Sample
                            position_ids=last_pos.unsqueeze(1), use_cache=True, **cache_arg).logits[:, -1, :]
     latency = time.perf_counter() - t0
     out = []
-    for r, (req, i, ids) in enumerate(rows):
+    for r, (_, _, ids) in enumerate(rows):
         toks = [t for t in generated[r] if t not in eos]
         text = cut_text[r] if cut_text[r] is not None else tok.decode(toks, skip_special_tokens=True)
         out.append(Sample(text=text, finish_reason=finish[r], prompt_tokens=len(ids),
