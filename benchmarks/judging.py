@@ -105,8 +105,10 @@ def judges(quick: bool) -> dict:
 def consensus(quick: bool) -> dict:
     rollouts = sim_rollouts(40 if quick else 150, 4, error_rate=0.2, seed=11)
     truth = {r.solution.rollout_id: r.true_first_error for r in rollouts}
+    # k=2: a cheap Monte Carlo whose typical error (a good prefix whose completions all fail) is what
+    # consensus with the judges filters; with the synthetic policy a wrong prefix never reaches the answer
     mc = label_mc_value([r.as_rollout_steps() for r in rollouts],
-                        Completer(LLMClient(SimBackend(model="sim-policy", error_rate=0.2))), MCValueConfig(k=8))
+                        Completer(LLMClient(SimBackend(model="sim-policy", error_rate=0.2))), MCValueConfig(k=2))
     specs = tuple(JudgeSpec(name=f"judge{i}") for i in range(5))
     clients = {s.name: LLMClient(SimBackend(model=f"sim-{s.name}")) for s in specs}
     votes = judge_solutions([r.solution for r in rollouts], clients, JudgeVoteConfig(mode="first_error", judges=specs),
