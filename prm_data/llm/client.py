@@ -26,11 +26,12 @@ import asyncio
 import dataclasses
 import random
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from prm_data import progress
 from prm_data.failures import FailureLog
 from prm_data.llm.retry import RetryBudget, RetryPolicy
 from prm_data.llm.types import Backend, BackendError, GenerationRequest, GenerationResult, Sample
@@ -179,6 +180,8 @@ class LLMClient:
                     outcome[key] = None  # placeholder: to be generated
                     todo.append(_Item(req, i, key))
         budget = self.retry.batch_budget(len(todo))
+        for purpose, count in Counter(t.request.purpose for t in todo).items():
+            progress.advance(purpose, 0, total=count)
         if todo:
             if isinstance(self.backend, BatchBackend):
                 await self._run_batched(todo, budget, outcome)
@@ -215,19 +218,23 @@ class LLMClient:
     async def _stored(self, item: _Item, sample: Sample) -> Sample:
         if self.cache is not None:  # an fsync per answer: off the event loop
             await asyncio.to_thread(self.cache.put, item.key, sample, self.backend.name, self.backend.model)
+        progress.advance(item.request.purpose)
         return sample
 
     def _give_up(self, item: _Item, err: BackendError, budget: RetryBudget) -> _Failed | None:
         """A failure record if `item` must not be retried after `err`, else None (and a retry is taken)."""
         tries = f"{item.attempts} attempt{'s' if item.attempts != 1 else ''}"
         if not err.retryable:
-            return _Failed(f"non-retryable error after {tries}: {err}")
-        if item.attempts > self.retry.max_retries:
-            return _Failed(f"gave up after {tries} (max_retries={self.retry.max_retries}): {err}")
-        if not budget.take():
-            return _Failed(f"batch retry budget of {budget.cap} exhausted after {tries}: {err}")
-        self.stats.add_retry(item.request.purpose)
-        return None
+            reason = f"non-retryable error after {tries}: {err}"
+        elif item.attempts > self.retry.max_retries:
+            reason = f"gave up after {tries} (max_retries={self.retry.max_retries}): {err}"
+        elif not budget.take():
+            reason = f"batch retry budget of {budget.cap} exhausted after {tries}: {err}"
+        else:
+            self.stats.add_retry(item.request.purpose)
+            return None
+        progress.advance(item.request.purpose)
+        return _Failed(reason)
 
     async def _sample_with_retries(self, item: _Item, budget: RetryBudget) -> Sample | _Failed:
         timeout = self.retry.timeout_s
