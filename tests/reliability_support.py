@@ -49,17 +49,17 @@ CONTENT_TABLES = ("problems", "run_problems", "rollouts", "steps", "completions"
 
 def http_config(path: Path, url: str, *, name: str = "night", source: str = "bank:6:2:5", shard_size: int = 2,
                 rollouts: int = 4, labelers=("mc_value", "tool_verify", "judge_vote"), mc_k: int = 4,
-                judge_samples: int = 3, retries: dict | None = None, **top) -> Path:
+                judge_samples: int = 3, backend: dict | None = None, **top) -> Path:
     """A small run config whose policy and judge are the sim server at `url` (openai backend)."""
-    backend = {"kind": "openai", "base_urls": [url], "api_key_env": None, "continuation": "completions",
-               **(retries or {})}
+    server = {"kind": "openai", "base_urls": [url], "api_key_env": None, "continuation": "completions",
+              **(backend or {})}
     cfg = {
         "name": name,
         "problems": {"source": source},
         "shard_size": shard_size,
         "rollouts": {"n": rollouts},
-        "policy": {**backend, "model": "sim-policy"},
-        "judges": {"judge": {**backend, "model": "sim-judge"}},
+        "policy": {**server, "model": "sim-policy"},
+        "judges": {"judge": {**server, "model": "sim-judge"}},
         "labeling": {"labelers": list(labelers), "mc_value": {"k": mc_k},
                      "judge_vote": {"mode": "per_step", "judges": [{"name": "judge", "samples": judge_samples}]}},
         "export": {"out_dir": "exports/night"},

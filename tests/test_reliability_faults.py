@@ -32,7 +32,7 @@ def faulty_run(tmp_path_factory):
     """One run against the faulty server: (process result, server, warehouse)."""
     tmp = tmp_path_factory.mktemp("faults")
     with SimServer(SERVER) as server:
-        config = http_config(tmp / "night.yaml", server.url, retries=RETRIES)
+        config = http_config(tmp / "night.yaml", server.url, backend=RETRIES)
         proc = subprocess.run(cli_command("--warehouse", str(tmp / "wh"), "run", "-c", str(config), "--serial"),
                               cwd=tmp, capture_output=True, text=True, timeout=300)
     return proc, server, Warehouse(tmp / "wh")

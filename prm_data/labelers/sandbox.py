@@ -10,6 +10,9 @@ executes the code a model wrote. That code is hostile by default, so each run ge
   the audit hook refuses opening for write, creating, removing, renaming,
   linking or chmod-ing any path outside it, and refuses starting processes,
   `ctypes` and signals to other processes;
+- **no secrets**: a clean environment, and the hook refuses reading other
+  processes' `/proc/<pid>/` entries (the parent's `environ` holds HF_TOKEN and
+  API keys) and credential files (`secret_paths()`: the Hub token, ~/.netrc, ...);
 - **limits**: RLIMIT_CPU (CPU seconds), RLIMIT_AS (address space), RLIMIT_FSIZE
   (largest file, which also caps stdout/stderr since they go to files),
   RLIMIT_NOFILE, no core dumps, and a wall-clock timeout after which the whole
@@ -43,6 +46,7 @@ BOOTSTRAP = r'''
 import os, sys
 sys.dont_write_bytecode = True
 _ROOT = os.path.realpath(sys.argv[1])
+_SECRETS = tuple(os.path.realpath(p) for p in sys.argv[2].split(os.pathsep) if p)
 _MARK = "sandbox refused:"
 _BLOCKED_IMPORTS = {"cffi", "_cffi_backend", "_posixsubprocess", "pty", "multiprocessing"}
 _PATH_EVENTS = {"os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.chmod": (0,),
@@ -66,6 +70,17 @@ def _inside(path):
         return False
     return real == _ROOT or real.startswith(_ROOT + os.sep)
 
+def _secret(path):
+    """Another process's /proc entry (its environment holds tokens) or a credentials location."""
+    try:
+        real = os.path.realpath(os.fsdecode(path))
+    except Exception:
+        return True
+    parts = real.split(os.sep)
+    if len(parts) > 2 and parts[1] == "proc" and parts[2].isdigit() and int(parts[2]) != os.getpid():
+        return True
+    return any(real == s or real.startswith(s + os.sep) for s in _SECRETS)
+
 def _refuse(what):
     raise PermissionError(f"{_MARK} {what}")
 
@@ -76,6 +91,8 @@ def _hook(event, args):
             isinstance(flags, int) and flags & _WRITE_FLAGS)
         if path is None or _inside(path):
             return
+        if _secret(path):
+            _refuse(f"reading {path!r}: another process or a credentials file")
         if writing:
             _refuse(f"write outside the sandbox directory: {path!r}")
         if not isinstance(path, int) and os.path.isdir(path):
@@ -161,6 +178,22 @@ def namespace_prefix() -> tuple[str, ...] | None:
     return None
 
 
+def secret_paths() -> list[str]:
+    """Where this machine keeps credentials: the sandboxed code may not read them.
+
+    The Hugging Face token (HF_TOKEN_PATH, HF_HOME), ~/.netrc, ~/.ssh, cloud and
+    registry credentials, mounted secrets. (Other processes' /proc entries,
+    whose `environ` holds HF_TOKEN and API keys, are refused by the hook itself.)
+    """
+    home = Path.home()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache")
+    paths = [os.environ.get("HF_TOKEN_PATH"), os.environ.get("HF_HOME"), cache / "huggingface",
+             home / ".huggingface", home / ".netrc", home / ".ssh", home / ".aws", home / ".azure",
+             home / ".config" / "gcloud", home / ".config" / "gh", home / ".git-credentials", home / ".docker",
+             home / ".pypirc", home / ".kube", "/run/secrets", "/var/run/secrets"]
+    return [str(p) for p in paths if p]
+
+
 def _limits(config: SandboxConfig):
     def apply() -> None:
         mem = config.memory_mb * 1024 * 1024
@@ -187,7 +220,7 @@ def run_python(code: str, config: SandboxConfig = SandboxConfig()) -> SandboxRes
         (workdir / "main.py").write_text(code, encoding="utf-8")
         env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir),
                "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        cmd = [*prefix, sys.executable, "-I", "-c", BOOTSTRAP, str(workdir)]
+        cmd = [*prefix, sys.executable, "-I", "-c", BOOTSTRAP, str(workdir), os.pathsep.join(secret_paths())]
         start = time.monotonic()
         with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
             proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out,

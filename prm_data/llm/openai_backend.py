@@ -28,7 +28,9 @@ JSON and empty choices are retryable (with `Retry-After`/`retry-after-ms`
 parsed); other 4xx are not. The SDK's own retries are off: the client
 (prm_data/llm/client.py) owns the retry policy. The API key is read from the
 environment variable named by `api_key_env` when a connection pool is made;
-it is never stored on the backend, logged or put in an error message.
+it is never stored on the backend, logged or put in an error message (one a
+server echoes it into is scrubbed), and credentials in a base URL are masked
+in messages and in the `endpoint` recorded with each answer.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import asyncio
 import email.utils
 import json
 import os
+import re
 import threading
 import time
 import weakref
@@ -143,17 +146,26 @@ class OpenAIBackend:
                 if request.assistant_prefix and self.continuation == "continue_final_message":
                     common["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
                 resp = await client.chat.completions.create(messages=messages, **common)
-            sample = self._to_sample(resp, request, key, time.perf_counter() - t0, ep.url)
+            sample = self._to_sample(resp, request, key, time.perf_counter() - t0, public_url(ep.url))
             ok = True
             return sample
-        except BackendError:
-            raise
+        except BackendError as exc:
+            raise self._scrubbed(exc) from None
         except openai.OpenAIError as exc:
-            raise map_error(exc, ep.url) from exc
+            raise self._scrubbed(map_error(exc, public_url(ep.url))) from None
         except (ValueError, OSError) as exc:  # JSON decoding, sockets
-            raise BackendError(f"{type(exc).__name__} from {ep.url}: {exc}", retryable=True) from exc
+            raise self._scrubbed(BackendError(f"{type(exc).__name__} from {public_url(ep.url)}: {exc}",
+                                              retryable=True)) from None
         finally:
             self._release(ep, ok)
+
+    def _scrubbed(self, err: BackendError) -> BackendError:
+        """`err` without the API key, should the server have echoed it (its message is stored in `failures`)."""
+        secret = os.environ.get(self.api_key_env) if self.api_key_env else None
+        text = str(err)
+        if not secret or len(secret) < 4 or secret not in text:
+            return err
+        return BackendError(text.replace(secret, "***"), retry_after=err.retry_after, retryable=err.retryable)
 
     def _to_sample(self, resp, request: GenerationRequest, key: str, latency: float, url: str) -> Sample:
         choices = getattr(resp, "choices", None)
@@ -187,6 +199,14 @@ class OpenAIBackend:
         return Sample(text=text, finish_reason=choice.finish_reason, prompt_tokens=prompt_tokens,
                       completion_tokens=completion_tokens, latency_s=latency, request_key=key,
                       metadata=metadata)
+
+
+_USERINFO = re.compile(r"(?<=//)[^/@\s]+@")
+
+
+def public_url(url: str) -> str:
+    """`url` without credentials (`https://user:pass@host` -> `https://***@host`), for messages and metadata."""
+    return _USERINFO.sub("***@", url)
 
 
 def _logprobs(choice) -> list[float] | None:
