@@ -12,15 +12,31 @@ SELECT rollout_id,
 FROM step_labels
 GROUP BY rollout_id, labeler, labeler_version;
 
--- Pairwise agreement of hard labels between labelers on the same step.
+-- Pairwise agreement of hard labels between labelers on the same step (of the same run).
+-- Each step's labels become two bitmasks (which labelers spoke, which said "good"); steps are then
+-- counted per mask pattern, and the pairs read off the few patterns. One grouping pass instead of a
+-- self-join of step_labels: 10M labels in about half the time (benchmarks/warehouse_scale.py).
 CREATE OR REPLACE VIEW label_agreement AS
+WITH names AS (
+    SELECT labeler, (row_number() OVER (ORDER BY labeler) - 1)::INTEGER AS bit
+    FROM (SELECT DISTINCT labeler FROM step_labels WHERE hard_label IS NOT NULL)
+), per_step AS (
+    SELECT bit_or(1::BIGINT << n.bit) AS present,
+           bit_or(CASE WHEN s.hard_label THEN 1::BIGINT << n.bit ELSE 0::BIGINT END) AS good
+    FROM step_labels s JOIN names n USING (labeler)
+    WHERE s.hard_label IS NOT NULL
+    GROUP BY s.run_id, s.rollout_id, s.step_index
+), patterns AS (
+    SELECT present, good, count(*) AS steps FROM per_step GROUP BY ALL
+)
 SELECT a.labeler AS labeler_a,
        b.labeler AS labeler_b,
-       count(*) AS steps,
-       avg(CASE WHEN a.hard_label = b.hard_label THEN 1.0 ELSE 0.0 END) AS agreement
-FROM step_labels a
-JOIN step_labels b ON a.rollout_id = b.rollout_id AND a.step_index = b.step_index
-WHERE a.labeler < b.labeler AND a.hard_label IS NOT NULL AND b.hard_label IS NOT NULL
+       sum(p.steps)::BIGINT AS steps,
+       sum(CASE WHEN ((p.good >> a.bit) & 1) = ((p.good >> b.bit) & 1) THEN p.steps ELSE 0 END) / sum(p.steps)
+           AS agreement
+FROM patterns p
+JOIN names a ON ((p.present >> a.bit) & 1) = 1
+JOIN names b ON ((p.present >> b.bit) & 1) = 1 AND a.labeler < b.labeler
 GROUP BY a.labeler, b.labeler;
 
 -- Per problem: rollouts, pass rate and tokens spent on rollouts and labels.
