@@ -55,10 +55,10 @@ class _Bars:
 
     def __call__(self, name: str, n: int, total: int | None) -> None:
         if name not in self.tasks:
-            self.tasks[name] = self.progress.add_task(name, total=total or 0)
+            self.tasks[name] = self.progress.add_task(name, total=0)
         tid = self.tasks[name]
         if total:
-            task = self.progress.tasks[[t.id for t in self.progress.tasks].index(tid)]
+            task = next(t for t in self.progress.tasks if t.id == tid)
             self.progress.update(tid, total=(task.total or 0) + total)
         if n:
             self.progress.advance(tid, n)

@@ -31,3 +31,15 @@ def test_an_unsubscribed_listener_hears_nothing():
     stop()
     client.generate(_requests("mc_value", n=2))
     assert events == []
+
+
+def test_the_cli_bars_count_each_sample_once_against_the_announced_total():
+    from flows.commands import _Bars
+
+    bars = _Bars()
+    bars("rollout", 0, 6)
+    for _ in range(6):
+        bars("rollout", 1, None)
+    bars("rollout", 0, 2)  # a second batch of the same purpose grows the total
+    (task,) = bars.progress.tasks
+    assert (task.total, task.completed) == (8, 6)
