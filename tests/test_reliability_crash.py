@@ -16,7 +16,9 @@ kill; a request whose answer had reached the disk is never asked again.
 from __future__ import annotations
 
 import json
+import os
 import random
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -35,8 +37,8 @@ SHARDS = 3  # bank:6 problems in shards of 2
 SERVER = ServeSimConfig(latency_s=0.01)
 
 
-def run_args(config: Path, root: Path) -> list[str]:
-    return ["--warehouse", str(root), "run", "-c", str(config), "--serial"]
+def run_args(config: Path, root: Path, serial: bool = True) -> list[str]:
+    return ["--warehouse", str(root), "run", "-c", str(config), *(["--serial"] if serial else [])]
 
 
 def rollout_shards(root: Path) -> int:
@@ -47,17 +49,40 @@ def parquet_rows(path: Path) -> list[str]:
     return sorted(json.dumps(r, sort_keys=True, default=str) for r in pq.read_table(path).to_pylist())
 
 
-def test_sigkill_at_random_points_then_rerun_equals_an_uninterrupted_run(tmp_path):
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """The uninterrupted run: (its folder, its warehouse, the requests its server answered)."""
+    base_dir = tmp_path_factory.mktemp("base")
+    with SimServer(SERVER) as base_server:
+        base_cfg = http_config(base_dir / "night.yaml", base_server.url)
+        assert run_to_end(cli_command(*run_args(base_cfg, base_dir / "wh")), base_dir, base_dir / "run.log") == 0
+    return base_dir, Warehouse(base_dir / "wh"), len(base_server.succeeded())
+
+
+def assert_same_as_baseline(wh: Warehouse, base: Warehouse, crash_dir: Path, base_dir: Path) -> None:
+    runs = wh.rows("SELECT run_id, status FROM runs")
+    assert [r["status"] for r in runs] == ["completed"]  # one run, resumed, completed
+    assert wh.scalar("SELECT count(*) FROM failures") == 0 == base.scalar("SELECT count(*) FROM failures")
+    for table in CONTENT_TABLES:
+        assert duplicate_keys(wh, table) == [], table
+        got, want = table_snapshot(wh, table), table_snapshot(base, table)
+        assert len(got) == len(want) and got == want, f"{table} differs from the uninterrupted run"
+    assert wh.scalar("SELECT count(*) FROM step_labels") > 100
+    exported = sorted(p.relative_to(base_dir) for p in (base_dir / "exports").rglob("*.parquet"))
+    assert len(exported) >= 3  # stepwise, pairs, processbench
+    for rel in exported:
+        assert parquet_rows(crash_dir / rel) == parquet_rows(base_dir / rel), f"export {rel} differs"
+
+
+def test_sigkill_at_random_points_then_rerun_equals_an_uninterrupted_run(tmp_path, baseline):
     rng = random.Random(SEED)
-    base_dir, crash_dir = tmp_path / "base", tmp_path / "crash"
-    base_dir.mkdir()
+    base_dir, base, base_answered = baseline
+    crash_dir = tmp_path / "crash"
     crash_dir.mkdir()
-    base_root, root = base_dir / "wh", crash_dir / "wh"
+    root = crash_dir / "wh"
     log = crash_dir / "runs.log"
 
-    with SimServer(SERVER) as base_server, SimServer(SERVER) as server:
-        base_cfg = http_config(base_dir / "night.yaml", base_server.url)
-        assert run_to_end(cli_command(*run_args(base_cfg, base_root)), base_dir, base_dir / "run.log") == 0
+    with SimServer(SERVER) as server:
         cfg = http_config(crash_dir / "night.yaml", server.url)
         args = run_args(cfg, root)
         Warehouse(root)  # the layout exists before the reader starts
@@ -97,7 +122,7 @@ def test_sigkill_at_random_points_then_rerun_equals_an_uninterrupted_run(tmp_pat
             # 4. the rerun that finishes
             assert run_to_end(cli_command(*args), crash_dir, log) == 0, log.read_text()[-3000:]
 
-        base, wh = Warehouse(base_root), Warehouse(root)
+        wh = Warehouse(root)
         # the paused writes really left half-written files behind, which no reader ever saw
         for path in partial_files:
             assert path.exists() and path.name.startswith(".") and path.suffix == ".tmp"
@@ -105,30 +130,51 @@ def test_sigkill_at_random_points_then_rerun_equals_an_uninterrupted_run(tmp_pat
                 pq.read_table(path)
         assert reader.report["errors"] == []
         assert reader.report["rounds"] >= 10 and reader.report["files_read"] > 0
-        totals = reader.report["totals"]
-        assert len(set(totals)) >= 5, "the reader did not see the warehouse change"
-
-        # one run, resumed four times, completed
-        runs = wh.rows("SELECT run_id, status FROM runs")
-        assert [r["status"] for r in runs] == ["completed"]
-        assert wh.scalar("SELECT count(*) FROM failures") == 0 == base.scalar("SELECT count(*) FROM failures")
-        for table in CONTENT_TABLES:
-            assert duplicate_keys(wh, table) == [], table
-            got, want = table_snapshot(wh, table), table_snapshot(base, table)
-            assert len(got) == len(want) and got == want, f"{table} differs from the uninterrupted run"
-        assert wh.scalar("SELECT count(*) FROM step_labels") > 100
-        exported = sorted(p.relative_to(base_dir) for p in (base_dir / "exports").rglob("*.parquet"))
-        assert len(exported) >= 3  # stepwise, pairs, processbench
-        for rel in exported:
-            assert parquet_rows(crash_dir / rel) == parquet_rows(base_dir / rel), f"export {rel} differs"
+        assert len(set(reader.report["totals"])) >= 5, "the reader did not see the warehouse change"
+        assert_same_as_baseline(wh, base, crash_dir, base_dir)
 
         # no request whose answer was stored was ever asked again; only those in flight at a kill
         lost = set().union(*(k["lost_in_flight"] for k in kills))
         asked_again = {server.request_keys[h] for h in server.asked_after_success()}
         print(f"kills: {[(k['where'], len(k['lost_in_flight'])) for k in kills]}; asked again: {len(asked_again)}; "
-              f"requests: {server.requests_total} vs uninterrupted {base_server.requests_total}")
+              f"requests: {server.requests_total} vs uninterrupted {base_answered}")
         assert asked_again <= lost
         for k in kills:
             bound = 0 if k["where"] == "shard write" else CONCURRENCY
             assert len(k["lost_in_flight"]) <= bound, k
-        assert len(server.succeeded()) == len(base_server.succeeded())
+        assert len(server.succeeded()) == base_answered
+
+
+def group_is_gone(pgid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_the_prefect_flow_killed_mid_labeling_resumes_to_the_same_tables(tmp_path, baseline):
+    """The same, once, through the Prefect path (`prm-data run` without --serial): the kill
+    takes the flow's whole process tree, its ephemeral Prefect server included."""
+    base_dir, base, base_answered = baseline
+    crash_dir = tmp_path / "crash"
+    crash_dir.mkdir()
+    root, log = crash_dir / "wh", crash_dir / "runs.log"
+    env = {"PREFECT_HOME": str(tmp_path / "prefect")}  # a fresh Prefect database, shared by no other test
+    with SimServer(SERVER) as server:
+        args = run_args(http_config(crash_dir / "night.yaml", server.url), root, serial=False)
+        proc = start(cli_command(*args), crash_dir, log, env)
+        wait_until(lambda: rollout_shards(root) == SHARDS, proc, log, what="generation to finish")
+        target = len(server.succeeded()) + random.Random(SEED).randint(10, 60)
+        wait_until(lambda: len(server.succeeded()) >= target, proc, log, what="labeling calls")
+        kill_tree(proc)
+        assert group_is_gone(proc.pid), "a process of the killed run survived"
+        lost = {server.request_keys[h] for h in server.succeeded()} - stored_request_keys(root)
+        assert run_to_end(cli_command(*args), crash_dir, log, env=env) == 0, log.read_text()[-3000:]
+        assert_same_as_baseline(Warehouse(root), base, crash_dir, base_dir)
+        assert {server.request_keys[h] for h in server.asked_after_success()} <= lost
+        assert len(lost) <= CONCURRENCY * 2  # policy and judge clients each have CONCURRENCY in flight
+        assert len(server.succeeded()) == base_answered
