@@ -38,6 +38,6 @@ def open_warehouse(ctx: typer.Context):
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    """Print `error: message` on stderr (no markup interpretation) and exit with `code`."""
-    err_console.print(Text.assemble(("error: ", "bold red"), str(message)))
+    """Print `error: message` on stderr (no markup, never hard-wrapped: paths stay whole) and exit with `code`."""
+    err_console.print(Text.assemble(("error: ", "bold red"), str(message)), soft_wrap=True)
     raise typer.Exit(code)
