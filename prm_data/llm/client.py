@@ -254,8 +254,10 @@ class LLMClient:
                     if not isinstance(sample, Sample):
                         err = BackendError(f"backend returned {type(sample).__name__}, not a Sample", retryable=False)
                         sample = None
-            if sample is not None:
-                return await self._stored(item, sample)
+                if sample is not None:
+                    # The slot is held until the answer is journaled: answers waiting for their fsync
+                    # count as in flight, so a kill loses at most `concurrency` paid answers.
+                    return await self._stored(item, sample)
             failed = self._give_up(item, err, budget)
             if failed is not None:
                 return failed
