@@ -25,11 +25,17 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "prm-data: GPU found, installing torch==$TORCH_VERSION (CUDA build)"
     $PIP install -q "torch==$TORCH_VERSION"
   else
-    # A plain `torch` from PyPI is a multi-GB CUDA build. Take the CPU build: from a local wheel
-    # directory when pip has one configured (find-links), else from PyTorch's CPU index.
+    # A plain `torch` from PyPI is a multi-GB CUDA build. Take the CPU build: a wheel that pip's
+    # configured find-links already hold (checked offline), else PyTorch's CPU index.
     echo "prm-data: no GPU, installing the CPU build of torch==$TORCH_VERSION"
-    $PIP install -q --no-index "torch==$TORCH_VERSION" 2>/dev/null \
-      || $PIP install -q "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+    wheels=$(mktemp -d)
+    if $PIP download -q --no-index --no-deps -d "$wheels" "torch==$TORCH_VERSION" >/dev/null 2>&1; then
+      $PIP install -q "$wheels"/torch-*.whl
+    else
+      $PIP install -q "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu \
+        --extra-index-url https://pypi.org/simple
+    fi
+    rm -rf "$wheels"
   fi
 fi
 
