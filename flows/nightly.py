@@ -16,10 +16,9 @@ from flows import tasks
 from flows.runners import night_cluster, night_usage, task_runner_for
 from prm_data.config import MODEL_LABELERS, RunConfig
 from prm_data.pipeline.context import usage_totals
-from prm_data.pipeline.report import write_report
+from prm_data.pipeline.close import close_run
 from prm_data.pipeline.runs import resolve_run_id, run_started_at, write_run
-from prm_data.pipeline.summary import run_summary, summary_markdown
-from prm_data.warehouse import Warehouse
+from prm_data.pipeline.summary import summary_markdown
 
 
 def _results(futures) -> list:
@@ -52,12 +51,7 @@ def aggregate_and_filter(config: RunConfig, run_id: str, shards: list[str]) -> l
 @flow(name="store")
 def store(config: RunConfig, run_id: str, started_at: datetime, timings: dict, usage: dict | None = None) -> dict:
     """Close the run: summary, report plots, the `runs` row, views for the duckdb CLI, the artifact."""
-    usage = usage_totals() if usage is None else usage
-    summary = run_summary(config, run_id, timings, usage)
-    summary["report"] = write_report(config, run_id)
-    write_run(config, run_id, "completed", started_at, timings, usage, summary["failures_total"], summary)
-    Warehouse(config.warehouse).sync_views()
-    return summary
+    return close_run(config, run_id, started_at, timings, usage_totals() if usage is None else usage)
 
 
 @flow(name="export_dataset")

@@ -14,11 +14,9 @@ from prm_data.pipeline.context import usage_totals
 from prm_data.pipeline.finalize import aggregate_shard, export_stage, train_stage
 from prm_data.pipeline.generate import generate_shard
 from prm_data.pipeline.label import check_judges_stage, expand_trees_shard, label_shard
-from prm_data.pipeline.report import write_report
+from prm_data.pipeline.close import close_run
 from prm_data.pipeline.runs import resolve_run_id, run_started_at, write_run
 from prm_data.pipeline.select import select_problems
-from prm_data.pipeline.summary import run_summary
-from prm_data.warehouse import Warehouse, WarehouseBusy
 
 
 def other_labelers(config: RunConfig) -> list[str]:
@@ -53,24 +51,6 @@ def run_serial(config: RunConfig, run_id: str | None = None, new_run: bool = Fal
     except BaseException:
         write_run(config, run_id, "failed", started, timings, usage_totals())
         raise
-    summary = run_summary(config, run_id, timings, usage_totals())
+    summary = close_run(config, run_id, started, timings, usage_totals())
     summary["export"], summary["train"] = export, train
-    summary["report"] = write_report(config, run_id)
-    write_run(config, run_id, "completed", started, timings, usage_totals(), summary["failures_total"], summary)
-    note = refresh_views(config)
-    if note:
-        summary["notes"] = [note]
     return summary
-
-
-def refresh_views(config: RunConfig, wait_s: float = 5.0) -> str | None:
-    """Refresh the views in prm.duckdb for the duckdb CLI; a note instead of a failure when it is held.
-
-    The run's data is already in its shards: a duckdb session holding the file
-    (the duckdb CLI opens it for writing) must not turn a finished run into a failed one.
-    """
-    try:
-        Warehouse(config.warehouse).sync_views(wait_s=wait_s)
-    except WarehouseBusy as exc:
-        return f"views in prm.duckdb not refreshed (new shards show anyway: the views are globs): {exc}"
-    return None
