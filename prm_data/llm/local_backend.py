@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import inspect
 import os
@@ -88,12 +89,31 @@ def load_model(model_path: str | os.PathLike | None = None, dtype: str = "bfloat
                 where, extra = str(path.parent), {"gguf_file": path.name}
             else:
                 where, extra = str(path), {}
-            tok = AutoTokenizer.from_pretrained(where, local_files_only=True, **extra)
-            model = AutoModelForCausalLM.from_pretrained(where, local_files_only=True,
-                                                         dtype=getattr(torch, dtype), **extra)
+            with _quiet_gguf_progress():
+                tok = AutoTokenizer.from_pretrained(where, local_files_only=True, **extra)
+                model = AutoModelForCausalLM.from_pretrained(where, local_files_only=True,
+                                                             dtype=getattr(torch, dtype), **extra)
             model.eval()
             _LOADED[key] = (model, tok)
         return _LOADED[key]
+
+
+@contextlib.contextmanager
+def _quiet_gguf_progress():
+    """Silence the per-tensor GGUF conversion bar, which ignores transformers' progress-bar switch."""
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        yield
+        return
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is not None:
+        gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        if original is not None:
+            gguf_utils.tqdm = original
 
 
 class LocalBackend:
