@@ -69,6 +69,7 @@ def write_report(config: RunConfig, run_id: str) -> list[str]:
         bins = [b - 0.5 for b in range(-1, top + 2)]
         ax.hist(list(by.values()), bins=bins, label=list(by), histtype="bar")
         ax.set_xlabel("first wrong step (-1 = no error)")
+        ax.set_xticks(range(-1, top + 1))
         ax.set_ylabel("rollouts")
         ax.legend()
     else:
