@@ -30,6 +30,7 @@ and never holds a lock on the file.
 from __future__ import annotations
 
 import os
+import random
 import re
 import time
 import uuid
@@ -107,15 +108,19 @@ def default_root() -> Path:
     return Path(os.environ.get("PRM_DATA_WAREHOUSE", "warehouse/data"))
 
 
-def retry_torn_reads(run, attempts: int = 6):
-    """`run()`, retried while it fails because a shard was replaced under the query (see above)."""
+def retry_torn_reads(run, attempts: int = 20):
+    """`run()`, retried while it fails because a shard was replaced under the query (see above).
+
+    Jittered, capped backoff (at most ~3 s in all): a reader must not fall into step with a
+    writer that replaces the same shard over and over.
+    """
     for attempt in range(attempts):
         try:
             return run()
         except duckdb.Error as exc:
             if attempt == attempts - 1 or not _TORN_READ.search(str(exc)):
                 raise
-            time.sleep(0.01 * 2**attempt)
+            time.sleep(min(0.01 * 2**attempt, 0.2) * random.uniform(0.5, 1.5))
 
 
 def _sql_literal(path: Path) -> str:
