@@ -193,25 +193,29 @@ def generate_rollouts(problems: Sequence[dict], client: LLMClient, cfg: RolloutC
     return batch
 
 
-def rollouts_from_rows(problems, rollouts, steps) -> list[RolloutSteps]:
-    """Join `problems`, `rollouts` and `steps` rows into labeler input, in rollout order.
+def join_rollout_rows(problems, rollouts, steps):
+    """(problem row, rollout row, its step texts in order) for each rollout, in rollout order.
 
-    A rollout whose problem is missing raises KeyError: labeling it without its
-    gold answer is impossible, and skipping it silently would hide a broken join.
+    A rollout whose problem is missing raises KeyError naming both ids: labeling
+    it without its question and gold answer is impossible, and skipping it
+    silently would hide a broken join.
     """
     by_problem = {p["problem_id"]: p for p in problems}
     by_rollout: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for s in steps:
         by_rollout[s["rollout_id"]].append((int(s["step_index"]), s["text"]))
-    out = []
     for r in rollouts:
         p = by_problem.get(r["problem_id"])
         if p is None:
             raise KeyError(f"rollout {r['rollout_id']} refers to unknown problem {r['problem_id']}")
-        texts = tuple(t for _, t in sorted(by_rollout.get(r["rollout_id"], [])))
-        out.append(RolloutSteps(
-            problem_id=r["problem_id"], rollout_id=r["rollout_id"], question=p["question"],
-            answer=str(p["answer"]), steps=texts, is_correct=bool(r.get("is_correct")),
-            policy_model=r["policy_model"], completion_tokens=int(r.get("completion_tokens") or 0),
-            true_first_error=r.get("true_first_error")))
-    return out
+        yield p, r, tuple(t for _, t in sorted(by_rollout.get(r["rollout_id"], [])))
+
+
+def rollouts_from_rows(problems, rollouts, steps) -> list[RolloutSteps]:
+    """Join `problems`, `rollouts` and `steps` rows into Monte Carlo labeler input, in rollout order."""
+    return [RolloutSteps(
+        problem_id=r["problem_id"], rollout_id=r["rollout_id"], question=p["question"],
+        answer=str(p["answer"]), steps=texts, is_correct=bool(r.get("is_correct")),
+        policy_model=r["policy_model"], completion_tokens=int(r.get("completion_tokens") or 0),
+        true_first_error=r.get("true_first_error"))
+        for p, r, texts in join_rollout_rows(problems, rollouts, steps)]

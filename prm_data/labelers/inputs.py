@@ -10,10 +10,11 @@ Carlo labelers' `prm_data.rollouts.RolloutSteps` can be passed as is.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
+
+from prm_data.rollouts import join_rollout_rows
 
 
 class SolutionLike(Protocol):
@@ -45,17 +46,6 @@ def solutions_from_rows(problems: Iterable[dict], rollouts: Iterable[dict],
     solution without its question cannot be judged, and silently skipping it
     would hide a broken join.
     """
-    by_problem = {p["problem_id"]: p for p in problems}
-    by_rollout: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for s in steps:
-        by_rollout[s["rollout_id"]].append((int(s["step_index"]), s["text"]))
-    out = []
-    for r in rollouts:
-        p = by_problem.get(r["problem_id"])
-        if p is None:
-            raise KeyError(f"rollout {r['rollout_id']} refers to unknown problem {r['problem_id']}")
-        texts = tuple(t for _, t in sorted(by_rollout.get(r["rollout_id"], [])))
-        out.append(Solution(problem_id=r["problem_id"], rollout_id=r["rollout_id"],
-                            question=p["question"], steps=texts, answer=p.get("answer"),
-                            is_correct=r.get("is_correct")))
-    return out
+    return [Solution(problem_id=r["problem_id"], rollout_id=r["rollout_id"], question=p["question"],
+                     steps=texts, answer=p.get("answer"), is_correct=r.get("is_correct"))
+            for p, r, texts in join_rollout_rows(problems, rollouts, steps)]
