@@ -7,7 +7,7 @@ Flows only order tasks; each task wraps one stage of prm_data.pipeline.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
@@ -16,8 +16,8 @@ from flows import tasks
 from flows.runners import night_cluster, night_usage, task_runner_for
 from prm_data.config import MODEL_LABELERS, RunConfig
 from prm_data.pipeline.context import usage_totals
-from prm_data.pipeline.close import close_run
-from prm_data.pipeline.runs import resolve_run_id, run_started_at, write_run
+from prm_data.pipeline.close import close_run, open_run
+from prm_data.pipeline.runs import write_run
 from prm_data.pipeline.summary import summary_markdown
 
 
@@ -71,9 +71,7 @@ def nightly(config: RunConfig = RunConfig(), run_id: str | None = None, new_run:
     Resumes the latest unfinished run of the same labeling version unless
     `new_run`; finished shards are skipped, model answers come from the cache.
     """
-    run_id = resolve_run_id(config, new=new_run, run_id=run_id)
-    started = run_started_at(config, run_id) or datetime.now(timezone.utc)
-    write_run(config, run_id, "running", started)
+    run_id, started = open_run(config, run_id, new_run)
     timings: dict[str, float] = {}
 
     def stage(name, sub, *args):

@@ -1,19 +1,29 @@
-"""Closing a run, the same way for the serial runner and the Prefect `store` flow.
+"""Opening and closing a run, the same way for the serial runner and the Prefect flows.
 
-The summary and report plots are made, the `runs` row is marked completed with
+`open_run` picks the run (resuming the latest unfinished one of the same
+labeling version unless a new one is asked for), claims it and marks it
+running. `close_run` makes the summary and report plots are made, the `runs` row is marked completed with
 timings, costs and the summary, and the views in prm.duckdb are refreshed for
 the duckdb CLI (a note, not a failure, when another session holds the file).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from prm_data.config import RunConfig
 from prm_data.pipeline.report import write_report
-from prm_data.pipeline.runs import write_run
+from prm_data.pipeline.runs import resolve_run_id, run_started_at, write_run
 from prm_data.pipeline.summary import run_summary
 from prm_data.warehouse import Warehouse, WarehouseBusy
+
+
+def open_run(config: RunConfig, run_id: str | None = None, new_run: bool = False) -> tuple[str, datetime]:
+    """(run id, started at) of the run to work on, marked running (and claimed by this process)."""
+    run_id = resolve_run_id(config, new=new_run, run_id=run_id)
+    started = run_started_at(config, run_id) or datetime.now(timezone.utc)
+    write_run(config, run_id, "running", started)
+    return run_id, started
 
 
 def close_run(config: RunConfig, run_id: str, started_at: datetime, timings: dict, usage: dict) -> dict:

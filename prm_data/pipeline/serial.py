@@ -7,15 +7,14 @@ with retries, caching, concurrency and artifacts on top.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
 from prm_data.config import MODEL_LABELERS, RunConfig
+from prm_data.pipeline.close import close_run, open_run
 from prm_data.pipeline.context import usage_totals
 from prm_data.pipeline.finalize import aggregate_shard, export_stage, train_stage
 from prm_data.pipeline.generate import generate_shard
 from prm_data.pipeline.label import check_judges_stage, expand_trees_shard, label_shard
-from prm_data.pipeline.close import close_run
-from prm_data.pipeline.runs import resolve_run_id, run_started_at, write_run
+from prm_data.pipeline.runs import write_run
 from prm_data.pipeline.select import select_problems
 
 
@@ -24,9 +23,7 @@ def other_labelers(config: RunConfig) -> list[str]:
 
 
 def run_serial(config: RunConfig, run_id: str | None = None, new_run: bool = False) -> dict:
-    run_id = resolve_run_id(config, new=new_run, run_id=run_id)
-    started = run_started_at(config, run_id) or datetime.now(timezone.utc)
-    write_run(config, run_id, "running", started)
+    run_id, started = open_run(config, run_id, new_run)
     timings: dict[str, float] = {}
 
     def timed(name, fn, *args):
