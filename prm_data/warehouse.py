@@ -187,6 +187,11 @@ class Warehouse:
     def has_shard(self, table: str, run_id: str, shard: str) -> bool:
         return self.shard_path(table, run_id, shard).exists()
 
+    def existing_shard(self, table: str, run_id: str, shard: str) -> str | None:
+        """The shard's path if it was already written (a stage's "done" marker), else None."""
+        path = self.shard_path(table, run_id, shard)
+        return str(path) if path.exists() else None
+
     def write_shard(
         self,
         table: str,

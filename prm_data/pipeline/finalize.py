@@ -16,8 +16,8 @@ def aggregate_shard(config: RunConfig, run_id: str, shard: str) -> str | None:
     wh = Warehouse(config.warehouse)
     policy = config.aggregate.policy
     marker = f"{policy}-{shard}"
-    if wh.has_shard("final_labels", run_id, marker):
-        return str(wh.shard_path("final_labels", run_id, marker))
+    if done := wh.existing_shard("final_labels", run_id, marker):
+        return done
     rollouts = shard_rollouts(wh, run_id, shard, config.rollouts.skip_uniform)
     if not rollouts:
         return None

@@ -16,8 +16,8 @@ def generate_shard(config: RunConfig, run_id: str, shard: str) -> str | None:
     """
     ctx = StageContext(config, run_id)
     wh = ctx.warehouse
-    if wh.has_shard("rollouts", run_id, shard):
-        return str(wh.shard_path("rollouts", run_id, shard))
+    if done := wh.existing_shard("rollouts", run_id, shard):
+        return done
     problems = shard_problems(wh, run_id, shard)
     if not problems:
         return None

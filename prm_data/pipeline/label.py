@@ -34,8 +34,9 @@ def _load_tree(wh: Warehouse, problem_ids: list[str], model: str) -> PrefixTree:
 def _run_tree_labelers(ctx: StageContext, shard: str, names: list[str], client, tree_shard: str,
                        rollouts) -> list[str]:
     wh, run_id, cfg = ctx.warehouse, ctx.run_id, ctx.config
-    todo = [n for n in names if not wh.has_shard("step_labels", run_id, f"{n}-{shard}")]
-    paths = [str(wh.shard_path("step_labels", run_id, f"{n}-{shard}")) for n in names if n not in todo]
+    done = {n: wh.existing_shard("step_labels", run_id, f"{n}-{shard}") for n in names}
+    todo = [n for n in names if done[n] is None]
+    paths = [done[n] for n in names if done[n] is not None]
     if not todo:
         return paths
     problem_ids = sorted({r.problem_id for r in rollouts})
@@ -93,8 +94,8 @@ def label_shard(config: RunConfig, run_id: str, shard: str, labeler: str) -> str
     ctx = StageContext(config, run_id)
     wh = ctx.warehouse
     marker = f"{labeler}-{shard}"
-    if wh.has_shard("step_labels", run_id, marker):
-        return str(wh.shard_path("step_labels", run_id, marker))
+    if done := wh.existing_shard("step_labels", run_id, marker):
+        return done
     sols = solutions(wh, run_id, shard, config.rollouts.skip_uniform)
     if not sols:
         return None

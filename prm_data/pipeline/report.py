@@ -20,6 +20,14 @@ def _save(fig, path: Path) -> str:
     return str(path)
 
 
+def _by_labeler(rows: list[dict], column: str) -> dict[str, list]:
+    """`column` of each row, grouped by the row's labeler (first-seen order)."""
+    by: dict[str, list] = {}
+    for r in rows:
+        by.setdefault(r["labeler"], []).append(r[column])
+    return by
+
+
 def _empty(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} in this run", ha="center", va="center", transform=ax.transAxes)
     ax.set_xticks([])
@@ -62,9 +70,7 @@ def write_report(config: RunConfig, run_id: str) -> list[str]:
                  "(SELECT rollout_id FROM rollouts WHERE run_id = ?)", p)
     fig, ax = plt.subplots(figsize=(7, 4))
     if fe:
-        by: dict[str, list[int]] = {}
-        for r in fe:
-            by.setdefault(r["labeler"], []).append(r["first_error_step"])
+        by = _by_labeler(fe, "first_error_step")
         top = max(max(v) for v in by.values())
         bins = [b - 0.5 for b in range(-1, top + 2)]
         ax.hist(list(by.values()), bins=bins, label=list(by), histtype="bar")
@@ -81,9 +87,7 @@ def write_report(config: RunConfig, run_id: str) -> list[str]:
                  "AND labeler IN ('mc_value', 'omega_prm', 'sibling', 'progress')", p)
     fig, ax = plt.subplots(figsize=(7, 4))
     if mc:
-        by = {}
-        for r in mc:
-            by.setdefault(r["labeler"], []).append(r["value"])
+        by = _by_labeler(mc, "value")
         ax.hist(list(by.values()), bins=20, label=list(by))
         ax.set_xlabel("value (MC estimate; progress: advantage)")
         ax.set_ylabel("steps")
