@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 import yaml
 from datasets import DatasetDict
 
-from prm_data.export import DEFAULT_FORMAT, FEATURES, SPLITS, ExportConfig, counts_of, load_query
-from prm_data.warehouse import Warehouse
+from prm_data.export import DEFAULT_FORMAT, FEATURES, SPLITS, ExportConfig, counts_of
+from prm_data.warehouse import Warehouse, load_query
 
 COLUMN_DOCS = {
     "stepwise": {

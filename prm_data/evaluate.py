@@ -29,8 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from prm_data.export import load_query
-from prm_data.warehouse import Warehouse
+from prm_data.warehouse import Warehouse, load_query
 
 AGGREGATIONS = ("min", "last", "product")
 

@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -42,14 +41,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from prm_data.schema import TABLES
 from prm_data.steps import POLICIES, join_steps
-from prm_data.warehouse import SQL_DIR, Warehouse
+from prm_data.warehouse import Warehouse, load_query
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("stepwise", "pairs", "processbench")
 SPLITS = ("train", "test")
 DEFAULT_FORMAT = "stepwise"
-QUERIES_DIR = SQL_DIR / "queries"
 
 
 def _col(table: str, column: str):
@@ -150,15 +148,6 @@ class HubPushError(RuntimeError):
 
 class EmptyExport(ValueError):
     """No format has a single row: nothing is written or pushed."""
-
-
-_INCLUDE = re.compile(r"^--\s*include:\s*(\w+)\s*$", re.M)
-
-
-def load_query(name: str) -> str:
-    """The SQL of `warehouse/queries/<name>.sql`, with its `-- include: <fragment>` lines filled in."""
-    sql = (QUERIES_DIR / f"{name}.sql").read_text()
-    return _INCLUDE.sub(lambda m: (QUERIES_DIR / f"{m.group(1)}.sql").read_text().strip(), sql)
 
 
 def split_of(problem_id: str, test_fraction: float, salt: str = "prm-data-split-v1") -> str:
