@@ -40,11 +40,12 @@ KEYS = {
     "judgments": ("judgment_id",),
     "rubrics": ("rubric_id",),
     "final_labels": ("rollout_id", "step_index", "policy"),
+    "stepwise_rows": ("rollout_id", "policy"),
     "llm_cache": ("request_key",),
     "runs": ("run_id",),
 }
 CONTENT_TABLES = ("problems", "run_problems", "rollouts", "steps", "completions", "tree_nodes", "step_labels",
-                  "judgments", "final_labels", "llm_cache")
+                  "judgments", "final_labels", "stepwise_rows", "llm_cache")
 
 
 def http_config(path: Path, url: str, *, name: str = "night", source: str = "bank:6:2:5", shard_size: int = 2,
@@ -262,7 +263,8 @@ def install_write_pause(nth: int, marker: str) -> None:
                 where.write(data[: len(data) // 2])
                 where.flush()
                 os.fsync(where.fileno())
-                Path(marker).write_text(name)
+                Path(f"{marker}.tmp").write_text(name)
+                os.replace(f"{marker}.tmp", marker)  # the test polls for the marker: never let it see it empty
                 while True:
                     time.sleep(1)
         return real(table, where, *args, **kwargs)
