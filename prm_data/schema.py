@@ -163,6 +163,25 @@ FINAL_LABELS = _schema(
     ("drop_reason", pa.string()),
 )
 
+STEPWISE_ROWS = _schema(
+    # The stepwise export's row of one rollout under one policy, built from that run's steps and
+    # final labels when the final labels are written (prm_data/stepwise_rows.py), so that exporting
+    # is a scan. `completions` is the longest run of steps from step 0 whose final label is kept and
+    # not null; it is empty when the first step has none (the row still records that this run
+    # decided, so an older run's row is never exported in its place).
+    ("run_id", pa.string(), False),
+    ("policy", pa.string(), False),
+    ("problem_id", pa.string(), False),
+    ("rollout_id", pa.string(), False),
+    ("prompt", pa.string()),  # problems.question
+    ("completions", pa.list_(pa.string())),  # steps.text, in step order
+    ("labels", pa.list_(pa.bool_())),  # final_labels.label
+    ("values", pa.list_(pa.float64())),  # final_labels.value, or 1.0/0.0 from the label when null
+    ("label_sources", pa.list_(pa.list_(pa.string()))),  # final_labels.sources ([] when null)
+    ("is_correct", pa.bool_()),  # rollouts.is_correct
+    ("policy_model", pa.string()),  # rollouts.policy_model
+)
+
 RUNS = _schema(
     ("run_id", pa.string(), False),
     ("flow", pa.string(), False),
@@ -235,6 +254,7 @@ TABLES: dict[str, pa.Schema] = {
     "judgments": JUDGMENTS,
     "rubrics": RUBRICS,
     "final_labels": FINAL_LABELS,
+    "stepwise_rows": STEPWISE_ROWS,
     "runs": RUNS,
     "failures": FAILURES,
     "run_problems": RUN_PROBLEMS,

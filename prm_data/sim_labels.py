@@ -21,6 +21,7 @@ from prm_data.llm.client import LLMClient
 from prm_data.llm.sim import SimBackend
 from prm_data.rollouts import RolloutConfig, generate_rollouts
 from prm_data.sources.bank import generate_bank
+from prm_data.stepwise_rows import write_final_labels
 from prm_data.trees.prefix_tree import PrefixTree
 from prm_data.warehouse import Warehouse
 
@@ -66,6 +67,6 @@ def write_sim_labels(warehouse: Warehouse, run_id: str, config: SimLabelsConfig 
     warehouse.write_shard("problems", problems, run_id=run_id, shard="sim-problems")
     batch.write(warehouse, shard="sim-rollouts")
     warehouse.write_shard("tree_nodes", tree.to_rows(run_id), run_id=run_id, shard="sim-tree")
-    warehouse.write_shard("final_labels", labels, run_id=run_id, shard="sim-oracle")
+    write_final_labels(warehouse, labels, run_id, "sim-oracle")
     return {"problems": len(problems), "rollouts": len(batch.rollouts), "steps": len(batch.steps),
             "tree_nodes": len(tree), "final_labels": len(labels), "failures": len(batch.failures)}

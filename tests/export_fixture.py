@@ -1,7 +1,8 @@
 """A small hand-labelled warehouse for export and evaluation tests.
 
 Rows go straight into a temporary `Warehouse` with `write_shard` (the
-warehouse contract), so every expected export row can be computed by hand:
+warehouse contract; final labels with `write_final_labels`, which also builds
+their `stepwise_rows`), so every expected export row can be computed by hand:
 
 problem p-1 (rollouts r-1, r-2), p-2 (r-3, r-4), p-3 (r-5), p-4 (r-6, r-7), under policy `consensus`:
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 
+from prm_data.stepwise_rows import write_final_labels
 from prm_data.warehouse import Warehouse
 
 RUN = "run-fixture"
@@ -97,7 +99,7 @@ def build_fixture_warehouse(root) -> Warehouse:
                           "drop_reason": None if kept else "after_first_error"})
     final += [{"run_id": RUN, "problem_id": "p-2", "rollout_id": "r-4", "step_index": i, "policy": "mc_only",
                "label": True, "value": 1.0, "sources": ["mc_value"], "kept": True} for i in range(2)]
-    wh.write_shard("final_labels", final, run_id=RUN, shard="final")
+    write_final_labels(wh, final, RUN, "final")
     wh.write_shard("tree_nodes", tree_rows(), run_id=RUN, shard="tree")
     wh.write_shard("step_labels", [
         {"run_id": RUN, "problem_id": STEPS[rid][0], "rollout_id": rid, "step_index": i, "labeler": labeler,

@@ -13,6 +13,7 @@ from prm_data.llm.client import LLMClient
 from prm_data.llm.sim import SimBackend
 from prm_data.records import StepLabel
 from prm_data.schema import to_table
+from prm_data.stepwise_rows import write_final_labels
 from prm_data.trees.sampling import Completer
 from prm_data.warehouse import Warehouse
 
@@ -89,7 +90,7 @@ def test_final_label_rows_fit_the_schema_and_are_queryable(tmp_path):
               label("r1", 2, "judge_vote", 0.2, False)]
     rows = aggregate(MC + judges, AggregateConfig(policy="consensus"), "run-1")
     wh = Warehouse(tmp_path)
-    wh.write_shard("final_labels", to_table("final_labels", rows), run_id="run-1", shard="consensus")
+    write_final_labels(wh, to_table("final_labels", rows), "run-1", "consensus")
     dropped = wh.rows("SELECT DISTINCT rollout_id, drop_reason FROM final_labels WHERE NOT kept")
     assert dropped == [{"rollout_id": "r1", "drop_reason": rows[0]["drop_reason"]}]
     as_rows = aggregate([l.to_row("run-1") for l in MC + judges], AggregateConfig(policy="consensus"), "run-1")

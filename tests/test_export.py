@@ -19,6 +19,7 @@ from prm_data.export import (
     run_export,
     split_of,
 )
+from prm_data.stepwise_rows import write_final_labels
 
 HALF = ExportConfig(test_fraction=0.5)
 
@@ -49,6 +50,38 @@ def test_stepwise_rows_are_the_kept_labelled_prefix_of_each_rollout(wh):
 def test_another_policy_exports_only_its_own_labels(wh):
     rows = _rows(build_export(wh, ExportConfig(policy="mc_only", formats=("stepwise",)))["stepwise"])
     assert list(rows) == ["r-4"] and rows["r-4"]["labels"] == [True, True]
+
+
+def _relabel(wh, run_id: str, rollout_id: str, labels: list[bool | None]) -> None:
+    """Run `run_id` relabels one rollout of the fixture (same steps, new final labels)."""
+    pid, steps = STEPS[rollout_id]
+    wh.write_shard("rollouts", [{**r, "run_id": run_id} for r in wh.rows(
+        "SELECT * FROM rollouts WHERE rollout_id = ? AND run_id = ?", [rollout_id, RUN])], run_id=run_id, shard="r")
+    wh.write_shard("steps", [{"rollout_id": rollout_id, "run_id": run_id, "problem_id": pid, "step_index": i,
+                              "text": t} for i, t in enumerate(steps)], run_id=run_id, shard="s")
+    write_final_labels(wh, [{"run_id": run_id, "problem_id": pid, "rollout_id": rollout_id, "step_index": i,
+                             "policy": "consensus", "label": label, "value": None, "sources": ["judge_vote"],
+                             "kept": label is not None} for i, label in enumerate(labels)], run_id, "final")
+
+
+def test_the_latest_run_of_a_rollout_wins_whole_and_run_id_picks_one(wh):
+    _relabel(wh, "run-z1", "r-1", [True, False, False])  # run ids sort after the fixture's
+    _relabel(wh, "run-z2", "r-6", [None, True])  # the newest run kept no label for step 1
+    latest = _rows(build_export(wh, HALF)["stepwise"])
+    assert latest["r-1"]["labels"] == [True, False, False] and latest["r-1"]["values"] == [1.0, 0.0, 0.0]
+    assert latest["r-1"]["label_sources"] == [["judge_vote"]] * 3  # labels, values, sources of one run
+    assert "r-6" not in latest  # the older run's row never stands in for the newest run's empty one
+    assert latest["r-5"]["labels"] == [False, False]  # rollouts no later run touched keep their labels
+    fixture_only = _rows(build_export(wh, ExportConfig(test_fraction=0.5, run_id=RUN))["stepwise"])
+    assert fixture_only["r-1"]["labels"] == [True, True, True] and fixture_only["r-6"]["labels"] == [True, True]
+    one_run = _rows(build_export(wh, ExportConfig(test_fraction=0.5, run_id="run-z1"))["stepwise"])
+    assert list(one_run) == ["r-1"]
+
+
+def test_final_labels_of_another_run_are_refused(wh):
+    with pytest.raises(ValueError, match="carry other run ids"):
+        write_final_labels(wh, [{"run_id": RUN, "problem_id": "p-1", "rollout_id": "r-1", "step_index": 0,
+                                 "policy": "consensus", "kept": True}], "run-other", "final")
 
 
 def test_processbench_label_is_the_earliest_bad_step_or_minus_one(wh):

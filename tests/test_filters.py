@@ -6,6 +6,7 @@ from prm_data.filters import (BalanceConfig, LengthLimits, NodeCompressionConfig
                               drop_by_length, drop_duplicate_rollouts, drop_repeated_steps, drop_unparseable,
                               mark_dropped, steps_by_rollout)
 from prm_data.schema import to_table
+from prm_data.stepwise_rows import write_final_labels
 from prm_data.warehouse import Warehouse
 
 
@@ -64,7 +65,7 @@ def test_rollout_drops_are_carried_into_final_labels_and_queryable(tmp_path):
     marked = mark_dropped(labels, dropped)
     assert [(r["rollout_id"], r["kept"]) for r in marked] == [("a", False), ("a", False), ("b", True), ("b", True)]
     wh = Warehouse(tmp_path)
-    wh.write_shard("final_labels", to_table("final_labels", marked), run_id="run-1", shard="filtered")
+    write_final_labels(wh, to_table("final_labels", marked), "run-1", "filtered")
     rows = wh.rows("SELECT rollout_id, count(*) AS n, any_value(drop_reason) AS why FROM final_labels "
                    "WHERE NOT kept GROUP BY rollout_id")
     assert rows == [{"rollout_id": "a", "n": 2, "why": "unparseable: no final answer could be extracted"}]

@@ -48,6 +48,7 @@ KEYS = {
     "step_labels": ["run_id", "rollout_id", "step_index", "labeler"],
     "judgments": ["judgment_id"],
     "final_labels": ["run_id", "rollout_id", "step_index", "policy"],
+    "stepwise_rows": ["run_id", "rollout_id", "policy"],
     "runs": ["run_id"],
     "llm_cache": ["request_key"],
 }
@@ -124,6 +125,9 @@ def test_a_nightly_run_on_sim_fills_the_warehouse_and_reports_what_sql_counts(th
     assert count("steps") == summary["steps"] > summary["rollouts"]
     for table in ("completions", "tree_nodes", "judgments", "final_labels"):
         assert count(table) > 0, table
+    # one stepwise row per rollout and policy that has final labels, built when they were written
+    assert count("stepwise_rows") == wh.scalar(
+        "SELECT count(DISTINCT (rollout_id, policy)) FROM final_labels WHERE run_id = ?", [run_id])
     assert wh.scalar("SELECT count(*) FROM llm_cache") > 0
     by_labeler = {r["labeler"]: r["steps"] for r in summary["labelers"]}
     assert by_labeler == {r["labeler"]: r["n"] for r in wh.rows(

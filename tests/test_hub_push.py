@@ -18,6 +18,8 @@ import yaml
 from export_fixture import build_fixture_warehouse
 from hub_server import HubServer
 
+from prm_data.stepwise_rows import write_final_labels
+
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 TOKEN = "hf_TestSecretToken0123456789abcdef"
@@ -61,9 +63,10 @@ def _local_rows(folder: Path) -> dict:
 def _smaller_warehouse(root: Path):
     """The fixture without problem p-1: fewer stepwise/processbench rows and no pairs at all."""
     wh = build_fixture_warehouse(root)
-    for table, key in (("final_labels", "problem_id"), ("tree_nodes", "problem_id")):
-        rows = [r for r in wh.rows(f"SELECT * FROM {table}") if r[key] != "p-1"]
-        wh.write_shard(table, rows, run_id="run-fixture", shard="final" if table == "final_labels" else "tree")
+    write_final_labels(wh, [r for r in wh.rows("SELECT * FROM final_labels") if r["problem_id"] != "p-1"],
+                       "run-fixture", "final")
+    wh.write_shard("tree_nodes", [r for r in wh.rows("SELECT * FROM tree_nodes") if r["problem_id"] != "p-1"],
+                   run_id="run-fixture", shard="tree")
     return wh
 
 

@@ -8,11 +8,13 @@ from prm_data.export import EmptyExport, run_export
 from prm_data.filters import (balance_classes, drop_by_length, drop_duplicate_rollouts, drop_judge_injection,
                               drop_unparseable, mark_dropped, steps_by_rollout)
 from prm_data.pipeline.inputs import shard_rollouts, shard_steps
+from prm_data.stepwise_rows import write_final_labels
 from prm_data.warehouse import Warehouse
 
 
 def aggregate_shard(config: RunConfig, run_id: str, shard: str) -> str | None:
-    """`final_labels` of a shard under the configured policy, with filter decisions as kept/drop_reason."""
+    """`final_labels` (and their `stepwise_rows`) of a shard under the configured policy, with filter
+    decisions as kept/drop_reason."""
     wh = Warehouse(config.warehouse)
     policy = config.aggregate.policy
     marker = f"{policy}-{shard}"
@@ -46,7 +48,7 @@ def aggregate_shard(config: RunConfig, run_id: str, shard: str) -> str | None:
         final = res.kept + res.dropped
     if not final:
         return None
-    return str(wh.write_shard("final_labels", final, run_id=run_id, shard=marker))
+    return str(write_final_labels(wh, final, run_id, marker))
 
 
 def export_stage(config: RunConfig) -> dict:
