@@ -9,7 +9,11 @@ follow (N/3 steps and final labels, N/15 rollouts, N/240 problems).
 Measured:
 - write throughput: rows per second through `Warehouse.write_shard` (pyarrow cast,
   Parquet with zstd, fsync, atomic rename), shards of `--shard-rows` rows written
-  by `--writers` threads, as parallel stage tasks would;
+  by `--writers` threads, as parallel stage tasks would; every table but `final_labels`;
+- final labels through `write_final_labels` (prm_data/stepwise_rows.py), as the
+  aggregate stage writes them: each shard (whole problems, about `--shard-rows`
+  rows) also builds its `stepwise_rows` from the run's steps, so the export query
+  is a scan; rows per second and the seconds spent;
 - size on disk of the Parquet shards, and bytes per step label;
 - latency of the standard queries through `Warehouse.connect()` (the views every
   tool uses), each result fetched whole as Arrow, median of `--repeats` runs:
@@ -41,9 +45,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from prm_data.export import load_query
 from prm_data.schema import schema_for
-from prm_data.warehouse import Warehouse
+from prm_data.stepwise_rows import write_final_labels
+from prm_data.warehouse import Warehouse, load_query
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LABELERS = ("mc_value", "tool_verify", "judge_vote")
@@ -167,6 +171,28 @@ def write_all(wh: Warehouse, tables: dict[str, pa.Table], shard_rows: int, write
             "rows_by_table": {k: t.num_rows for k, t in tables.items()}}
 
 
+def problem_slices(final_labels: pa.Table, shard_rows: int) -> list[tuple[int, int]]:
+    """(offset, length) slices of about `shard_rows` rows that never split a problem (rows are by problem)."""
+    problem = final_labels.column("problem_id").to_numpy(zero_copy_only=False)
+    cuts = [0]
+    for start in np.flatnonzero(np.r_[True, problem[1:] != problem[:-1]]):  # each problem's first row
+        if start - cuts[-1] >= shard_rows:
+            cuts.append(int(start))
+    cuts.append(len(problem))
+    return [(a, b - a) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def write_final(wh: Warehouse, final_labels: pa.Table, shard_rows: int, writers: int) -> dict:
+    slices = problem_slices(final_labels, shard_rows)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=writers) as pool:
+        list(pool.map(lambda i: write_final_labels(wh, final_labels.slice(*slices[i]), RUN_ID, f"final-{i:05d}"),
+                      range(len(slices))))
+    seconds = time.perf_counter() - t0
+    return {"rows": final_labels.num_rows, "shards": len(slices), "seconds": seconds,
+            "rows_per_s": final_labels.num_rows / seconds}
+
+
 def disk_bytes(wh: Warehouse) -> dict[str, int]:
     out = {}
     for d in sorted(wh.tables_dir.iterdir()):
@@ -205,8 +231,10 @@ def run(quick: bool = False, rows: int | None = None, shard_rows: int = 1_000_00
     folder = Path(root) if root else Path(tempfile.mkdtemp(prefix="prm-warehouse-scale-"))
     try:
         wh = Warehouse(folder)
+        final_labels = tables.pop("final_labels")
         write = write_all(wh, tables, shard_rows, writers)
-        del tables
+        final = write_final(wh, final_labels, shard_rows, writers)
+        del tables, final_labels
         sizes = disk_bytes(wh)
         queries = time_queries(wh, repeats)
     finally:
@@ -215,7 +243,7 @@ def run(quick: bool = False, rows: int | None = None, shard_rows: int = 1_000_00
     labels = write["rows_by_table"]["step_labels"]
     results = {
         "step_labels": labels, "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0], "shard_rows": shard_rows, "writers": writers,
-        "generate_s": generated_s, "write": write, "disk_bytes": sizes, "disk_mb_total": sum(sizes.values()) / 1e6,
+        "generate_s": generated_s, "write": write, "final_labels_write": final, "disk_bytes": sizes, "disk_mb_total": sum(sizes.values()) / 1e6,
         "bytes_per_step_label": sum(sizes.values()) / labels, "queries": queries, "goals": GOALS,
         "goals_met": {"write": write["rows_per_s"] >= GOALS["write_rows_per_s"],
                       **{q: v["median_s"] < GOALS["query_s"] for q, v in queries.items()}},
@@ -256,6 +284,9 @@ def table(results: dict) -> str:
              f"{'measure':<28}{'value':>16}{'goal':>14}  met",
              f"{'write rows/s':<28}{w['rows_per_s']:>16,.0f}{GOALS['write_rows_per_s']:>14,}  "
              f"{'yes' if results['goals_met']['write'] else 'NO'}",
+             f"{'final labels rows/s':<28}{results['final_labels_write']['rows_per_s']:>16,.0f}{'':>14}  "
+             f"(with their stepwise_rows, {results['final_labels_write']['shards']} shards in "
+             f"{results['final_labels_write']['seconds']:.1f} s)",
              f"{'size on disk (MB)':<28}{results['disk_mb_total']:>16,.1f}{'':>14}",
              f"{'bytes per step label':<28}{results['bytes_per_step_label']:>16,.1f}{'':>14}"]
     for name, q in results["queries"].items():

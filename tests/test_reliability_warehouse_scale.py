@@ -25,7 +25,7 @@ ROWS = 60_000
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     root = tmp_path_factory.mktemp("scale")
-    results = warehouse_scale.run(rows=ROWS, shard_rows=25_000, repeats=1, root=str(root / "wh"), out_dir=root)
+    results = warehouse_scale.run(rows=ROWS, shard_rows=8_000, repeats=1, root=str(root / "wh"), out_dir=root)
     return results, Warehouse(root / "wh"), root
 
 
@@ -34,10 +34,16 @@ def test_it_writes_every_table_in_shards_and_reports_all_measures(small):
     assert json.loads((root / "warehouse_scale.json").read_text()) == json.loads(json.dumps(results))
     counts = results["write"]["rows_by_table"]
     assert counts["step_labels"] == pytest.approx(ROWS, rel=0.01)
-    assert counts["step_labels"] == 3 * counts["steps"] == 3 * counts["final_labels"]
+    final = results["final_labels_write"]
+    assert counts["step_labels"] == 3 * counts["steps"] == 3 * final["rows"]
     assert counts["rollouts"] == 16 * counts["problems"]
     assert {t: wh.scalar(f'SELECT count(*) FROM "{t}"') for t in counts} == counts
+    assert wh.scalar("SELECT count(*) FROM final_labels") == final["rows"]
     assert results["write"]["shards"] > len(counts)  # big tables are split into shards
+    assert final["shards"] > 1 and final["rows_per_s"] > 0
+    # final-label shards hold whole problems, so each rollout has exactly one stepwise row
+    assert wh.scalar("SELECT count(DISTINCT rollout_id) FROM stepwise_rows") == counts["rollouts"] \
+        == wh.scalar("SELECT count(*) FROM stepwise_rows")
     assert results["write"]["rows_per_s"] > 0 and results["disk_mb_total"] > 0
     assert set(results["queries"]) == set(warehouse_scale.QUERIES)
     assert set(results["goals_met"]) == {"write", *warehouse_scale.QUERIES}
