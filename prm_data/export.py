@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from prm_data.schema import TABLES
 from prm_data.steps import POLICIES, join_steps
+from prm_data.stepwise_rows import backfill_stepwise_rows
 from prm_data.warehouse import Warehouse, load_query
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,8 @@ def build_export(warehouse: Warehouse, config: ExportConfig | None = None) -> di
     formats with no rows at all) are left out; the card still reports them as 0.
     """
     config = config or ExportConfig()
+    if "stepwise" in config.formats and (backfilled := backfill_stepwise_rows(warehouse)):
+        log.info("built the stepwise rows of %d final-label shard(s) that had none", len(backfilled))
     out: dict[str, DatasetDict] = {}
     for fmt in config.formats:
         features = FEATURES[fmt]

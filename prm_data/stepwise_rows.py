@@ -10,7 +10,10 @@ from the same run's steps (warehouse/queries/stepwise_rows.sql), and stored in t
 `write_final_labels` is the one way to write `final_labels`: it writes the
 `stepwise_rows` shard first and the `final_labels` shard (a stage's done marker)
 last, both under the same shard name, so a crash between the two is redone whole
-by the rerun and the two tables never disagree.
+by the rerun and the two tables never disagree. `backfill_stepwise_rows` builds
+the rows of final-label shards that have none (written before `stepwise_rows`
+existed, or with `Warehouse.write_shard` directly); the export runs it first, so
+no labelled rollout is left out of an export for want of its row.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from prm_data.schema import schema_for, to_table
 from prm_data.warehouse import Warehouse, load_query
@@ -45,3 +49,14 @@ def write_final_labels(warehouse: Warehouse, rows: Sequence[dict] | pa.Table, ru
         raise ValueError(f"final labels of run {run_id!r} carry other run ids: {sorted(other)}")
     warehouse.write_shard("stepwise_rows", build_stepwise_rows(warehouse, final, run_id), run_id=run_id, shard=shard)
     return warehouse.write_shard("final_labels", final, run_id=run_id, shard=shard)
+
+
+def backfill_stepwise_rows(warehouse: Warehouse) -> list[Path]:
+    """Build the `stepwise_rows` shard of every `final_labels` shard that lacks one; returns the new shards."""
+    written = []
+    for path in sorted((warehouse.tables_dir / "final_labels").glob("run_id=*/*.parquet")):
+        run_id, shard = path.parent.name.removeprefix("run_id="), path.stem
+        if not warehouse.has_shard("stepwise_rows", run_id, shard):
+            rows = build_stepwise_rows(warehouse, pq.read_table(path), run_id)
+            written.append(warehouse.write_shard("stepwise_rows", rows, run_id=run_id, shard=shard))
+    return written

@@ -19,7 +19,7 @@ from prm_data.export import (
     run_export,
     split_of,
 )
-from prm_data.stepwise_rows import write_final_labels
+from prm_data.stepwise_rows import backfill_stepwise_rows, write_final_labels
 
 HALF = ExportConfig(test_fraction=0.5)
 
@@ -76,6 +76,17 @@ def test_the_latest_run_of_a_rollout_wins_whole_and_run_id_picks_one(wh):
     assert fixture_only["r-1"]["labels"] == [True, True, True] and fixture_only["r-6"]["labels"] == [True, True]
     one_run = _rows(build_export(wh, ExportConfig(test_fraction=0.5, run_id="run-z1"))["stepwise"])
     assert list(one_run) == ["r-1"]
+
+
+def test_final_labels_written_without_stepwise_rows_get_them_at_export(wh):
+    before = _rows(build_export(wh, HALF)["stepwise"])
+    shards = sorted((wh.tables_dir / "stepwise_rows").glob("run_id=*/*.parquet"))
+    assert [p.stem for p in shards] == ["final"]
+    for path in shards:  # as a warehouse written before stepwise_rows existed
+        path.unlink()
+    assert build_export(wh, HALF)["stepwise"] and _rows(build_export(wh, HALF)["stepwise"]) == before
+    assert sorted((wh.tables_dir / "stepwise_rows").glob("run_id=*/*.parquet")) == shards
+    assert backfill_stepwise_rows(wh) == []  # once built, never again
 
 
 def test_final_labels_of_another_run_are_refused(wh):
