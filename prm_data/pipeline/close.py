@@ -2,9 +2,10 @@
 
 `open_run` picks the run (resuming the latest unfinished one of the same
 labeling version unless a new one is asked for), claims it and marks it
-running. `close_run` makes the summary and report plots are made, the `runs` row is marked completed with
-timings, costs and the summary, and the views in prm.duckdb are refreshed for
-the duckdb CLI (a note, not a failure, when another session holds the file).
+running. `close_run` makes the summary and the report plots, marks the `runs`
+row completed with timings, costs and the summary, and refreshes the views in
+prm.duckdb for the duckdb CLI (a note, not a failure, when another session
+holds the file).
 """
 
 from __future__ import annotations
