@@ -117,9 +117,11 @@ def test_library_reads_never_see_a_shard_half_replaced(tmp_path):
     warehouse.write_shard("problems", shard_rows(0), run_id="writer", shard="same")
 
     def rewrite(observed):
-        start = observed.value
+        # Until the reader has read 60 times under the rewrites: bounded by time, not by rounds, as
+        # retried reads are slow on a loaded machine (CI once saw 18 reads in 400 rounds).
+        start, deadline = observed.value, time.monotonic() + 120
         rounds = 0
-        while rounds < 40 or (observed.value - start < 60 and rounds < 400):
+        while rounds < 40 or (observed.value - start < 60 and time.monotonic() < deadline):
             warehouse.write_shard("problems", shard_rows(rounds % 2), run_id="writer", shard="same")
             rounds += 1
 
