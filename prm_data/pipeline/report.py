@@ -34,7 +34,8 @@ def _empty(ax, what: str) -> None:
     ax.set_yticks([])
 
 
-def write_report(config: RunConfig, run_id: str) -> list[str]:
+def write_report(config: RunConfig, run_id: str, agreement: list[dict]) -> list[str]:
+    """The run's PNGs; `agreement` is the run summary's labeler pairs (labeler_a < labeler_b, agreement)."""
     wh = Warehouse(config.warehouse)
     out = Path(config.reports_dir) / run_id
     out.mkdir(parents=True, exist_ok=True)
@@ -97,17 +98,13 @@ def write_report(config: RunConfig, run_id: str) -> list[str]:
     ax.set_title("Monte Carlo value distribution")
     paths.append(_save(fig, out / "mc_values.png"))
 
-    ag = wh.rows("SELECT a.labeler AS la, b.labeler AS lb, avg(CASE WHEN a.hard_label = b.hard_label "
-                 "THEN 1.0 ELSE 0.0 END) AS agreement FROM step_labels a JOIN step_labels b "
-                 "ON a.rollout_id = b.rollout_id AND a.step_index = b.step_index AND a.run_id = b.run_id "
-                 "WHERE a.run_id = ? AND a.hard_label IS NOT NULL AND b.hard_label IS NOT NULL "
-                 "GROUP BY 1, 2", p)
     fig, ax = plt.subplots(figsize=(6, 5))
-    if ag:
-        names = sorted({r["la"] for r in ag} | {r["lb"] for r in ag})
-        grid = [[float("nan")] * len(names) for _ in names]
-        for r in ag:
-            grid[names.index(r["la"])][names.index(r["lb"])] = r["agreement"]
+    if agreement:
+        names = sorted({r["labeler_a"] for r in agreement} | {r["labeler_b"] for r in agreement})
+        grid = [[1.0 if i == j else float("nan") for j in range(len(names))] for i in range(len(names))]
+        for r in agreement:
+            i, j = names.index(r["labeler_a"]), names.index(r["labeler_b"])
+            grid[i][j] = grid[j][i] = r["agreement"]
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis")
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
         ax.set_yticks(range(len(names)), names)
