@@ -200,6 +200,12 @@ RUNS = _schema(
     ("cache_misses", pa.int64()),
     ("failures", pa.int64()),
     ("summary", pa.string()),  # JSON
+    # What the run paid for, over all its processes (a resumed run's killed ones too): the answers
+    # it stored in the request cache (prm_data.llm.cache.paid_by_run). The counters above
+    # (prompt_tokens ... cache_misses) are those of the process that finished the run.
+    ("paid_requests", pa.int64()),
+    ("paid_prompt_tokens", pa.int64()),
+    ("paid_completion_tokens", pa.int64()),
 )
 
 FAILURES = _schema(

@@ -68,6 +68,10 @@ def assert_same_as_baseline(wh: Warehouse, base: Warehouse, crash_dir: Path, bas
         got, want = table_snapshot(wh, table), table_snapshot(base, table)
         assert len(got) == len(want) and got == want, f"{table} differs from the uninterrupted run"
     assert wh.scalar("SELECT count(*) FROM step_labels") > 100
+    # what the run paid, over all its processes, is what the uninterrupted run paid: every stored answer once
+    paid = "SELECT paid_requests, paid_prompt_tokens, paid_completion_tokens FROM runs"
+    assert wh.rows(paid) == base.rows(paid)
+    assert wh.rows(paid)[0]["paid_requests"] == wh.scalar("SELECT count(DISTINCT request_key) FROM llm_cache") > 0
     exported = sorted(p.relative_to(base_dir) for p in (base_dir / "exports").rglob("*.parquet"))
     assert len(exported) >= 3  # stepwise, pairs, processbench
     for rel in exported:

@@ -33,6 +33,7 @@ as it would have without the crash; answers of other runs are plain hits.
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import os
 import re
@@ -104,21 +105,8 @@ class RequestCache:
         return bool(m) and m["run"] == self.run_id and int(m["pid"]) != os.getpid()
 
     def _read_journal(self, path: Path) -> list[dict]:
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:  # compacted by its owner between glob and read
-            return []
-        rows = []
-        for line in data.split(b"\n"):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                row["created_at"] = datetime.fromisoformat(row["created_at"])
-            except (ValueError, KeyError, TypeError):
-                self.torn_lines += 1  # a line cut by a kill: that answer is simply not cached
-                continue
-            rows.append(row)
+        rows, torn = read_journal(path)
+        self.torn_lines += torn  # lines cut by a kill: those answers are simply not cached
         return rows
 
     def get(self, key: str) -> Sample | None:
@@ -247,6 +235,48 @@ class RequestCache:
     @property
     def journal_path(self) -> Path | None:
         return self._journal
+
+
+def read_journal(path: Path) -> tuple[list[dict], int]:
+    """A journal's rows, and how many torn lines (cut by a kill) were skipped."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:  # compacted by its owner between glob and read
+        return [], 0
+    rows, torn = [], 0
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            row["created_at"] = datetime.fromisoformat(row["created_at"])
+        except (ValueError, KeyError, TypeError):
+            torn += 1
+            continue
+        rows.append(row)
+    return rows, torn
+
+
+def paid_by_run(warehouse, run_id: str) -> dict[str, int]:
+    """Requests `run_id` paid for, counted over every process of the run (crashed ones too).
+
+    An answer is paid by the run whose journal (and so shard) holds it; a
+    process's own counters lose what its killed predecessors paid, this does
+    not. Answers in flight at a kill were never stored and are not counted.
+    """
+    paid: dict[str, tuple[int, int]] = {}
+    shards = sorted((Path(warehouse.tables_dir) / "llm_cache" / f"run_id={run_id}").glob("*.parquet"))
+    for path in shards:
+        if not path.name.startswith("."):  # a writer's temporary file
+            cols = pq.read_table(path, columns=["request_key", "prompt_tokens", "completion_tokens"]).to_pydict()
+            for key, p, c in zip(cols["request_key"], cols["prompt_tokens"], cols["completion_tokens"]):
+                paid[key] = (p or 0, c or 0)
+    for path in sorted((Path(warehouse.root) / JOURNAL_DIR).glob(f"{glob.escape(run_id)}__*.jsonl")):
+        if (m := _PAYER.match(path.stem)) and m["run"] == run_id:
+            for row in read_journal(path)[0]:
+                paid[row["request_key"]] = (row.get("prompt_tokens") or 0, row.get("completion_tokens") or 0)
+    return {"requests": len(paid), "prompt_tokens": sum(p for p, _ in paid.values()),
+            "completion_tokens": sum(c for _, c in paid.values())}
 
 
 _OPEN: dict[tuple[str, str], RequestCache] = {}

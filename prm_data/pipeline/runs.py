@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 from prm_data.config import RunConfig
+from prm_data.llm.cache import paid_by_run
 from prm_data.warehouse import ProcessLock, Warehouse, WarehouseBusy
 
 _CLAIMS: dict[tuple[str, str], ProcessLock] = {}  # (warehouse root, run id) -> the lock this process holds
@@ -108,13 +109,15 @@ def write_run(config: RunConfig, run_id: str, status: str, started_at: datetime,
     for u in (usage or {}).values():
         for k in total:
             total[k] += int(u.get(k, 0))
+    paid = {} if status == "running" else {f"paid_{k}": v for k, v in paid_by_run(
+        Warehouse(config.warehouse), run_id).items()}
     row = {
         "run_id": run_id, "flow": "nightly", "status": status, "started_at": started_at,
         "finished_at": None if status == "running" else datetime.now(timezone.utc),
         "config_json": config.model_dump_json(), "config_version": config.labeling_version(),
         "git_sha": git_sha(), "package_versions": json.dumps(package_versions()),
         "timings": json.dumps(timings or {}), "failures": failures,
-        "summary": json.dumps(summary or {}, default=str), **total,
+        "summary": json.dumps(summary or {}, default=str), **total, **paid,
     }
     path = Warehouse(config.warehouse).write_shard("runs", [row], run_id=run_id, shard="run")
     if status != "running":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prm_data.config import RunConfig
+from prm_data.llm.cache import paid_by_run
 from prm_data.warehouse import Warehouse
 
 SHOWN_REASONS = 8
@@ -52,7 +53,7 @@ def run_summary(config: RunConfig, run_id: str, timings: dict | None = None, usa
         "steps": one("SELECT count(*) AS n FROM steps WHERE run_id = ?")["n"],
         "labelers": labelers, "final": final, "drops": drops, "agreement": agreement,
         "failures": failures, "failures_total": sum(f["n"] for f in failures), "failure_reasons": failure_reasons,
-        "usage": usage or {}, "tokens": totals, "timings": timings or {},
+        "usage": usage or {}, "tokens": totals, "paid": paid_by_run(wh, run_id), "timings": timings or {},
         "warehouse": str(wh.root), "duckdb": str(wh.db_path),
     }
 
@@ -80,8 +81,10 @@ def summary_markdown(s: dict, export: dict | None = None) -> str:
              f"| steps | {s['steps']} |",
              f"| kept rollouts / steps | {_fmt(s['final'].get('kept_rollouts'))} / {_fmt(s['final'].get('kept_steps'))} |",
              f"| good share of kept step labels | {_fmt(s['final'].get('good_share'))} |",
-             f"| model calls (cache hits) | {s['tokens']['calls']} ({s['tokens']['cache_hits']}) |",
-             f"| prompt / completion tokens | {s['tokens']['prompt_tokens']} / {s['tokens']['completion_tokens']} |",
+             f"| model calls in this process (cache hits) | {s['tokens']['calls']} ({s['tokens']['cache_hits']}) |",
+             f"| prompt / completion tokens in this process | {s['tokens']['prompt_tokens']} / {s['tokens']['completion_tokens']} |",
+             f"| paid by the run, all its processes: requests (prompt / completion tokens) | "
+             f"{s['paid']['requests']} ({s['paid']['prompt_tokens']} / {s['paid']['completion_tokens']}) |",
              f"| failures | {s['failures_total']} |",
              f"| seconds | {_fmt(sum(s['timings'].values()) if s['timings'] else None)} |", "",
              "| labeler | steps | good share | abstained | completion tokens | calls |", "|---|---|---|---|---|---|"]
