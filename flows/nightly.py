@@ -14,7 +14,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows import tasks
 from flows.runners import night_cluster, night_usage, task_runner_for
-from prm_data.config import MODEL_LABELERS, RunConfig
+from prm_data.config import RunConfig
 from prm_data.pipeline.context import usage_totals
 from prm_data.pipeline.close import close_run, open_run
 from prm_data.pipeline.runs import write_run
@@ -37,7 +37,7 @@ def expand_trees(config: RunConfig, run_id: str, shards: list[str]) -> list[list
 
 @flow(name="label_steps")
 def label_steps(config: RunConfig, run_id: str, shards: list[str]) -> list[str | None]:
-    labelers = [n for n in config.labeling.labelers if n not in MODEL_LABELERS]
+    labelers = config.labeling.shard_labelers()
     if {"judge_vote", "rubric"} & set(labelers):
         tasks.check_judges(config, run_id)  # a refused judge fails the flow before any judging
     return _results([tasks.label_shard.submit(config, run_id, s, n) for s in shards for n in labelers])

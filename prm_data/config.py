@@ -76,6 +76,14 @@ class LabelingConfig(BaseModel):
             raise ValueError(f"unknown labelers {unknown}; choose from {ALL_LABELERS}")
         return self
 
+    def tree_labelers(self) -> list[str]:
+        """The configured labelers that expand rollout trees with a model (one `expand_trees` task per shard)."""
+        return [n for n in self.labelers if n in MODEL_LABELERS]
+
+    def shard_labelers(self) -> list[str]:
+        """The other configured labelers (tool_verify, judge_vote, rubric): one task per shard and labeler."""
+        return [n for n in self.labelers if n not in MODEL_LABELERS]
+
 
 class FiltersConfig(BaseModel):
     model_config = _FROZEN

@@ -9,7 +9,7 @@ the tree counts once, so nothing is paid or counted twice.
 
 from __future__ import annotations
 
-from prm_data.config import MODEL_LABELERS, RunConfig
+from prm_data.config import RunConfig
 from prm_data.labelers.judge_probes import check_judges
 from prm_data.labelers.judge_vote import judge_solutions
 from prm_data.labelers.registry import LABELERS
@@ -59,7 +59,7 @@ def _run_tree_labelers(ctx: StageContext, shard: str, names: list[str], client, 
 
 def expand_trees_shard(config: RunConfig, run_id: str, shard: str) -> list[str]:
     """Run the Monte Carlo labelers of the config (one shared tree per completer model)."""
-    names = [n for n in config.labeling.labelers if n in MODEL_LABELERS]
+    names = config.labeling.tree_labelers()
     if not names:
         return []
     ctx = StageContext(config, run_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from prm_data.config import MODEL_LABELERS, RunConfig
+from prm_data.config import RunConfig
 from prm_data.pipeline.close import close_run, open_run
 from prm_data.pipeline.context import usage_totals
 from prm_data.pipeline.finalize import aggregate_shard, export_stage, train_stage
@@ -16,10 +16,6 @@ from prm_data.pipeline.generate import generate_shard
 from prm_data.pipeline.label import check_judges_stage, expand_trees_shard, label_shard
 from prm_data.pipeline.runs import write_run
 from prm_data.pipeline.select import select_problems
-
-
-def other_labelers(config: RunConfig) -> list[str]:
-    return [n for n in config.labeling.labelers if n not in MODEL_LABELERS]
 
 
 def run_serial(config: RunConfig, run_id: str | None = None, new_run: bool = False) -> dict:
@@ -40,7 +36,7 @@ def run_serial(config: RunConfig, run_id: str | None = None, new_run: bool = Fal
         timed("check_judges", check_judges_stage, config, run_id)
         for shard in shards:
             timed("expand_trees", expand_trees_shard, config, run_id, shard)
-            for labeler in other_labelers(config):
+            for labeler in config.labeling.shard_labelers():
                 timed(f"label:{labeler}", label_shard, config, run_id, shard, labeler)
             timed("aggregate", aggregate_shard, config, run_id, shard)
         export = timed("export", export_stage, config)
