@@ -108,7 +108,8 @@ def warehouse_scale_figures(r: dict) -> list[Figure]:
     out = [Figure("warehouse_scale", f"{n}: write rows/s", r["write"]["rows_per_s"], ">=", g["write_rows_per_s"]),
            Figure("warehouse_scale", f"{n}: final labels + stepwise rows, rows/s",
                   r["final_labels_write"]["rows_per_s"]),
-           Figure("warehouse_scale", f"{n}: size on disk", r["disk_mb_total"], unit="MB")]
+           Figure("warehouse_scale", f"{n}: size on disk", r["disk_mb_total"], unit="MB"),
+           Figure("warehouse_scale", f"{n}: stepwise export, whole", r["export"]["seconds"], unit="s")]
     out += [Figure("warehouse_scale", f"{n}: {name} query", q["median_s"], "<=", g["query_s"], "s")
             for name, q in r["queries"].items()]
     return out

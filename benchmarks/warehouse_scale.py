@@ -20,7 +20,9 @@ Measured:
   the `first_error` view (first error per rollout and labeler), the
   `problem_stats` view (per-problem pass rate and cost), the `label_agreement`
   view (pairwise labeler agreement), the stepwise export query
-  (warehouse/queries/export_stepwise.sql), and a drill-down (one problem's first errors).
+  (warehouse/queries/export_stepwise.sql), and a drill-down (one problem's first errors);
+- the stepwise export end to end (`run_export`: query, split, datasets, Parquet and
+  save_to_disk copies, card), once.
 
 Goals (issue 8): every standard query under 1 s on 2 cores, writes at >= 1M rows/s.
 
@@ -45,6 +47,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from prm_data.export import ExportConfig, run_export
 from prm_data.schema import schema_for
 from prm_data.stepwise_rows import write_final_labels
 from prm_data.warehouse import Warehouse, load_query
@@ -221,6 +224,15 @@ def time_queries(wh: Warehouse, repeats: int) -> dict:
     return out
 
 
+def time_export(wh: Warehouse, out: Path) -> dict:
+    """The stepwise training set end to end: query, split, datasets, Parquet + save_to_disk, card."""
+    t0 = time.perf_counter()
+    result = run_export(wh, out, ExportConfig(policy="consensus", formats=("stepwise",)))
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "rows": sum(result.counts["stepwise"].values()),
+            "mb": sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6}
+
+
 def run(quick: bool = False, rows: int | None = None, shard_rows: int = 1_000_000, writers: int = 2,
         repeats: int = 3, root: str | None = None, out_dir: Path | None = RESULTS) -> dict:
     """Build, write and query a synthetic campaign; returns (and writes, unless out_dir is None) the results."""
@@ -237,13 +249,14 @@ def run(quick: bool = False, rows: int | None = None, shard_rows: int = 1_000_00
         del tables, final_labels
         sizes = disk_bytes(wh)
         queries = time_queries(wh, repeats)
+        export = time_export(wh, folder / "export")
     finally:
         if not root:
             shutil.rmtree(folder, ignore_errors=True)
     labels = write["rows_by_table"]["step_labels"]
     results = {
         "step_labels": labels, "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0], "shard_rows": shard_rows, "writers": writers,
-        "generate_s": generated_s, "write": write, "final_labels_write": final, "disk_bytes": sizes, "disk_mb_total": sum(sizes.values()) / 1e6,
+        "generate_s": generated_s, "write": write, "final_labels_write": final, "export": export, "disk_bytes": sizes, "disk_mb_total": sum(sizes.values()) / 1e6,
         "bytes_per_step_label": sum(sizes.values()) / labels, "queries": queries, "goals": GOALS,
         "goals_met": {"write": write["rows_per_s"] >= GOALS["write_rows_per_s"],
                       **{q: v["median_s"] < GOALS["query_s"] for q, v in queries.items()}},
@@ -289,6 +302,9 @@ def table(results: dict) -> str:
              f"{results['final_labels_write']['seconds']:.1f} s)",
              f"{'size on disk (MB)':<28}{results['disk_mb_total']:>16,.1f}{'':>14}",
              f"{'bytes per step label':<28}{results['bytes_per_step_label']:>16,.1f}{'':>14}"]
+    e = results["export"]
+    lines.append(f"{'stepwise export, whole (s)':<28}{e['seconds']:>16.1f}{'':>14}  "
+                 f"({e['rows']:,} rows, {e['mb']:.0f} MB: Parquet, save_to_disk, card)")
     for name, q in results["queries"].items():
         lines.append(f"{name + ' (s)':<28}{q['median_s']:>16.3f}{GOALS['query_s']:>14}  "
                      f"{'yes' if results['goals_met'][name] else 'NO'}   ({q['rows']:,} rows)")

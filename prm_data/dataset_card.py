@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 from datasets import DatasetDict
 
@@ -78,25 +80,30 @@ trainer.train()
 ```'''
 
 
+def _column(ds, name: str) -> pa.ChunkedArray:
+    return ds.data.column(name)  # Arrow, not one Python object per row
+
+
 def label_balance(datasets: dict[str, DatasetDict]) -> dict:
     """Per format and split: positive/negative steps (stepwise), error/correct rows (processbench)."""
     out: dict = {}
     if "stepwise" in datasets:
         out["stepwise"] = {}
         for split, ds in datasets["stepwise"].items():
-            labels = [lab for row in ds["labels"] for lab in row]
-            positive = sum(labels)
+            labels = pc.list_flatten(_column(ds, "labels"))
+            steps = len(labels)
+            positive = pc.sum(pc.cast(labels, pa.int64())).as_py() or 0
             out["stepwise"][split] = {
-                "steps": len(labels), "positive": positive, "negative": len(labels) - positive,
-                "positive_fraction": round(positive / len(labels), 4) if labels else None,
+                "steps": steps, "positive": positive, "negative": steps - positive,
+                "positive_fraction": round(positive / steps, 4) if steps else None,
             }
     if "processbench" in datasets:
         out["processbench"] = {}
         for split, ds in datasets["processbench"].items():
-            erroneous = sum(1 for lab in ds["label"] if lab != -1)
+            erroneous = pc.sum(pc.cast(pc.not_equal(_column(ds, "label"), -1), pa.int64())).as_py() or 0
             out["processbench"][split] = {"erroneous": erroneous, "correct": ds.num_rows - erroneous}
     if "pairs" in datasets:
-        out["pairs"] = {split: {"mean_margin": round(sum(ds["margin"]) / ds.num_rows, 4)}
+        out["pairs"] = {split: {"mean_margin": round(pc.mean(_column(ds, "margin")).as_py(), 4)}
                         for split, ds in datasets["pairs"].items()}
     return out
 

@@ -36,7 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-from datasets import Dataset, DatasetDict, Features, List, Value
+import pyarrow.compute as pc
+import xxhash
+from datasets import Dataset, DatasetDict, DatasetInfo, Features, List, Value
+from datasets.table import InMemoryTable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from prm_data.schema import TABLES
@@ -157,15 +160,41 @@ def split_of(problem_id: str, test_fraction: float, salt: str = "prm-data-split-
     return "test" if h / 2**64 < test_fraction else "train"
 
 
-def _query(warehouse: Warehouse, fmt: str, config: ExportConfig) -> list[dict]:
+def _query(warehouse: Warehouse, fmt: str, config: ExportConfig) -> pa.Table:
+    """One format's rows as an Arrow table with the columns of `FEATURES[fmt]`, in the query's order."""
     if fmt != "pairs":
-        return warehouse.rows(load_query(f"export_{fmt}"), {"policy": config.policy, "run_id": config.run_id})
-    rows = warehouse.rows(load_query("export_pairs"), {
-        "margin": config.pair_margin, "min_samples": config.pair_min_samples,
-        "max_pairs_per_node": config.max_pairs_per_node})
-    for row in rows:
-        row["prompt"] = join_steps([row["question"], *row["prefix"]], config.step_policy, trailing=True)
-    return rows
+        table = warehouse.query(load_query(f"export_{fmt}"), {"policy": config.policy, "run_id": config.run_id})
+    else:
+        table = warehouse.query(load_query("export_pairs"), {
+            "margin": config.pair_margin, "min_samples": config.pair_min_samples,
+            "max_pairs_per_node": config.max_pairs_per_node})
+        prompts = [join_steps([q, *prefix], config.step_policy, trailing=True)
+                   for q, prefix in zip(table["question"].to_pylist(), table["prefix"].to_pylist())]
+        table = table.append_column("prompt", pa.array(prompts, pa.string()))
+    return table.select(list(FEATURES[fmt])).cast(FEATURES[fmt].arrow_schema)
+
+
+def _split_masks(problem_ids: pa.ChunkedArray, config: ExportConfig) -> dict[str, pa.ChunkedArray]:
+    """Row masks of each split: every problem id is hashed once (`split_of`), then matched vectorized."""
+    test = [pid for pid in pc.unique(problem_ids).to_pylist()
+            if split_of(pid, config.test_fraction, config.split_salt) == "test"]
+    in_test = pc.is_in(problem_ids, value_set=pa.array(test, pa.string()))
+    return {"train": pc.invert(in_test), "test": in_test}
+
+
+def _fingerprint(table: pa.Table) -> str:
+    """A content hash of an Arrow table (schema and every buffer), for `Dataset(fingerprint=)`.
+
+    datasets would otherwise pickle the whole table to fingerprint it: 2.4 s of a
+    4.4 s export of 666k rollouts, against a few milliseconds for this.
+    """
+    h = xxhash.xxh3_128(table.schema.to_string().encode())
+    for column in table.columns:
+        for chunk in column.chunks:
+            for buf in chunk.buffers():
+                if buf is not None:
+                    h.update(memoryview(buf))
+    return h.hexdigest()
 
 
 def build_export(warehouse: Warehouse, config: ExportConfig | None = None) -> dict[str, DatasetDict]:
@@ -173,19 +202,19 @@ def build_export(warehouse: Warehouse, config: ExportConfig | None = None) -> di
 
     `load_dataset` refuses a declared split with no rows, so empty splits (and
     formats with no rows at all) are left out; the card still reports them as 0.
+    Rows stay Arrow from the query to the dataset (no Python objects per row).
     """
     config = config or ExportConfig()
     if "stepwise" in config.formats and (backfilled := backfill_stepwise_rows(warehouse)):
         log.info("built the stepwise rows of %d final-label shard(s) that had none", len(backfilled))
     out: dict[str, DatasetDict] = {}
     for fmt in config.formats:
-        features = FEATURES[fmt]
-        by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
-        for row in _query(warehouse, fmt, config):
-            by_split[split_of(row["problem_id"], config.test_fraction, config.split_salt)].append(
-                {k: row[k] for k in features})
+        table = _query(warehouse, fmt, config)
+        splits = {split: table.filter(mask) for split, mask in _split_masks(table["problem_id"], config).items()}
         out[fmt] = DatasetDict({
-            split: Dataset.from_list(rows, features=features) for split, rows in by_split.items() if rows
+            split: Dataset(InMemoryTable(rows), info=DatasetInfo(features=FEATURES[fmt]),
+                           fingerprint=_fingerprint(rows))
+            for split, rows in splits.items() if rows.num_rows
         })
     return out
 

@@ -193,6 +193,7 @@ def test_the_card_states_config_runs_labelers_prompts_counts_balance_and_git_sha
     assert prm["label_balance"]["stepwise"]["train"] == {"steps": 5, "positive": 4, "negative": 1,
                                                          "positive_fraction": 0.8}
     assert prm["label_balance"]["processbench"]["test"] == {"erroneous": 2, "correct": 1}
+    assert prm["label_balance"]["pairs"] == {"train": {"mean_margin": 0.625}}  # (a > b, 0.75), (c > b, 0.5)
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     assert prm["export_git_sha"] == head
     assert json.loads((result.path / "export.json").read_text())["counts"] == result.counts

@@ -57,6 +57,7 @@ def test_the_timed_queries_give_the_right_answers(small):
     assert q["first_error"]["rows"] == 3 * rollouts
     assert q["problem_stats"]["rows"] == problems
     assert q["export_stepwise"]["rows"] == rollouts  # every step kept and labeled: whole rollouts
+    assert results["export"]["rows"] == rollouts and results["export"]["seconds"] > 0
     assert q["one_problem_first_errors"]["rows"] == 16 * 3
     # label_agreement against a count done by hand
     by_step = defaultdict(dict)
