@@ -7,7 +7,7 @@
 -- completions (its first step has no kept label) leaves the rollout out: an older run's row never
 -- stands in for it.
 -- Only rollouts with rows from several runs are looked at twice (`relabelled`, small in the common case of
--- one run per rollout), so the scan is not joined with itself: 1.1 s -> 0.7 s at 10M step labels.
+-- one run per rollout), so the scan is not joined with itself: 1.1 s -> 0.8 s at 10M step labels.
 WITH candidates AS (
     SELECT * FROM stepwise_rows WHERE policy = $policy AND ($run_id IS NULL OR run_id = $run_id)
 ), relabelled AS (
