@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prm_data.schema import schema_for, to_table
-from prm_data.warehouse import Warehouse, load_query
+from prm_data.warehouse import Warehouse, load_query, retry_torn_reads
 
 
 def build_stepwise_rows(warehouse: Warehouse, final_labels: pa.Table, run_id: str) -> pa.Table:
@@ -33,7 +33,8 @@ def build_stepwise_rows(warehouse: Warehouse, final_labels: pa.Table, run_id: st
     con = warehouse.connect()
     try:
         con.register("new_final_labels", final_labels)
-        rows = con.sql(load_query("stepwise_rows"), params={"run_id": run_id}).to_arrow_table()
+        sql = load_query("stepwise_rows")
+        rows = retry_torn_reads(lambda: con.sql(sql, params={"run_id": run_id}).to_arrow_table())
     finally:
         con.close()
     schema = schema_for("stepwise_rows")
