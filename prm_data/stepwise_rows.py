@@ -29,16 +29,15 @@ from prm_data.warehouse import Warehouse, load_query, retry_torn_reads
 
 
 def build_stepwise_rows(warehouse: Warehouse, final_labels: pa.Table, run_id: str) -> pa.Table:
-    """`stepwise_rows` of these final labels, from run `run_id`'s steps, rollouts and the problems."""
+    """`stepwise_rows` of these final labels, from run `run_id`'s steps, rollouts and the problems
+    (cast to the table's schema by `Warehouse.write_shard`)."""
     con = warehouse.connect()
     try:
         con.register("new_final_labels", final_labels)
         sql = load_query("stepwise_rows")
-        rows = retry_torn_reads(lambda: con.sql(sql, params={"run_id": run_id}).to_arrow_table())
+        return retry_torn_reads(lambda: con.sql(sql, params={"run_id": run_id}).to_arrow_table())
     finally:
         con.close()
-    schema = schema_for("stepwise_rows")
-    return rows.select(schema.names).cast(schema)
 
 
 def write_final_labels(warehouse: Warehouse, rows: Sequence[dict] | pa.Table, run_id: str, shard: str) -> Path:

@@ -46,16 +46,16 @@ from prm_data.schema import TABLES, schema_for, to_table
 SQL_DIR = Path(__file__).resolve().parents[1] / "warehouse"
 QUERIES_DIR = SQL_DIR / "queries"
 _INCLUDE = re.compile(r"^--\s*include:\s*(\w+)\s*$", re.M)
+_SHARD_NAME = re.compile(r"^[A-Za-z0-9_.=-]{1,200}$")
+# What a query says when a shard was replaced or removed between its reads of the file.
+_TORN_READ = re.compile(r"TProtocolException|No magic bytes|too small to be a Parquet file|"
+                        r"Cannot open file \"[^\"]*\.parquet\"|No such file or directory")
 
 
 def load_query(name: str) -> str:
     """The SQL of `warehouse/queries/<name>.sql`, with its `-- include: <fragment>` lines filled in."""
     sql = (QUERIES_DIR / f"{name}.sql").read_text()
     return _INCLUDE.sub(lambda m: (QUERIES_DIR / f"{m.group(1)}.sql").read_text().strip(), sql)
-_SHARD_NAME = re.compile(r"^[A-Za-z0-9_.=-]{1,200}$")
-# What a query says when a shard was replaced or removed between its reads of the file.
-_TORN_READ = re.compile(r"TProtocolException|No magic bytes|too small to be a Parquet file|"
-                        r"Cannot open file \"[^\"]*\.parquet\"|No such file or directory")
 
 
 class WarehouseBusy(RuntimeError):

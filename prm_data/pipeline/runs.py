@@ -109,8 +109,11 @@ def write_run(config: RunConfig, run_id: str, status: str, started_at: datetime,
     for u in (usage or {}).values():
         for k in total:
             total[k] += int(u.get(k, 0))
-    paid = {} if status == "running" else {f"paid_{k}": v for k, v in paid_by_run(
-        Warehouse(config.warehouse), run_id).items()}
+    if status == "running":
+        paid = {}
+    else:  # the summary counted it already when there is one
+        paid = {f"paid_{k}": v for k, v in ((summary or {}).get("paid") or paid_by_run(
+            Warehouse(config.warehouse), run_id)).items()}
     row = {
         "run_id": run_id, "flow": "nightly", "status": status, "started_at": started_at,
         "finished_at": None if status == "running" else datetime.now(timezone.utc),
