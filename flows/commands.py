@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from prm_data.commands import EXIT_ERROR, console, err_console, fail
+from prm_data.commands import EXIT_ERROR, EXIT_USAGE, console, err_console, fail
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "local.yaml"
 
@@ -22,25 +22,34 @@ def register(app: typer.Typer) -> None:
     app.command("schedule")(schedule)
 
 
+TASK_RUNNERS = ("thread", "dask", "ray")
+
+
 def _load_config(ctx: typer.Context, config: Path | None, limit: int | None, task_runner: str | None):
+    """The run config of the file (or the defaults) with the command line's overrides, validated as a whole."""
     from pydantic import ValidationError
 
     from prm_data.config import RunConfig
 
+    if task_runner is not None and task_runner not in TASK_RUNNERS:
+        fail(f"--task-runner {task_runner!r}: choose one of {', '.join(TASK_RUNNERS)}", EXIT_USAGE)
     path = config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     try:
         cfg = RunConfig.from_yaml(path) if path else RunConfig()
     except (ValidationError, ValueError, OSError) as exc:
         fail(f"bad run config {path}: {exc}")
-    update = {}
+    data = cfg.model_dump(mode="json")
     root_obj = ctx.find_root().obj or {}
     if root_obj.get("warehouse_explicit"):
-        update["warehouse"] = str(root_obj["warehouse"])
+        data["warehouse"] = str(root_obj["warehouse"])
     if limit is not None:
-        update["problems"] = cfg.problems.model_copy(update={"limit": limit})
+        data["problems"]["limit"] = limit
     if task_runner:
-        update["task_runner"] = task_runner
-    return (cfg.model_copy(update=update) if update else cfg), path
+        data["task_runner"] = task_runner
+    try:
+        return RunConfig.model_validate(data), path
+    except ValidationError as exc:
+        fail(f"bad override of run config {path}: {exc}", EXIT_USAGE)
 
 
 class _Bars:

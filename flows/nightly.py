@@ -1,70 +1,49 @@
-"""The flows: generate_rollouts, expand_trees, label_steps, aggregate_and_filter, store,
-export_dataset, train_prm, and the parent `nightly` that orders them.
+"""The `nightly` flow: the plan (prm_data/pipeline/plan.py) run under Prefect.
 
-Flows only order tasks; each task wraps one stage of prm_data.pipeline.
+Each stage becomes a subflow named after it, whose task runner (threads,
+Dask, Ray) comes from the config; its invocations are tasks with the stage's
+retry and cache policy (flows/tasks.py). The flow only orders them.
+
+No `from __future__ import annotations` here: Prefect builds the flow's
+parameter model from these annotations, and a served deployment resolves
+them outside this module (string annotations there fail with
+"NightlyModel is not fully defined").
 """
 
-from __future__ import annotations
-
 import time
-from datetime import datetime
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows import tasks
-from flows.runners import night_cluster, night_usage, task_runner_for
+from flows.runners import night_cluster, task_runner_for
+from flows.tasks import STAGE_TASKS
 from prm_data.config import RunConfig
-from prm_data.pipeline.context import usage_totals
 from prm_data.pipeline.close import close_run, open_run
+from prm_data.pipeline.context import latest_usage, merge_usage
+from prm_data.pipeline.plan import Stage, stages_for
 from prm_data.pipeline.runs import write_run
 from prm_data.pipeline.summary import summary_markdown
 
 
-def _results(futures) -> list:
-    return [f.result() for f in futures]
+@flow(name="stage")
+def run_stage(stage: str, config: RunConfig, run_id: str, items: list, given=None) -> list:
+    """Submit every invocation of one stage; (state name, output) of each, in item order (a failure raises)."""
+    futures = [STAGE_TASKS[stage].submit(stage, config, run_id, list(args), given) for args in items]
+    return [(f.state.name, f.result()) for f in futures]
 
 
-@flow(name="generate_rollouts")
-def generate_rollouts(config: RunConfig, run_id: str, shards: list[str]) -> list[str | None]:
-    return _results([tasks.generate_shard.submit(config, run_id, s) for s in shards])
+def _run(stage: Stage, runner, config: RunConfig, run_id: str, shards: list[str], given, usage: dict) -> list:
+    done = run_stage.with_options(name=stage.name, flow_run_name=f"{stage.name}-{run_id}",
+                                  task_runner=runner)(stage.name, config, run_id, stage.items(config, shards), given)
+    outputs = []
+    for state_name, out in done:
+        if state_name != "Cached":  # a cached result's usage was spent by an earlier process
+            latest_usage(usage, out["process"], out["usage"])
+        outputs.append(out["result"])
+    return outputs
 
 
-@flow(name="expand_trees")
-def expand_trees(config: RunConfig, run_id: str, shards: list[str]) -> list[list[str]]:
-    return _results([tasks.expand_trees_shard.submit(config, run_id, s) for s in shards])
-
-
-@flow(name="label_steps")
-def label_steps(config: RunConfig, run_id: str, shards: list[str]) -> list[str | None]:
-    labelers = config.labeling.shard_labelers()
-    if {"judge_vote", "rubric"} & set(labelers):
-        tasks.check_judges(config, run_id)  # a refused judge fails the flow before any judging
-    return _results([tasks.label_shard.submit(config, run_id, s, n) for s in shards for n in labelers])
-
-
-@flow(name="aggregate_and_filter")
-def aggregate_and_filter(config: RunConfig, run_id: str, shards: list[str]) -> list[str | None]:
-    return _results([tasks.aggregate_shard.submit(config, run_id, s) for s in shards])
-
-
-@flow(name="store")
-def store(config: RunConfig, run_id: str, started_at: datetime, timings: dict, usage: dict | None = None) -> dict:
-    """Close the run: summary, report plots, the `runs` row, views for the duckdb CLI, the artifact."""
-    return close_run(config, run_id, started_at, timings, usage_totals() if usage is None else usage)
-
-
-@flow(name="export_dataset")
-def export_dataset(config: RunConfig) -> dict:
-    return tasks.export_dataset(config)
-
-
-@flow(name="train_prm")
-def train_prm(config: RunConfig, export_dir: str | None = None) -> dict:
-    return tasks.train_prm(config, export_dir or config.export.out_dir)
-
-
-@flow(name="nightly")  # no log_prints: dill (datasets hashing) captures dis.dis via print
+@flow(name="nightly")  # no log_prints: dill (datasets hashing) captures print
 def nightly(config: RunConfig = RunConfig(), run_id: str | None = None, new_run: bool = False) -> dict:
     """One labeling night: the problems not yet labeled under this config, end to end.
 
@@ -73,31 +52,26 @@ def nightly(config: RunConfig = RunConfig(), run_id: str | None = None, new_run:
     """
     run_id, started = open_run(config, run_id, new_run)
     timings: dict[str, float] = {}
-
-    def stage(name, sub, *args):
-        t = time.perf_counter()
-        try:
-            return sub.with_options(task_runner=runner)(config, *args) if hasattr(sub, "with_options") else sub(*args)
-        finally:
-            timings[name] = time.perf_counter() - t
-
+    results: dict[str, object] = {}
+    snapshots: dict[str, dict] = {}  # worker process -> its latest cumulative usage
+    usage = lambda: merge_usage(*snapshots.values())  # noqa: E731
     try:
         with night_cluster(config) as dask_address:
             runner = task_runner_for(config, dask_address)
-            shards = tasks.select_problems(config, run_id)
-            stage("generate_rollouts", generate_rollouts, run_id, shards)
-            stage("expand_trees", expand_trees, run_id, shards)
-            stage("label_steps", label_steps, run_id, shards)
-            stage("aggregate_and_filter", aggregate_and_filter, run_id, shards)
-            export = stage("export_dataset", export_dataset)
-            train = stage("train_prm", train_prm, export.get("path")) if config.train.enabled else {
-                "skipped": "training disabled"}
-            usage = night_usage(dask_address)
+            for stage in stages_for(config):
+                t = time.perf_counter()
+                try:
+                    outputs = _run(stage, runner, config, run_id, results.get("select", []),
+                                   results.get(stage.input), snapshots)
+                finally:
+                    timings[stage.name] = time.perf_counter() - t
+                results[stage.name] = outputs[0] if stage.fan_out == "once" else outputs
     except BaseException:
-        write_run(config, run_id, "failed", started, timings, usage_totals())
+        write_run(config, run_id, "failed", started, timings, usage())
         raise
-    summary = store(config, run_id, started, timings, usage)
-    summary["export"], summary["train"] = export, train
+    summary = close_run(config, run_id, started, timings, usage())
+    export = summary["export"] = results.get("export", {"skipped": "export disabled"})
+    summary["train"] = results.get("train", {"skipped": "training disabled"})
     create_markdown_artifact(key="prm-data-run-summary", markdown=summary_markdown(summary, export),
                              description=f"prm-data run {run_id}")
     return summary

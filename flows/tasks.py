@@ -1,74 +1,79 @@
-"""Prefect tasks: one per pipeline stage, each owning its retry policy.
+"""Prefect tasks made from the plan: one task per stage, with the stage's declared policy.
 
-Task results are persisted under PREFECT_HOME/results and cached on the
-task's inputs (run config, run id, shard) plus the warehouse's instance id,
-so a rerun skips finished shards; clients and connections are never inputs
-(stages build them per process). The stage functions also skip outputs that
-already exist, and the request cache serves every model answer already paid
-for, so a crashed run resumes where it stopped.
+`STAGE_TASKS[name]` wraps `run_item`, which runs one invocation of the stage in
+this process's run context (built once per process and run, the first time a
+task of that run lands here: a Dask or Ray worker keeps its clients, and a
+local model stays loaded, across every shard it works on). It returns the
+stage's result and this context's cumulative usage, so the flow accounts for
+the model calls of every worker process without reaching into them.
+
+Cached stages key on the task, the warehouse instance, the labeling version,
+the run id and the fan-out arguments: what determines the result. Changing
+workers, paths of reports or export options never invalidates a finished
+shard. The stage functions also skip outputs that already exist, and the
+request cache serves every answer already paid for, so a crashed run resumes
+where it stopped.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 
 from prefect import task
 from prefect.context import TaskRunContext
 
 from flows.prefect_env import results_dir
-from prm_data.config import RunConfig
-from prm_data.pipeline import finalize, generate, label, select
-from prm_data.warehouse import Warehouse
+from prm_data.pipeline.context import RunContext
+from prm_data.pipeline.plan import PLAN, STAGES, Stage, call
+
+_CONTEXTS: dict[tuple[str, str, str], RunContext] = {}  # this process's run contexts
+_LOCK = threading.Lock()
+
+
+def process_context(config, run_id: str) -> RunContext:
+    """This process's context of the run (made on first use)."""
+    key = (config.warehouse, run_id, config.model_dump_json(include={"policy", "completer", "prover", "judges"}))
+    with _LOCK:
+        ctx = _CONTEXTS.get(key)
+        if ctx is None:
+            ctx = _CONTEXTS[key] = RunContext.for_run(config, run_id)
+    return ctx
+
+
+def forget_contexts() -> None:
+    """Drop this process's run contexts (a test standing in for a fresh process)."""
+    with _LOCK:
+        _CONTEXTS.clear()
 
 
 def stage_cache_key(context: TaskRunContext, parameters: dict) -> str:
-    """Hash of the task, its inputs and the warehouse instance they refer to."""
-    config: RunConfig = parameters["config"]
-    parts = [context.task.name, Warehouse(config.warehouse).instance_id, config.model_dump_json()]
-    parts += [f"{k}={v}" for k, v in sorted(parameters.items()) if k != "config"]
+    """Hash of the stage, the warehouse instance, the labeling version, the run and the item."""
+    config = parameters["config"]
+    ctx = process_context(config, parameters["run_id"])
+    parts = [context.task.name, ctx.warehouse.instance_id, ctx.labeling_version, parameters["run_id"],
+             repr(tuple(parameters.get("args") or ()))]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-CACHED = dict(cache_key_fn=stage_cache_key, persist_result=True, result_storage=results_dir())
-MODEL_RETRIES = dict(retries=2, retry_delay_seconds=[5, 30], retry_jitter_factor=0.5)
+def run_item(stage: str, config, run_id: str, args: tuple = (), given=None) -> dict:
+    """One invocation of `stage`: {"result", "process", "usage"} (usage: cumulative, of this process's context)."""
+    ctx = process_context(config, run_id)
+    spec = STAGES[stage]
+    result = call(spec, ctx.scope(spec.item_name(tuple(args))), tuple(args), config, given)
+    return {"result": result, "process": ctx.process, "usage": ctx.usage()}
 
 
-@task(name="select-problems", retries=1, retry_delay_seconds=5, **CACHED)
-def select_problems(config: RunConfig, run_id: str) -> list[str]:
-    return select.select_problems(config, run_id)
+def _task_for(stage: Stage):
+    name_of = {"once": stage.name, "per_shard": stage.name + "-{args[0]}",
+               "per_shard_labeler": "{args[1]}-{args[0]}"}[stage.fan_out]
+    options = dict(name=stage.name, task_run_name=name_of, retries=stage.retries,
+                   retry_delay_seconds=list(stage.retry_delays_s) or 0)
+    if stage.retries and stage.retry_delays_s:
+        options["retry_jitter_factor"] = 0.5
+    if stage.cached:
+        options.update(cache_key_fn=stage_cache_key, persist_result=True, result_storage=results_dir())
+    return task(run_item, **options)
 
 
-@task(name="generate-shard", task_run_name="generate-{shard}", **MODEL_RETRIES, **CACHED)
-def generate_shard(config: RunConfig, run_id: str, shard: str) -> str | None:
-    return generate.generate_shard(config, run_id, shard)
-
-
-@task(name="check-judges", retries=1, retry_delay_seconds=10, **CACHED)
-def check_judges(config: RunConfig, run_id: str) -> dict:
-    return label.check_judges_stage(config, run_id)
-
-
-@task(name="expand-trees-shard", task_run_name="expand-trees-{shard}", **MODEL_RETRIES, **CACHED)
-def expand_trees_shard(config: RunConfig, run_id: str, shard: str) -> list[str]:
-    return label.expand_trees_shard(config, run_id, shard)
-
-
-@task(name="label-shard", task_run_name="{labeler}-{shard}", **MODEL_RETRIES, **CACHED)
-def label_shard(config: RunConfig, run_id: str, shard: str, labeler: str) -> str | None:
-    return label.label_shard(config, run_id, shard, labeler)
-
-
-@task(name="aggregate-shard", task_run_name="aggregate-{shard}", retries=1, **CACHED)
-def aggregate_shard(config: RunConfig, run_id: str, shard: str) -> str | None:
-    return finalize.aggregate_shard(config, run_id, shard)
-
-
-# Export and training are not cached: they read every run's labels, which change between runs.
-@task(name="export-dataset", retries=2, retry_delay_seconds=[10, 60])
-def export_dataset(config: RunConfig) -> dict:
-    return finalize.export_stage(config)
-
-
-@task(name="train-prm", retries=0)
-def train_prm(config: RunConfig, export_dir: str | None) -> dict:
-    return finalize.train_stage(config, export_dir)
+STAGE_TASKS = {stage.name: _task_for(stage) for stage in PLAN}

@@ -1,28 +1,23 @@
 """The `prm-data` command line: a typer app whose verbs live in `prm_data/commands/`.
 
 Each module in COMMAND_MODULES exposes `register(app)`; adding a verb is one
-line in that list. The global `--warehouse PATH` option (env PRM_DATA_WAREHOUSE,
+import and one entry in that list. This module is the application's one
+composition point: the only module of `prm_data/` that imports `flows/` (for
+`run` and `schedule`, which import Prefect only when they run). The global `--warehouse PATH` option (env PRM_DATA_WAREHOUSE,
 default `warehouse/data`) picks the warehouse every verb reads and writes.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import typer
 
-COMMAND_MODULES = [
-    "prm_data.commands.query",
-    "prm_data.commands.tables",
-    "prm_data.commands.problems",
-    "prm_data.commands.export",
-    "prm_data.commands.train",
-    "prm_data.commands.eval",
-    "prm_data.commands.serve_sim",
-    "prm_data.commands.judge_check",
-    "flows.commands",  # run, schedule (Prefect imported only when they run)
-]
+from flows import commands as flow_commands  # run, schedule: Prefect is imported only when they run
+from prm_data.commands import eval as eval_verb
+from prm_data.commands import export, judge_check, problems, query, serve_sim, tables, train
+
+COMMAND_MODULES = [query, tables, problems, export, train, eval_verb, serve_sim, judge_check, flow_commands]
 
 app = typer.Typer(
     name="prm-data",
@@ -54,7 +49,7 @@ def main(
 
 
 for _module in COMMAND_MODULES:
-    importlib.import_module(_module).register(app)
+    _module.register(app)
 
 
 if __name__ == "__main__":

@@ -17,29 +17,25 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from prm_data.aggregate import AggregateConfig
+from prm_data.aggregate import AggregateConfig, check_labelers
 from prm_data.export import ExportConfig
 from prm_data.filters import BalanceConfig, LengthLimits
 from prm_data.labelers.judge_probes import JudgeProbeConfig
-from prm_data.labelers.judge_vote import JudgeVoteConfig
-from prm_data.labelers.mc_value import MCValueConfig
-from prm_data.labelers.omega_prm import OmegaPRMConfig
-from prm_data.labelers.progress import ProgressConfig
-from prm_data.labelers.rubric import RubricConfig
-from prm_data.labelers.sibling import SiblingConfig
-from prm_data.labelers.tool_verify import ToolVerifyConfig
+from prm_data.labelers.registry import LABELERS, spec
 from prm_data.llm.factory import BackendConfig
 from prm_data.rollouts import RolloutConfig
 from prm_data.sources import FieldMapping
+from prm_data.train.config import TrainConfig
 from prm_data.trees.sampling import CompleterConfig
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
-MODEL_LABELERS = ("mc_value", "omega_prm", "sibling", "progress")
-ALL_LABELERS = (*MODEL_LABELERS, "tool_verify", "judge_vote", "rubric")
 # BackendConfig fields that say how a model is reached, not which model answers: not part of a labeling version.
 TRANSPORT_FIELDS = ("base_urls", "api_key_env", "timeout_s", "max_retries", "max_batch_retries", "backoff_base_s",
                     "backoff_max_s", "concurrency")
+# The judge panel's voting settings (which judges, how many samples): `labeling.judge_vote`, read by every
+# labeler that needs judges (judge_vote itself, rubric).
+PANEL = "judge_vote"
 
 
 class ProblemsConfig(BaseModel):
@@ -52,37 +48,55 @@ class ProblemsConfig(BaseModel):
 
 
 class LabelingConfig(BaseModel):
-    model_config = _FROZEN
+    """The labelers to run and each one's settings, keyed by labeler name (`labeling.<name>`).
+
+    A key that is a registered labeler's name holds that labeler's config
+    (its type from prm_data/labelers/registry.py); every configured labeler
+    without one gets its defaults, so the dump is complete and hashes stably.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     labelers: tuple[str, ...] = Field(("mc_value", "tool_verify", "judge_vote"),
-                                      description=f"Labelers to run, any of {ALL_LABELERS}.")
+                                      description="Labelers to run, by registry name (prm_data/labelers/registry.py).")
     completer: CompleterConfig = Field(default_factory=CompleterConfig,
                                        description="How Monte Carlo continuations are sampled.")
-    mc_value: MCValueConfig = Field(default_factory=MCValueConfig, description="Math-Shepherd MC settings.")
-    omega_prm: OmegaPRMConfig = Field(default_factory=OmegaPRMConfig, description="OmegaPRM settings.")
-    sibling: SiblingConfig = Field(default_factory=SiblingConfig, description="Shared-prefix sibling settings.")
-    progress: ProgressConfig = Field(default_factory=ProgressConfig, description="Progress (advantage) settings.")
-    tool_verify: ToolVerifyConfig = Field(default_factory=ToolVerifyConfig, description="Tool verification.")
-    judge_vote: JudgeVoteConfig = Field(default_factory=JudgeVoteConfig, description="Judges and voting.")
-    rubric: RubricConfig = Field(default_factory=RubricConfig, description="Rubric writing.")
     judge_probes: JudgeProbeConfig = Field(default_factory=JudgeProbeConfig,
-                                      description="Judge-hacking probes run before a judge is trusted.")
+                                           description="Judge-hacking probes run before a judge is trusted.")
     check_judges: bool = Field(True, description="Run the judge-hacking probes before judging.")
 
     @model_validator(mode="after")
-    def _known(self):
-        unknown = sorted(set(self.labelers) - set(ALL_LABELERS))
+    def _configs_by_name(self):
+        unknown = sorted(set(self.labelers) - set(LABELERS))
         if unknown:
-            raise ValueError(f"unknown labelers {unknown}; choose from {ALL_LABELERS}")
+            raise ValueError(f"unknown labelers {unknown}; registered: {sorted(LABELERS)}")
+        extra = self.__pydantic_extra__
+        for key in extra:
+            if key not in LABELERS:
+                raise ValueError(f"labeling.{key} is neither a setting nor a registered labeler "
+                                 f"({sorted(LABELERS)})")
+        wanted = list(self.labelers) + ([PANEL] if any("judges" in spec(n).needs for n in self.labelers) else [])
+        for name in dict.fromkeys([*extra, *wanted]):
+            value = extra.get(name)
+            kind = spec(name).config
+            extra[name] = value if isinstance(value, kind) else kind.model_validate(value or {})
         return self
 
+    def config_of(self, name: str) -> BaseModel:
+        """The settings of labeler `name` (its registry config type)."""
+        return self.__pydantic_extra__[name] if name in self.__pydantic_extra__ else spec(name).config()
+
     def tree_labelers(self) -> list[str]:
-        """The configured labelers that expand rollout trees with a model (one `expand_trees` task per shard)."""
-        return [n for n in self.labelers if n in MODEL_LABELERS]
+        """The configured labelers that expand prefix trees (run together in one `expand_trees` task per shard)."""
+        return [n for n in self.labelers if "tree" in spec(n).needs]
 
     def shard_labelers(self) -> list[str]:
-        """The other configured labelers (tool_verify, judge_vote, rubric): one task per shard and labeler."""
-        return [n for n in self.labelers if n not in MODEL_LABELERS]
+        """The other configured labelers: one `label` task per shard and labeler."""
+        return [n for n in self.labelers if "tree" not in spec(n).needs]
+
+    def needs(self, need: str) -> bool:
+        """Whether some configured labeler needs `need` (completer, prover, tree, judges)."""
+        return any(need in spec(n).needs for n in self.labelers)
 
 
 class FiltersConfig(BaseModel):
@@ -110,11 +124,15 @@ class TrainStageConfig(BaseModel):
     model_config = _FROZEN
 
     enabled: bool = Field(False, description="Fine-tune a PRM after export (needs a GPU for real models).")
-    model: str = Field("", description="Base model path or id for the PRM.")
-    output_dir: str = Field("checkpoints/prm", description="Checkpoint folder.")
-    label_mode: Literal["hard", "soft"] = Field("hard", description="Cross-entropy on labels or BCE on values.")
-    max_steps: int | None = Field(None, ge=1, description="Optimizer steps; None = one epoch.")
-    lora: bool = Field(False, description="Train LoRA adapters only.")
+    options: TrainConfig | None = Field(
+        None, description="Every training setting (prm_data/train/config.py: model, learning rate, LoRA rank, "
+                          "...); `dataset` defaults to export.out_dir.")
+
+    @model_validator(mode="after")
+    def _options_when_enabled(self):
+        if self.enabled and self.options is None:
+            raise ValueError("train.enabled needs train.options (at least `model`)")
+        return self
 
 
 class RunConfig(BaseModel):
@@ -142,13 +160,41 @@ class RunConfig(BaseModel):
     max_workers: int = Field(2, ge=1, description="Concurrent tasks (threads or Dask workers).")
     shard_size: int = Field(16, ge=1, description="Problems per labeling shard (the unit of resumption).")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _compose(cls, data):
+        """Fill what one part of the config takes from another, once, at load (never overwritten later):
+        the export's policy is the aggregation policy, training reads the export folder."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        aggregate = data.get("aggregate") or {}
+        policy = aggregate.policy if isinstance(aggregate, AggregateConfig) else aggregate.get("policy")
+        export = data.get("export")
+        if isinstance(export, dict):
+            options = export.get("options") or {}
+            if isinstance(options, dict) and "policy" not in options:
+                export = {**export, "options": {**options, "policy": policy or "consensus"}}
+            data["export"] = export
+        elif export is None and policy is not None:
+            data["export"] = {"options": {"policy": policy}}
+        train = data.get("train")
+        if isinstance(train, dict) and isinstance(train.get("options"), dict) and "dataset" not in train["options"]:
+            out_dir = (export or {}).get("out_dir", ExportStageConfig.model_fields["out_dir"].default) \
+                if isinstance(export, dict) or export is None else export.out_dir
+            data["train"] = {**train, "options": {**train["options"], "dataset": out_dir}}
+        return data
+
     @model_validator(mode="after")
-    def _judges_exist(self):
-        if "judge_vote" in self.labeling.labelers or "rubric" in self.labeling.labelers:
-            missing = [j.name for j in self.labeling.judge_vote.judges if j.name not in self.judges]
+    def _wiring(self):
+        """Refuse, before any model call, what cannot work: judges that are not configured, an
+        aggregation policy that cannot use exactly the configured labelers."""
+        if self.labeling.needs("judges"):
+            missing = [j.name for j in self.labeling.config_of(PANEL).judges if j.name not in self.judges]
             if missing:
-                raise ValueError(f"judge_vote.judges name {missing}, which are not in `judges` "
+                raise ValueError(f"{PANEL}.judges name {missing}, which are not in `judges` "
                                  f"({sorted(self.judges)})")
+        check_labelers(self.aggregate, self.labeling.labelers)
         return self
 
     @property
@@ -158,6 +204,12 @@ class RunConfig(BaseModel):
     @property
     def prover_backend(self) -> BackendConfig:
         return self.prover or self.completer_backend
+
+    def models(self):
+        """The run's model backends by role, for its run context (prm_data/pipeline/context.py)."""
+        from prm_data.pipeline.context import Models
+
+        return Models(self.policy, self.completer_backend, self.prover_backend, dict(self.judges))
 
     def labeling_version(self) -> str:
         """Hash of everything that changes labels (not paths, workers, export options, nor where and

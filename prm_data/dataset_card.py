@@ -110,7 +110,7 @@ def label_balance(datasets: dict[str, DatasetDict]) -> dict:
 
 def card_metadata(warehouse: Warehouse, config: ExportConfig, datasets: dict[str, DatasetDict]) -> dict:
     """Everything the card states, as plain data (also written to export.json)."""
-    from prm_data.pipeline.runs import git_sha
+    from prm_data.provenance import git_sha
 
     params = {"policy": config.policy, "run_id": config.run_id}
     runs = warehouse.rows(load_query("card_runs"), params)

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+
+from prm_data.schema import schema_for
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,24 @@ class StepLabel:
         row["run_id"] = run_id
         row["evidence"] = json.dumps(self.evidence, sort_keys=True, default=str)
         return row
+
+
+_COLUMNS = ("problem_id", "rollout_id", "step_index", "labeler", "labeler_version", "value", "hard_label",
+            "confidence", "prompt_tokens", "completion_tokens", "calls")
+
+
+def labels_table(labels: Sequence[StepLabel], run_id: str) -> pa.Table:
+    """The `step_labels` rows of `labels` as one Arrow table, built column by column (no row dicts).
+
+    Same content as `to_row` per label; `Warehouse.write_shard` casts it to the
+    table's schema (prm_data/schema.py), which checks types and required columns.
+    """
+    schema = schema_for("step_labels")
+    columns = {name: [getattr(label, name) for label in labels] for name in _COLUMNS}
+    columns["run_id"] = [run_id] * len(labels)
+    encode = json.JSONEncoder(sort_keys=True, default=str).encode
+    columns["evidence"] = [encode(label.evidence) for label in labels]
+    return pa.table({f.name: pa.array(columns[f.name], type=f.type) for f in schema}, schema=schema)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -58,20 +58,27 @@ class RolloutConfig(BaseModel):
 
 @dataclass(frozen=True)
 class RolloutSteps:
-    """One rollout ready for the Monte Carlo labelers: its problem, steps and outcome.
+    """One rollout split into steps: the one input record of every labeler (prm_data/labelers/registry.py).
 
-    Field names match `prm_data.labelers.inputs.Solution` where they overlap.
+    The Monte Carlo labelers need the gold answer and the outcome (`answer`,
+    `is_correct`, `policy_model`); the tool verifier, the judges and the rubric
+    grader need only the ids, the question and the steps. Built from warehouse
+    rows by `rollouts_from_rows`; `prm_data.labelers.inputs.Solution` is this class.
     """
 
     problem_id: str
     rollout_id: str
     question: str
-    answer: str  # the problem's gold answer
     steps: tuple[str, ...]
-    is_correct: bool
-    policy_model: str
+    answer: str | None = None  # the problem's gold answer, when known
+    is_correct: bool | None = None  # final-answer correctness of this rollout, when known
+    policy_model: str = ""
     completion_tokens: int = 0
     true_first_error: int | None = None  # known only for the synthetic policy
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, tuple):
+            object.__setattr__(self, "steps", tuple(self.steps))
 
 
 @dataclass
@@ -212,10 +219,13 @@ def join_rollout_rows(problems, rollouts, steps):
 
 
 def rollouts_from_rows(problems, rollouts, steps) -> list[RolloutSteps]:
-    """Join `problems`, `rollouts` and `steps` rows into Monte Carlo labeler input, in rollout order."""
-    return [RolloutSteps(
-        problem_id=r["problem_id"], rollout_id=r["rollout_id"], question=p["question"],
-        answer=str(p["answer"]), steps=texts, is_correct=bool(r.get("is_correct")),
-        policy_model=r["policy_model"], completion_tokens=int(r.get("completion_tokens") or 0),
-        true_first_error=r.get("true_first_error"))
-        for p, r, texts in join_rollout_rows(problems, rollouts, steps)]
+    """Join `problems`, `rollouts` and `steps` rows into labeler input, in rollout order."""
+    out = []
+    for p, r, texts in join_rollout_rows(problems, rollouts, steps):
+        correct = r.get("is_correct")
+        out.append(RolloutSteps(
+            problem_id=r["problem_id"], rollout_id=r["rollout_id"], question=p["question"], steps=texts,
+            answer=None if p.get("answer") is None else str(p["answer"]),
+            is_correct=None if correct is None else bool(correct), policy_model=r.get("policy_model") or "",
+            completion_tokens=int(r.get("completion_tokens") or 0), true_first_error=r.get("true_first_error")))
+    return out

@@ -18,8 +18,13 @@ from prm_data.trees.sampling import Completer
 from prm_data.warehouse import Warehouse
 
 
-def label(rollout: str, step: int, labeler: str, value, hard) -> StepLabel:
-    return StepLabel("p1", rollout, step, labeler, "1", value, hard)
+def label(rollout: str, step: int, labeler: str, value, hard, confidence: float = 0.0) -> StepLabel:
+    return StepLabel("p1", rollout, step, labeler, "1", value, hard, confidence)
+
+
+def contradiction(rollout: str, step: int, confidence: float = 1.0) -> StepLabel:
+    """A tool label saying the step's claim is wrong (confidence 1.0: the claim was parsed exactly and fully)."""
+    return label(rollout, step, "tool_verify", 0.0, False, confidence)
 
 
 def by_step(rows) -> dict[tuple[str, int], dict]:
@@ -49,14 +54,16 @@ def test_consensus_drops_a_rollout_where_they_disagree_and_says_why():
 
 
 def test_consensus_needs_both_sources():
-    rows = aggregate(MC, AggregateConfig(policy="consensus"), "run")
+    rows = aggregate(MC, AggregateConfig(policy="consensus"), "run", labelers=("mc_value", "judge_vote"))
     assert not any(r["kept"] for r in rows) and "judge_vote: no label for step(s) [0, 1, 2]" in rows[0]["drop_reason"]
+    unnamed = aggregate(MC, AggregateConfig(policy="consensus"), "run")  # no judge labeler at all: the role is named
+    assert "judge: no label for step(s) [0, 1, 2]" in unnamed[0]["drop_reason"]
 
 
 def test_hybrid_lets_a_tool_contradiction_override_mc_and_judges():
     judges = [label("r1", i, "judge_vote", 0.9, True) for i in range(3)]
     mc = [label("r1", i, "mc_value", 1.0, True) for i in range(3)]
-    tool = [label("r1", 1, "tool_verify", 0.0, False)]
+    tool = [contradiction("r1", 1)]
     rows = aggregate(mc + judges + tool, AggregateConfig(policy="hybrid"), "run")
     assert [r["label"] for r in rows] == [True, False, False]
     assert rows[1]["sources"] == ["tool_verify"] and rows[1]["value"] == 0.0
@@ -127,9 +134,48 @@ def test_consensus_filtering_raises_first_error_accuracy_of_kept_rollouts_over_m
 def test_consensus_still_marks_a_tool_contradicted_step_bad_when_mc_and_judges_both_missed_it():
     mc = [label("r1", i, "mc_value", 1.0, True) for i in range(3)]
     judges = [label("r1", i, "judge_vote", 0.8, True) for i in range(3)]
-    tool = [label("r1", 1, "tool_verify", 0.0, False)]
+    tool = [contradiction("r1", 1)]
     rows = aggregate(mc + judges + tool, AggregateConfig(policy="consensus"), "run")
     assert [r["label"] for r in rows] == [True, False, False] and all(r["kept"] for r in rows)
     assert rows[1]["sources"] == ["tool_verify"] and rows[2]["sources"][-1] == "propagated"
     plain = aggregate(mc + judges + tool, AggregateConfig(policy="consensus", tool_override=False), "run")
     assert [r["label"] for r in plain] == [True, True, True]
+
+
+@pytest.mark.parametrize("policy", ["hybrid", "consensus"])
+def test_a_tool_contradiction_below_the_veto_confidence_vetoes_nothing(policy):
+    mc = [label("r1", i, "mc_value", 1.0, True) for i in range(3)]
+    judges = [label("r1", i, "judge_vote", 0.9, True) for i in range(3)]
+    heuristic = [contradiction("r1", 1, confidence=0.6)]  # e.g. a number matched by a heuristic, not parsed
+    rows = aggregate(mc + judges + heuristic, AggregateConfig(policy=policy), "run")
+    assert [r["label"] for r in rows] == [True, True, True] and all("propagated" not in r["sources"] for r in rows)
+    lowered = aggregate(mc + judges + heuristic, AggregateConfig(policy=policy, tool_veto_confidence=0.5), "run")
+    assert [r["label"] for r in lowered] == [True, False, False] and lowered[1]["sources"] == ["tool_verify"]
+
+
+def test_every_mc_labeler_is_fused_by_weighted_vote_and_an_advantage_counts_by_its_hard_label():
+    mc = [label("r1", 0, "mc_value", 0.75, True), label("r1", 1, "mc_value", 0.5, True)]
+    omega = [label("r1", 0, "omega_prm", 1.0, True), label("r1", 1, "omega_prm", 0.0, False)]
+    progress = [label("r1", 0, "progress", 0.25, True), label("r1", 1, "progress", -0.5, False)]
+    rows = aggregate(mc + omega + progress, AggregateConfig(policy="mc_only"), "run")
+    assert [r["label"] for r in rows] == [True, False]  # step 1: two of three MC labelers call it bad
+    assert rows[0]["sources"] == ["mc_value", "omega_prm", "progress"]
+    assert rows[0]["value"] == pytest.approx((0.75 + 1.0 + 1.0) / 3)  # progress's advantage enters as its 0/1 label
+    heavy = aggregate(mc + omega + progress, AggregateConfig(policy="mc_only", labeler_weights={"mc_value": 3}),
+                      "run")
+    assert [r["label"] for r in heavy] == [True, True]  # mc_value outweighs the other two
+
+
+def test_a_policy_that_cannot_use_the_configured_labelers_is_refused_with_the_fix():
+    from prm_data.aggregate import check_labelers
+
+    with pytest.raises(ValueError, match=r"needs labels of role judge .*Fix: add one to labeling.labelers, or set "
+                                         r"aggregate.policy to hybrid or mc_only"):
+        check_labelers(AggregateConfig(policy="consensus"), ["omega_prm"])
+    with pytest.raises(ValueError, match=r"hybrid needs labels of role mc or judge"):
+        check_labelers(AggregateConfig(policy="hybrid"), ["tool_verify"])
+    with pytest.raises(ValueError, match=r"mc_only never reads the labels of \['tool_verify'\].*set aggregate.policy "
+                                         r"to hybrid"):
+        check_labelers(AggregateConfig(policy="mc_only"), ["mc_value", "tool_verify"])
+    check_labelers(AggregateConfig(policy="consensus"), ["mc_value", "omega_prm", "progress", "tool_verify",
+                                                         "judge_vote", "rubric"])

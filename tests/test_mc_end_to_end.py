@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from prm_data.failures import FailureLog
+from prm_data.labelers.protocol import LabelerInputs
 from prm_data.labelers.registry import LABELERS
 from prm_data.llm.client import LLMClient
 from prm_data.llm.sim import SimBackend
@@ -37,7 +39,8 @@ def test_each_labeler_finds_the_true_first_errors_through_the_warehouse(stored_r
     assert rollouts and any(not r.is_correct for r in rollouts)
     labeler = LABELERS[name]
     completer = Completer(LLMClient(SimBackend(model="sim-completer", error_rate=0.05)), run_id="run1")
-    labels = labeler.function(rollouts, completer, labeler.config())
+    inputs = LabelerInputs("run1", rollouts, list(batch.problems.values()), FailureLog("run1"), sampler=completer)
+    labels = labeler.run(inputs, labeler.config()).labels
     assert len(labels) == sum(len(r.steps) for r in rollouts)
     wh.write_shard("step_labels", [l.to_row("run1") for l in labels], run_id="run1", shard=name)
     wh.write_shard("completions", completer.completion_rows, run_id="run1", shard=name)

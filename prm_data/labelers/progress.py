@@ -44,9 +44,6 @@ class ProgressConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     k: int = Field(8, ge=1, description="Prover completions per prefix for Q_mu.")
-    prover_backend: str | None = Field(
-        None, description="Backend name of the prover (the flow builds its client from this); "
-                          "None: whatever the given prover completer uses.")
     prover_model: str | None = Field(
         None, description="Model of the prover; may differ from the policy. None: not checked.")
 
@@ -56,9 +53,6 @@ def label_progress(rollouts: Sequence[RolloutSteps], prover: Completer,
     """Label every step with its advantage under the prover."""
     if cfg.prover_model is not None and prover.model != cfg.prover_model:
         raise ValueError(f"progress labels expect prover model {cfg.prover_model!r}, got {prover.model!r}")
-    backend = getattr(prover.client.backend, "name", None)
-    if cfg.prover_backend is not None and backend != cfg.prover_backend:
-        raise ValueError(f"progress labels expect prover backend {cfg.prover_backend!r}, got {backend!r}")
     prover.add_rollouts(rollouts)
     # node key of every prefix length j = 0..m of every rollout; one estimate per distinct key
     keys = {r.rollout_id: [node_id_for(r.problem_id, [])] + prefix_node_ids(r.problem_id, r.steps)

@@ -50,7 +50,7 @@ from typing import Literal
 import openai
 
 from prm_data.llm.chat_template import render_prompt
-from prm_data.llm.sim import count_tokens
+from prm_data.llm.tokens import count_tokens
 from prm_data.llm.types import BackendError, GenerationRequest, Sample
 from prm_data.prompts import render
 

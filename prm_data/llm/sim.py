@@ -33,6 +33,7 @@ import random
 import re
 from dataclasses import dataclass
 
+from prm_data.llm.tokens import count_tokens  # noqa: F401  (serve_sim and tests import it from here)
 from prm_data.llm.types import GenerationRequest, Sample
 from prm_data.sources.bank import BankProblem, apply_op, parse_question
 
@@ -41,11 +42,6 @@ _OP_NORMAL = {"×": "*", "x": "*", "÷": "/"}
 STEP_TAG = re.compile(r"<step_(\d+)>(.*?)</step_\1>", re.S)
 QUESTION_TAG = re.compile(r"<question>(.*?)</question>", re.S)
 _LABEL = re.compile(r"^(?:problem|question)\s*:\s*", re.I)
-
-
-def count_tokens(text: str) -> int:
-    """Rough token count for synthetic accounting: about 1.3 tokens per word."""
-    return max(1, round(len(text.split()) * 1.3)) if text else 0
 
 
 def parse_equation(step: str) -> tuple[int, str, int, int] | None:

@@ -1,13 +1,16 @@
-"""The pipeline's stages as plain functions (no Prefect): flows/ only orders them.
+"""The pipeline's stages as plain functions (no Prefect), and the plan that orders them.
 
-Every stage takes the run config and a run id (plus a shard name where the
-work is sharded), reads its inputs from the warehouse, writes its outputs as
-deterministically named shards and returns their paths. A stage whose output
-shard already exists returns at once, so a rerun of a crashed run does only
-the unfinished work; together with the request cache, nothing is paid twice.
+`plan.PLAN` lists the stages with their fan-out, sub-configs, reads and writes,
+retry and cache policy (see docs/architecture.md). Every stage takes a
+`StageScope` of the run's `RunContext` (prm_data/pipeline/context.py), its
+fan-out arguments (a shard, a labeler) and its own sub-configs, reads its
+inputs from the warehouse, writes its outputs as deterministically named
+shards and returns their paths. A stage whose output shard already exists
+returns at once, so a rerun of a crashed run does only the unfinished work;
+together with the request cache, nothing is paid twice.
 
-    select_problems -> generate_shard -> expand_trees_shard -> label_shard
-                    -> aggregate_shard -> export_stage -> train_stage -> finish_run
+    select -> generate -> check_judges -> expand_trees -> label -> aggregate -> export -> train
 
-`prm_data.pipeline.serial.run_serial(config)` runs them all in one process.
+`serial.run_serial(config)` runs the plan in one process; flows/nightly.py
+runs it under Prefect. `close.open_run`/`close.close_run` open and close the run.
 """

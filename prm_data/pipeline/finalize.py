@@ -2,33 +2,31 @@
 
 from __future__ import annotations
 
-from prm_data.aggregate import aggregate
-from prm_data.config import RunConfig
+from prm_data.aggregate import AggregateConfig, aggregate
 from prm_data.export import EmptyExport, run_export
 from prm_data.filters import (balance_classes, drop_by_length, drop_duplicate_rollouts, drop_judge_injection,
                               drop_unparseable, mark_dropped, steps_by_rollout)
+from prm_data.pipeline.context import StageScope
 from prm_data.pipeline.inputs import shard_rollouts, shard_steps
 from prm_data.stepwise_rows import write_final_labels
-from prm_data.warehouse import Warehouse
 
 
-def aggregate_shard(config: RunConfig, run_id: str, shard: str) -> str | None:
-    """`final_labels` (and their `stepwise_rows`) of a shard under the configured policy, with filter
-    decisions as kept/drop_reason."""
-    wh = Warehouse(config.warehouse)
-    policy = config.aggregate.policy
-    marker = f"{policy}-{shard}"
+def aggregate_shard(scope: StageScope, shard: str, policy: AggregateConfig, f, labelers: tuple[str, ...],
+                    skip_uniform: bool) -> str | None:
+    """`final_labels` (and their `stepwise_rows`) of a shard under the policy, fusing the labels of
+    `labelers` (the run's), with the filters' (`f`, a FiltersConfig) decisions as kept/drop_reason."""
+    wh, run_id = scope.warehouse, scope.run_id
+    marker = f"{policy.policy}-{shard}"
     if done := wh.existing_shard("final_labels", run_id, marker):
         return done
-    rollouts = shard_rollouts(wh, run_id, shard, config.rollouts.skip_uniform)
+    rollouts = shard_rollouts(wh, run_id, shard, skip_uniform)
     if not rollouts:
         return None
     ids = [r["rollout_id"] for r in rollouts]
     steps = steps_by_rollout(shard_steps(wh, run_id, ids))
-    labels = wh.rows("SELECT * FROM step_labels WHERE run_id = ? AND list_contains(?::VARCHAR[], rollout_id)",
-                     [run_id, ids])
-    final = aggregate(labels, config.aggregate, run_id, {r["rollout_id"]: r["num_steps"] for r in rollouts})
-    f = config.filters
+    labels = wh.rows("SELECT * FROM step_labels WHERE run_id = ? AND list_contains(?::VARCHAR[], rollout_id) "
+                     "AND list_contains(?::VARCHAR[], labeler)", [run_id, ids, list(labelers)])
+    final = aggregate(labels, policy, run_id, {r["rollout_id"]: r["num_steps"] for r in rollouts}, labelers)
     dropped: list[dict] = []
     kept = rollouts
     if f.drop_unparseable:
@@ -51,33 +49,27 @@ def aggregate_shard(config: RunConfig, run_id: str, shard: str) -> str | None:
     return str(write_final_labels(wh, final, run_id, marker))
 
 
-def export_stage(config: RunConfig) -> dict:
-    """Export every run's kept final labels under the configured policy; push when configured."""
-    if not config.export.enabled:
+def export_stage(scope: StageScope, export) -> dict:
+    """Export every run's kept final labels (`export`: an ExportStageConfig); push when configured."""
+    if not export.enabled:
         return {"skipped": "export disabled"}
-    wh = Warehouse(config.warehouse)
-    options = config.export.options.model_copy(update={"policy": config.aggregate.policy})
     try:
-        result = run_export(wh, config.export.out_dir, options, push_to_hub=config.export.push_to_hub,
-                            private=config.export.private)
+        result = run_export(scope.warehouse, export.out_dir, export.options, push_to_hub=export.push_to_hub,
+                            private=export.private)
     except EmptyExport as exc:
         return {"skipped": str(exc)}
-    return {"path": str(result.path), "counts": result.counts,
-            "pushed_to": result.repo_id}
+    return {"path": str(result.path), "counts": result.counts, "pushed_to": result.repo_id}
 
 
-def train_stage(config: RunConfig, export_dir: str | None) -> dict:
-    """Fine-tune the PRM on the export (run on a GPU work pool in production)."""
-    if not config.train.enabled:
+def train_stage(scope: StageScope, export: dict, train) -> dict:
+    """Fine-tune the PRM on the export (`train`: a TrainStageConfig; a GPU work pool in production)."""
+    if not train.enabled:
         return {"skipped": "training disabled"}
-    if not export_dir:
+    if not export.get("path"):
         return {"skipped": "no export to train on"}
-    from prm_data.train.config import TrainConfig
     from prm_data.train.loop import train_prm
 
-    t = config.train
-    result = train_prm(TrainConfig(dataset=export_dir, model=t.model, output_dir=t.output_dir,
-                                   label_mode=t.label_mode, max_steps=t.max_steps, lora=t.lora))
+    result = train_prm(train.options.model_copy(update={"dataset": export["path"]}))
     return {"output_dir": result.output_dir, "steps": result.steps,
             "first_loss": result.losses[0] if result.losses else None,
             "last_loss": result.losses[-1] if result.losses else None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from prm_data.labelers.inputs import Solution, solutions_from_rows
 from prm_data.rollouts import RolloutSteps, rollouts_from_rows
 from prm_data.warehouse import Warehouse
 
@@ -35,13 +34,9 @@ def shard_steps(wh: Warehouse, run_id: str, rollout_ids: list[str]) -> list[dict
                    "ORDER BY rollout_id, step_index", [run_id, rollout_ids])
 
 
-def rollout_steps(wh: Warehouse, run_id: str, shard: str, skip_uniform: bool) -> list[RolloutSteps]:
+def rollout_steps(wh: Warehouse, run_id: str, shard: str, skip_uniform: bool,
+                  problems: list[dict] | None = None) -> list[RolloutSteps]:
+    """The shard's rollouts as labeler input (`problems`: the shard's problem rows, when already read)."""
     rollouts = shard_rollouts(wh, run_id, shard, skip_uniform)
     steps = shard_steps(wh, run_id, [r["rollout_id"] for r in rollouts])
-    return rollouts_from_rows(shard_problems(wh, run_id, shard), rollouts, steps)
-
-
-def solutions(wh: Warehouse, run_id: str, shard: str, skip_uniform: bool) -> list[Solution]:
-    rollouts = shard_rollouts(wh, run_id, shard, skip_uniform)
-    steps = shard_steps(wh, run_id, [r["rollout_id"] for r in rollouts])
-    return solutions_from_rows(shard_problems(wh, run_id, shard), rollouts, steps)
+    return rollouts_from_rows(shard_problems(wh, run_id, shard) if problems is None else problems, rollouts, steps)

@@ -1,28 +1,29 @@
-"""Stages: expand the prefix trees (Monte Carlo labelers) and label steps (tools, judges, rubrics).
+"""Stages: probe the judges, expand the prefix trees (tree labelers), label steps (the others).
 
-Each labeler writes its `step_labels` shard `<labeler>-<shard>` last, as the
-marker that it finished; the completions and tree snapshot it produced are
-written just before. A labeler redone after a crash re-asks the same requests
-(served by the request cache) and re-inserts the same completion ids, which
-the tree counts once, so nothing is paid or counted twice.
+Which labeler runs where, and with which models, comes from its registry
+entry (prm_data/labelers/registry.py): a labeler that needs `tree` runs in the
+shard's `expand_trees` task, sharing one prefix tree per sampler (the
+completer's, or the prover's when it is another model); every other labeler
+runs in its own `label` task per shard. Each labeler writes its side tables
+and then its `step_labels` shard `<labeler>-<shard>`, last, as the marker that
+it finished. A labeler redone after a crash re-asks the same requests (served
+by the request cache) and re-inserts the same completion ids, which the tree
+counts once, so nothing is paid or counted twice.
 """
 
 from __future__ import annotations
 
-from prm_data.config import RunConfig
 from prm_data.labelers.judge_probes import check_judges
-from prm_data.labelers.judge_vote import judge_solutions
-from prm_data.labelers.registry import LABELERS
-from prm_data.labelers.rubric import (RubricProblem, generate_contrastive_rubrics, generate_rubrics,
-                                      label_with_rubrics)
-from prm_data.labelers.tool_verify import label_tool_verify
-from prm_data.pipeline.context import StageContext
-from prm_data.pipeline.inputs import rollout_steps, shard_problems, solutions
+from prm_data.labelers.protocol import LabelerInputs, LabelerOutput
+from prm_data.labelers.registry import spec
+from prm_data.pipeline.context import StageScope
+from prm_data.pipeline.inputs import rollout_steps, shard_problems
+from prm_data.records import labels_table
 from prm_data.trees.prefix_tree import PrefixTree
 from prm_data.trees.sampling import Completer
 from prm_data.warehouse import Warehouse
 
-TREE_LABELERS = ("mc_value", "omega_prm", "sibling")
+PANEL = "judge_vote"  # the labeling key holding the judge panel's voting settings (prm_data/config.py)
 
 
 def _load_tree(wh: Warehouse, problem_ids: list[str], model: str) -> PrefixTree:
@@ -31,98 +32,89 @@ def _load_tree(wh: Warehouse, problem_ids: list[str], model: str) -> PrefixTree:
     return PrefixTree.from_rows(rows, model=model) if rows else PrefixTree(model)
 
 
-def _run_tree_labelers(ctx: StageContext, shard: str, names: list[str], client, tree_shard: str,
-                       rollouts) -> list[str]:
-    wh, run_id, cfg = ctx.warehouse, ctx.run_id, ctx.config
+def _write_output(scope: StageScope, name: str, shard: str, output: LabelerOutput) -> str | None:
+    wh, run_id, marker = scope.warehouse, scope.run_id, f"{name}-{shard}"
+    for table, rows in output.tables.items():
+        if rows:
+            wh.write_shard(table, rows, run_id=run_id, shard=marker)
+    scope.flush()
+    if not output.labels:
+        return None
+    return str(wh.write_shard("step_labels", labels_table(output.labels, run_id), run_id=run_id, shard=marker))
+
+
+def _sampler_role(scope: StageScope, name: str) -> str:
+    """The client role a tree labeler samples from: the prover shares the completer when it is the same model."""
+    role = spec(name).sampler
+    return "completer" if role == "prover" and scope.ctx.same_backend("prover", "completer") else role
+
+
+def expand_trees_shard(scope: StageScope, shard: str, labeling, skip_uniform: bool) -> list[str]:
+    """Run the shard's tree labelers, in configured order, one shared tree per sampler model."""
+    names = labeling.tree_labelers()
+    wh, run_id = scope.warehouse, scope.run_id
     done = {n: wh.existing_shard("step_labels", run_id, f"{n}-{shard}") for n in names}
     todo = [n for n in names if done[n] is None]
     paths = [done[n] for n in names if done[n] is not None]
     if not todo:
         return paths
-    problem_ids = sorted({r.problem_id for r in rollouts})
-    completer = Completer(client, _load_tree(wh, problem_ids, client.model), cfg.labeling.completer,
-                          run_id, ctx.failures)
-    for name in todo:
-        labeler = LABELERS[name]
-        labels = labeler.function(rollouts, completer, getattr(cfg.labeling, name))
-        if completer.completion_rows:
-            wh.write_shard("completions", completer.completion_rows, run_id=run_id, shard=f"{name}-{shard}")
-            completer.completion_rows = []
-        wh.write_shard("tree_nodes", completer.tree.to_rows(run_id, problem_ids), run_id=run_id,
-                       shard=tree_shard)
-        ctx.flush(f"{name}-{shard}")
-        if labels:
-            paths.append(str(wh.write_shard("step_labels", [l.to_row(run_id) for l in labels],
-                                            run_id=run_id, shard=f"{name}-{shard}")))
-    return paths
-
-
-def expand_trees_shard(config: RunConfig, run_id: str, shard: str) -> list[str]:
-    """Run the Monte Carlo labelers of the config (one shared tree per completer model)."""
-    names = config.labeling.tree_labelers()
-    if not names:
-        return []
-    ctx = StageContext(config, run_id)
-    rollouts = rollout_steps(ctx.warehouse, run_id, shard, config.rollouts.skip_uniform)
+    problems = shard_problems(wh, run_id, shard)
+    rollouts = rollout_steps(wh, run_id, shard, skip_uniform, problems)
     if not rollouts:
-        return []
-    tree_names = [n for n in names if n in TREE_LABELERS]
-    paths = _run_tree_labelers(ctx, shard, tree_names, ctx.completer(), f"completer-{shard}", rollouts)
-    if "progress" in names:
-        same = config.prover_backend == config.completer_backend
-        client = ctx.completer() if same else ctx.prover()
-        tree_shard = f"completer-{shard}" if same else f"prover-{shard}"
-        paths += _run_tree_labelers(ctx, shard, ["progress"], client, tree_shard, rollouts)
+        return paths
+    problem_ids = sorted({r.problem_id for r in rollouts})
+    samplers: dict[str, Completer] = {}
+    for name in todo:
+        role = _sampler_role(scope, name)
+        if role not in samplers:
+            client = scope.client(role)
+            samplers[role] = Completer(client, _load_tree(wh, problem_ids, client.model), labeling.completer,
+                                       run_id, scope.failures)
+        sampler = samplers[role]
+        output = spec(name).run(LabelerInputs(run_id, rollouts, problems, scope.failures, sampler=sampler),
+                                labeling.config_of(name))
+        if sampler.completion_rows:
+            wh.write_shard("completions", sampler.completion_rows, run_id=run_id, shard=f"{name}-{shard}")
+            sampler.completion_rows = []
+        wh.write_shard("tree_nodes", sampler.tree.to_rows(run_id, problem_ids), run_id=run_id,
+                       shard=f"{role}-{shard}")
+        if path := _write_output(scope, name, shard, output):
+            paths.append(path)
     return paths
 
 
-def check_judges_stage(config: RunConfig, run_id: str) -> dict:
+def check_judges_stage(scope: StageScope, labeling) -> dict:
     """Run the judge-hacking probes against every judge; a refused judge raises JudgeRejected."""
-    if not config.labeling.check_judges or not ({"judge_vote", "rubric"} & set(config.labeling.labelers)):
+    if not labeling.check_judges or not labeling.needs("judges"):
         return {}
-    ctx = StageContext(config, run_id)
     try:
-        reports = check_judges(ctx.judges(), config.labeling.judge_probes)
+        reports = check_judges(dict(scope.judges(labeling.config_of(PANEL)).clients), labeling.judge_probes)
     finally:
-        ctx.flush("judge-probes")  # a refused judge's failed requests are kept as failure rows too
+        scope.flush()  # a refused judge's failed requests are kept as failure rows too
     return {name: {"samples": r.samples, "accept_share": r.accept_share, "abstain_share": r.abstain_share}
             for name, r in reports.items()}
 
 
-def label_shard(config: RunConfig, run_id: str, shard: str, labeler: str) -> str | None:
-    """Run one model-free or judge labeler (tool_verify, judge_vote, rubric) on a shard."""
-    ctx = StageContext(config, run_id)
-    wh = ctx.warehouse
-    marker = f"{labeler}-{shard}"
-    if done := wh.existing_shard("step_labels", run_id, marker):
+def label_shard(scope: StageScope, shard: str, labeler: str, labeling, skip_uniform: bool) -> str | None:
+    """Run one labeler that expands no tree (tool_verify, judge_vote, rubric, ...) on a shard."""
+    wh, run_id = scope.warehouse, scope.run_id
+    entry = spec(labeler)
+    if "tree" in entry.needs:
+        raise ValueError(f"{labeler} expands prefix trees: it runs in expand_trees, not label")
+    if done := wh.existing_shard("step_labels", run_id, f"{labeler}-{shard}"):
         return done
-    sols = solutions(wh, run_id, shard, config.rollouts.skip_uniform)
-    if not sols:
+    problems = shard_problems(wh, run_id, shard)
+    rollouts = rollout_steps(wh, run_id, shard, skip_uniform, problems)
+    if not rollouts:
         return None
-    lab = config.labeling
-    if labeler == "tool_verify":
-        labels = label_tool_verify(sols, lab.tool_verify, ctx.failures)
-    elif labeler == "judge_vote":
-        result = judge_solutions(sols, ctx.judges(), lab.judge_vote, run_id, failures=ctx.failures)
-        if result.judgments:
-            wh.write_shard("judgments", result.judgments, run_id=run_id, shard=marker)
-        labels = result.labels
-    elif labeler == "rubric":
-        writer = next(iter(ctx.judges().values()))
-        problems = [RubricProblem(p["problem_id"], p["question"], str(p["answer"]),
-                                  p.get("reference_solution") or "")
-                    for p in shard_problems(wh, run_id, shard)]
-        rubrics = generate_rubrics(problems, writer, lab.rubric, ctx.failures)
-        rubrics += generate_contrastive_rubrics(sols, writer, lab.rubric, ctx.failures)
-        if rubrics:
-            wh.write_shard("rubrics", [r.to_row(run_id) for r in rubrics], run_id=run_id, shard=shard)
-        result = label_with_rubrics(sols, rubrics, ctx.judges(), lab.judge_vote, run_id, ctx.failures)
-        if result.judgments:
-            wh.write_shard("judgments", result.judgments, run_id=run_id, shard=marker)
-        labels = result.labels
-    else:
-        raise ValueError(f"label_shard runs tool_verify, judge_vote or rubric, not {labeler!r}")
-    ctx.flush(marker)
-    if not labels:
-        return None
-    return str(wh.write_shard("step_labels", [l.to_row(run_id) for l in labels], run_id=run_id, shard=marker))
+    sampler = None
+    if entry.sampler is not None:  # a labeler that samples continuations without keeping a tree
+        client = scope.client(entry.sampler)
+        sampler = Completer(client, PrefixTree(client.model), labeling.completer, run_id, scope.failures)
+    judges = scope.judges(labeling.config_of(PANEL)) if "judges" in entry.needs else None
+    output = entry.run(LabelerInputs(run_id, rollouts, problems, scope.failures, sampler=sampler, judges=judges),
+                       labeling.config_of(labeler))
+    if sampler is not None and sampler.completion_rows:
+        output.tables.setdefault("completions", []).extend(sampler.completion_rows)
+    return _write_output(scope, labeler, shard, output)
+

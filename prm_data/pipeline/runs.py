@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from datetime import datetime, timezone
-from importlib import metadata
-from pathlib import Path
 
 from prm_data.config import RunConfig
 from prm_data.llm.cache import paid_by_run
+from prm_data.provenance import git_sha, package_versions
 from prm_data.warehouse import ProcessLock, Warehouse, WarehouseBusy
 
 _CLAIMS: dict[tuple[str, str], ProcessLock] = {}  # (warehouse root, run id) -> the lock this process holds
@@ -49,29 +47,6 @@ def release_run(config: RunConfig, run_id: str) -> None:
     lock = _CLAIMS.pop((str(Warehouse(config.warehouse).root), run_id), None)
     if lock is not None:
         lock.release()
-
-
-PACKAGES = ("prm-data", "prefect", "duckdb", "pyarrow", "datasets", "transformers", "torch", "openai",
-            "math-verify", "vllm")
-
-
-def git_sha() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parents[2])
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def package_versions() -> dict[str, str | None]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def _safe(name: str) -> str:

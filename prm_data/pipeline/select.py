@@ -8,23 +8,20 @@ to `run_problems`; a resumed run reads it back instead of choosing again.
 
 from __future__ import annotations
 
-from prm_data.config import RunConfig
-from prm_data.failures import FailureLog
+from prm_data.pipeline.context import StageScope
 from prm_data.sources import ingest_problems, load_problems
-from prm_data.warehouse import Warehouse
 
 
-def select_problems(config: RunConfig, run_id: str) -> list[str]:
-    """The run's shard names (choosing and recording its problems on first call)."""
-    wh = Warehouse(config.warehouse)
+def select_problems(scope: StageScope, problems, shard_size: int) -> list[str]:
+    """The run's shard names (choosing and recording its problems on first call); `problems`: a ProblemsConfig."""
+    wh, run_id = scope.warehouse, scope.run_id
     chosen = wh.rows("SELECT DISTINCT shard FROM run_problems WHERE run_id = ? ORDER BY shard", [run_id])
     if chosen:
         return [r["shard"] for r in chosen]
-    failures = FailureLog(run_id)
-    rows = load_problems(config.problems.source, config.problems.mapping, run_id=run_id, failures=failures)
+    rows = load_problems(problems.source, problems.mapping, run_id=run_id, failures=scope.failures)
     ingest_problems(wh, rows, run_id)
-    failures.flush(wh, "source")
-    version = config.labeling_version()
+    scope.failures.flush(wh, "source")
+    version = scope.ctx.labeling_version
     done = {r["problem_id"] for r in wh.rows(
         "SELECT DISTINCT rp.problem_id FROM run_problems rp JOIN runs r ON r.run_id = rp.run_id "
         "WHERE r.status = 'completed' AND rp.labeling_version = ?", [version])}
@@ -34,9 +31,9 @@ def select_problems(config: RunConfig, run_id: str) -> list[str]:
         if pid not in done and pid not in seen:
             seen.add(pid)
             todo.append(pid)
-    if config.problems.limit is not None:
-        todo = todo[: config.problems.limit]
-    size = config.shard_size
+    if problems.limit is not None:
+        todo = todo[: problems.limit]
+    size = shard_size
     selection = [{"run_id": run_id, "problem_id": pid, "shard": f"s{i // size:04d}", "labeling_version": version}
                  for i, pid in enumerate(todo)]
     if selection:
