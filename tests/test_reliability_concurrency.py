@@ -8,8 +8,8 @@
 - `prm-data problems add` of overlapping files at the same time: no problem is
   stored twice.
 - A duckdb session holding `prm.duckdb` open for writing (the duckdb CLI does
-  by default) while a run finishes: the run completes and says the views were
-  not refreshed; `prm-data query` says which file is held and what to do.
+  by default) while a run finishes: the run completes and `prm-data query`
+  answers (neither needs the file for writing).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
 
