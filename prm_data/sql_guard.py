@@ -8,7 +8,8 @@
    `EXPLAIN ANALYZE` executes its statement, so the explained statement is
    checked too.
 2. The query then runs on a connection that cannot write: the views-only
-   `prm.duckdb` file opened with `read_only=True` (no catalog writes), with
+   `prm.duckdb` file opened with `read_only=True` (no catalog writes; nor does
+   the query path ever open it for writing, so it never locks a reader out), with
    file access confined to the warehouse's `tables/` directory
    (`allowed_directories` + `enable_external_access=false`, which stops
    `COPY ... TO` anywhere else) and the configuration locked.
@@ -96,34 +97,25 @@ def _check_statement(parser, statement, depth: int = 0) -> None:
         _check_statement(parser, inner[0], depth + 1)
 
 
-def read_only_connection(warehouse: Warehouse, sync_wait_s: float = 2.0) -> duckdb.DuckDBPyConnection:
-    """A connection to `prm.duckdb` (views refreshed first) that cannot write.
+def read_only_connection(warehouse: Warehouse, open_wait_s: float = 2.0) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the views file that cannot write, and writes nothing itself.
 
-    If another process holds the file read-only, the views are not refreshed
-    (they are globs, so new shards show anyway) and the file is opened beside it.
+    Reading never refreshes prm.duckdb (only writers do, under the warehouse's lock,
+    see Warehouse.sync_views), so readers never lock each other out; where the file's
+    views are missing or stale, a private copy is opened instead
+    (Warehouse.readable_views_file).
     """
-    synced = True
-    try:
-        warehouse.sync_views(wait_s=sync_wait_s)
-    except WarehouseBusy:
-        if not warehouse.db_path.exists():
-            raise
-        synced = False
-    deadline = time.monotonic() + sync_wait_s
-    while True:  # a run refreshing its views holds the file for writing for a few milliseconds
+    deadline = time.monotonic() + open_wait_s
+    while True:  # held for writing only by a duckdb session opened without -readonly
+        path = warehouse.readable_views_file()
         try:
-            con = duckdb.connect(str(warehouse.db_path), read_only=True)
+            con = duckdb.connect(str(path), read_only=True)
             break
         except duckdb.IOException as exc:
             if time.monotonic() >= deadline:
-                raise WarehouseBusy(f"{warehouse.db_path} is open for writing by another process ({exc}); "
+                raise WarehouseBusy(f"{path} is open for writing by another process ({exc}); "
                                     "close that duckdb session and retry") from exc
             time.sleep(0.05)
-    if not synced and not con.execute(
-            "SELECT count(*) FROM duckdb_views() WHERE view_name = 'problems'").fetchall()[0][0]:
-        con.close()
-        raise WarehouseBusy(f"{warehouse.db_path} has no views yet and another process has it open; "
-                            "close that session and retry")
     con.execute("SET allowed_directories = ?", [[str(warehouse.tables_dir) + os.sep]])
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")

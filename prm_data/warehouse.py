@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -133,6 +134,46 @@ def retry_torn_reads(run, attempts: int = 20):
 
 def _sql_literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
+
+
+# The duckdb CLI from PyPI (duckdb-cli 1.5.x) reads storage versions up to 68; DuckDB 2.0 writes 69
+# unless told otherwise. Views need nothing newer.
+VIEWS_STORAGE_VERSION = "v1.4.0"
+_VIEWS_COMMENT = "prm-data views "
+_DATABASES: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
+_DATABASES_LOCK = threading.Lock()
+_PRIVATE_VIEWS: dict[tuple[str, str], Path] = {}
+_KEY_INDEXES: dict[tuple[str, str, str, str], dict[Path, tuple[tuple, frozenset]]] = {}
+_KEY_INDEXES_KEPT = 8  # (table, run, column) indexes a process keeps; a run needs one or two
+
+
+def _key_index(warehouse: "Warehouse", table: str, run_id: str, column: str) -> dict:
+    """Shard path -> (file stamp, keys it holds) for one run's shards of a table (see read_keyed)."""
+    key = (str(warehouse.root), table, run_id, column)
+    with _DATABASES_LOCK:
+        index = _KEY_INDEXES.pop(key, None)
+        if index is None:
+            index = {}
+            while len(_KEY_INDEXES) >= _KEY_INDEXES_KEPT:
+                _KEY_INDEXES.pop(next(iter(_KEY_INDEXES)))  # the least recently used
+        _KEY_INDEXES[key] = index  # now the most recently used
+        return index
+
+
+def _shared_database(warehouse: "Warehouse") -> duckdb.DuckDBPyConnection:
+    """This process's in-memory database with the warehouse's views, created on first use.
+
+    Keyed by pid too: a forked child must not use its parent's database.
+    """
+    key = (os.getpid(), str(warehouse.root))
+    with _DATABASES_LOCK:
+        con = _DATABASES.get(key)
+        if con is None:
+            con = duckdb.connect(":memory:")
+            for stmt in warehouse.view_sql():
+                con.execute(stmt)
+            _DATABASES[key] = con
+        return con
 
 
 class Warehouse:
@@ -261,11 +302,14 @@ class Warehouse:
         return stmts
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with every view; holds no file lock."""
-        con = duckdb.connect(":memory:")
-        for stmt in self.view_sql():
-            con.execute(stmt)
-        return con
+        """A connection carrying every view; holds no file lock. Close it when done.
+
+        It is a cursor on this process's one in-memory database for the warehouse, whose
+        views are created once (issue 21): the views are globs, so shards written later
+        show without refreshing them, and a new connection costs microseconds, not a
+        view per table.
+        """
+        return _shared_database(self).cursor()
 
     def query(self, sql: str, params: Sequence | dict | None = None) -> pa.Table:
         """Run a query (parameterized with `?` or `$name`) and return an Arrow table."""
@@ -286,33 +330,146 @@ class Warehouse:
             con.close()
         return result[0][0] if result else None
 
-    def sync_views(self, wait_s: float = 30.0) -> Path:
-        """(Re)create the views inside prm.duckdb for the duckdb CLI.
+    def run_files(self, table: str, run_id: str) -> list[Path]:
+        """The finished shards one run wrote to `table` (not writers' temporary files)."""
+        schema_for(table)
+        return sorted(p for p in (self.tables_dir / table / f"run_id={run_id}").glob("*.parquet")
+                      if not p.name.startswith("."))
 
-        The file is opened read-write only for the few milliseconds this takes.
-        If a reader holds it, wait up to `wait_s` and then raise WarehouseBusy
-        with a message that says who must finish first.
+    def read_files(self, table: str, files: Sequence[Path], where: str = "TRUE",
+                   params: Sequence | dict | None = None) -> pa.Table:
+        """`SELECT * FROM <these shards of table> WHERE <where>`: a scan that touches only `files`.
+
+        Typed by the table's schema like the views are; no file at all gives no row.
         """
-        deadline = time.monotonic() + wait_s
-        delay = 0.05
-        while True:
+        schema = schema_for(table)
+        if not files:
+            return schema.empty_table()
+        anchor = self.tables_dir / table / "_schema.parquet"
+        paths = ", ".join(_sql_literal(p) for p in [anchor, *files])
+        sql = (f"SELECT * FROM read_parquet([{paths}], union_by_name = true, hive_partitioning = false) "
+               f"WHERE {where}")
+        return self.query(sql, params).select(schema.names)
+
+    def read_keyed(self, table: str, run_id: str, column: str, keys: Sequence[str]) -> pa.Table:
+        """Rows of run `run_id`'s shards of `table` whose `column` is one of `keys`.
+
+        Only the shards that hold one of the keys are scanned. Which keys a shard holds is
+        learnt once per shard and process (reading that one column; re-read when the file
+        is replaced), so looking up every shard of a run costs one pass over the run in
+        all, not a scan of the whole run per lookup.
+        """
+        wanted = set(keys)
+        if not wanted:
+            return schema_for(table).empty_table()
+        index = _key_index(self, table, run_id, column)
+        holding = []
+        for path in self.run_files(table, run_id):
             try:
-                con = duckdb.connect(str(self.db_path))
-                break
-            except duckdb.IOException as exc:
-                if time.monotonic() > deadline:
-                    raise WarehouseBusy(
-                        f"{self.db_path} is locked by another process ({exc}); close the other "
-                        "duckdb session or `prm-data query` and retry"
-                    ) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                st = path.stat()
+            except FileNotFoundError:
+                continue  # removed since the listing
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            known = index.get(path)
+            if known is None or known[0] != stamp:
+                try:
+                    found = pq.read_table(path, columns=[column]).column(0).to_pylist()
+                except FileNotFoundError:
+                    continue
+                known = index[path] = (stamp, frozenset(found))
+            if not wanted.isdisjoint(known[1]):
+                holding.append(path)
+        return self.read_files(table, holding, f"run_id = ? AND list_contains(?::VARCHAR[], {column})",
+                               [run_id, sorted(wanted)])
+
+    # ------------------------------------------------- the views file, prm.duckdb
+    def views_fingerprint(self) -> str:
+        """A hash of the views' SQL: the file is rewritten only when it changes (code or location)."""
+        import hashlib
+
+        return hashlib.sha256("\n;\n".join(self.view_sql()).encode()).hexdigest()[:16]
+
+    def views_file_fingerprint(self, path: Path | None = None) -> str | None:
+        """The fingerprint stored in a views file (None: missing, unreadable or held for writing)."""
+        path = path or self.db_path
+        if not path.exists():
+            return None
         try:
-            for stmt in self.view_sql():
-                con.execute(stmt)
+            con = duckdb.connect(str(path), read_only=True)
+        except duckdb.Error:
+            return None
+        try:
+            row = con.execute("SELECT comment FROM duckdb_views() WHERE view_name = 'problems' "
+                              "AND NOT internal").fetchone()
         finally:
             con.close()
+        return row[0].removeprefix(_VIEWS_COMMENT) if row and row[0] else None
+
+    def sync_views(self, wait_s: float = 30.0) -> Path:
+        """Make prm.duckdb hold the current views, for the duckdb CLI and `prm-data query`. Writers only.
+
+        Nothing happens when the file's views are current (the usual case: views are
+        globs, so new shards need no refresh). Otherwise, under the warehouse lock
+        `views`, a complete new file is built beside it and renamed onto it: a
+        reader that has the old file open keeps reading it, a reader that opens it
+        later gets the new one, and no one ever holds prm.duckdb for writing, so
+        readers never lock each other or a writer out. WarehouseBusy if another
+        writer holds the lock for over `wait_s`.
+        """
+        fingerprint = self.views_fingerprint()
+        if self.views_file_fingerprint() == fingerprint:
+            return self.db_path
+        with self.lock("views", wait_s=wait_s, what="refreshing the views in prm.duckdb"):
+            if self.views_file_fingerprint() != fingerprint:
+                self.write_views_file(self.db_path)
         return self.db_path
+
+    def write_views_file(self, path: Path) -> Path:
+        """Write a views-only DuckDB file at `path` atomically, in a storage version the duckdb CLI reads."""
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            con = duckdb.connect(":memory:")
+            try:
+                con.execute(f"ATTACH {_sql_literal(tmp)} AS views_file (STORAGE_VERSION '{VIEWS_STORAGE_VERSION}')")
+                con.execute("USE views_file")
+                for stmt in self.view_sql():
+                    con.execute(stmt)
+                con.execute(f"COMMENT ON VIEW problems IS '{_VIEWS_COMMENT}{self.views_fingerprint()}'")
+                con.execute("USE memory")
+                con.execute("DETACH views_file")  # checkpoints: the file is whole, no .wal beside it
+            finally:
+                con.close()
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            # A duckdb session that had the old file open for writing may have left its write-ahead
+            # log beside it; it belongs to the replaced file and would not replay onto this one.
+            path.with_name(path.name + ".wal").unlink(missing_ok=True)
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+        return path
+
+    def readable_views_file(self) -> Path:
+        """A views file to open read-only, without writing prm.duckdb (what `prm-data query` opens).
+
+        prm.duckdb when its views are current; otherwise (never synced, written by an
+        older version, or held for writing by a duckdb session) a private copy with
+        the current views, made once per process and removed when it exits.
+        """
+        fingerprint = self.views_fingerprint()
+        if self.views_file_fingerprint() == fingerprint:
+            return self.db_path
+        key = (str(self.root), fingerprint)
+        if key not in _PRIVATE_VIEWS:
+            import atexit
+            import shutil
+            import tempfile
+
+            folder = Path(tempfile.mkdtemp(prefix="prm-views-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            _PRIVATE_VIEWS[key] = self.write_views_file(folder / "prm.duckdb")
+        return _PRIVATE_VIEWS[key]
 
     def row_counts(self) -> dict[str, int]:
         con = self.connect()

@@ -155,19 +155,11 @@ def duplicate_keys(warehouse, table: str) -> list[tuple]:
 
 
 def stored_request_keys(root: Path) -> set[str]:
-    """Every request key whose answer is on disk: compacted `llm_cache` shards and live journals."""
-    import pyarrow.parquet as pq
+    """Every request key whose answer is on disk: committed to the request cache's store."""
+    from prm_data.llm.cache import stored_request_keys as stored
+    from prm_data.warehouse import Warehouse
 
-    keys: set[str] = set()
-    for path in (root / "tables" / "llm_cache").rglob("*.parquet"):
-        keys.update(pq.read_table(path, columns=["request_key"]).column(0).to_pylist())
-    for path in (root / "llm_cache_journal").glob("*.jsonl"):
-        for line in path.read_bytes().split(b"\n"):
-            try:
-                keys.add(json.loads(line)["request_key"])
-            except (ValueError, KeyError):
-                continue  # an empty line, or one torn by the kill: not stored
-    return keys
+    return stored(Warehouse(root))
 
 
 # ------------------------------------------------------------- the reader

@@ -10,6 +10,7 @@ views-only prm.duckdb file opened read-only and an in-memory connection.
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 import time
 from pathlib import Path
 
@@ -142,3 +143,54 @@ def test_a_truncated_shard_would_be_caught_by_the_reader_query(tmp_path):
         warehouse.connect().execute(COUNT_SQL).fetchall()
     with pytest.raises(duckdb.Error):
         warehouse.scalar(COUNT_SQL)
+
+
+OPENER = """
+import sys, time, duckdb
+path, count = sys.argv[1], int(sys.argv[2])
+failures = []
+for i in range(count):
+    try:
+        con = duckdb.connect(path, read_only=True)
+        con.execute("SELECT count(*) FROM problems").fetchall()
+        con.close()
+    except Exception as exc:
+        failures.append(f"{type(exc).__name__}: {exc}")
+    time.sleep(0.02)  # spread the opens over several `prm-data query` calls
+print(len(failures))
+print("\\n".join(failures[:5]))
+"""
+
+
+@pytest.mark.slow
+def test_prm_data_query_never_locks_out_a_read_only_session(tmp_path):
+    """`prm-data query` in a loop beside another process opening prm.duckdb read-only (as
+    `duckdb -readonly` does) 500 times: no open fails, and every query answers."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "wh"
+    warehouse = Warehouse(root)
+    warehouse.write_shard("problems", shard_rows(0), run_id="writer", shard="s0")
+    warehouse.sync_views()  # as `prm-data problems add` leaves it
+    query = [sys.executable, "-c", "import sys; sys.argv[0] = 'prm-data'; from prm_data.cli import app; app()",
+             "--warehouse", str(root), "query", "SELECT count(*) AS n FROM problems", "-f", "csv"]
+    answers, stop = [], threading.Event()
+
+    def query_loop():
+        while not stop.is_set() or len(answers) < 3:
+            done = subprocess.run(query, capture_output=True, text=True, timeout=120)
+            answers.append((done.returncode, done.stdout, done.stderr[-300:]))
+
+    loop = threading.Thread(target=query_loop)
+    loop.start()
+    try:
+        opener = subprocess.run([sys.executable, "-c", OPENER, str(warehouse.db_path), "500"],
+                                capture_output=True, text=True, timeout=600)
+    finally:
+        stop.set()
+        loop.join()
+    assert opener.returncode == 0, opener.stderr
+    failed, *messages = opener.stdout.strip().split("\n")
+    assert int(failed) == 0, messages
+    assert all(a[:2] == (0, f"n\n{SHARD_ROWS}\n") for a in answers), [a for a in answers if a[0] != 0][:3]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import time
 
 import pytest
 
-from prm_data.llm.cache import JOURNAL_DIR
+from prm_data.llm.cache import stored_request_keys
 from prm_data.llm.factory import BackendConfig, make_client
 from prm_data.llm.types import GenerationRequest, Message
 from prm_data.serve_sim import ServeSimConfig, SimServer
@@ -45,14 +44,10 @@ def requests() -> list[GenerationRequest]:
 
 
 def journal_keys(root) -> set[str]:
-    keys = set()
-    for path in (root / JOURNAL_DIR).glob("*.jsonl"):
-        for line in path.read_bytes().split(b"\n"):
-            try:
-                keys.add(json.loads(line)["request_key"])
-            except ValueError:
-                continue  # an empty or torn line
-    return keys
+    """The keys whose answers are committed to the request cache's store."""
+    if not (root / "llm_cache.sqlite").exists():
+        return set()
+    return stored_request_keys(Warehouse(root))
 
 
 def test_a_rerun_after_sigkill_is_served_from_the_cache_and_asks_only_for_the_rest(tmp_path):
@@ -85,6 +80,7 @@ def test_a_rerun_after_sigkill_is_served_from_the_cache_and_asks_only_for_the_re
         assert len(server.asked_after_success()) == lost_in_flight
         assert len(server.succeeded()) == COUNT
 
-        rerun.cache.flush()  # adopts the dead process's journal too
-    assert Warehouse(tmp_path).scalar("SELECT count(DISTINCT request_key) FROM llm_cache") == COUNT
-    assert not list((tmp_path / JOURNAL_DIR).glob("*.jsonl"))
+        rerun.cache.flush()  # exports the dead process's answers too
+    wh = Warehouse(tmp_path)
+    assert wh.scalar("SELECT count(DISTINCT request_key) FROM llm_cache") == COUNT == wh.scalar(
+        "SELECT count(*) FROM llm_cache")

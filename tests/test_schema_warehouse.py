@@ -200,3 +200,60 @@ def test_problem_stats_view_gives_pass_rate_and_tokens(warehouse):
     assert row["rollout_tokens"] == 100
     assert row["label_tokens"] == 14
     assert row["label_calls"] == 1
+
+
+def duckdb_cli() -> str:
+    """The plain duckdb CLI binary (PyPI's `duckdb-cli`, a dev extra), found beside this Python or on PATH."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    beside = Path(sys.executable).with_name("duckdb")
+    found = str(beside) if beside.exists() else shutil.which("duckdb")
+    if found is None:
+        pytest.fail("the duckdb CLI is not installed: pip install -e '.[dev]' (it brings duckdb-cli)")
+    return found
+
+
+def test_the_plain_duckdb_cli_opens_the_views_file_and_reads_a_view(warehouse):
+    import subprocess
+
+    warehouse.write_shard("problems", sample_rows("problems", 3), run_id="r", shard="s")
+    path = warehouse.sync_views()
+    cli = duckdb_cli()
+    version = subprocess.run([cli, "-version"], capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run([cli, "-readonly", "-csv", str(path), "-c",
+                          "SELECT count(*) AS n, min(problem_id) AS first FROM problems"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, f"duckdb CLI {version}: {out.stderr}"
+    assert out.stdout.split() == ['n,first', '3,"problem_id-0-ünï"']  # CSV quotes the non-ASCII text
+
+
+def test_views_are_written_once_and_a_stale_file_is_replaced_even_while_held(warehouse):
+    path = warehouse.sync_views()
+    inode = path.stat().st_ino
+    reader = duckdb.connect(str(path), read_only=True)  # as `duckdb -readonly` holds it
+    try:
+        assert warehouse.sync_views() == path and path.stat().st_ino == inode  # current: not rewritten
+    finally:
+        reader.close()
+    path.unlink()
+    import subprocess
+    import sys
+
+    # the file as the previous version wrote it (newest storage, no fingerprint), still held for
+    # writing by a duckdb session in another process
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, duckdb\nfrom prm_data.warehouse import Warehouse\n"
+        "con = duckdb.connect(sys.argv[1])\n"
+        "for stmt in Warehouse(sys.argv[2]).view_sql(): con.execute(stmt)\n"
+        "print('ready', flush=True)\ntime.sleep(120)"), str(path), str(warehouse.root)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        assert warehouse.views_file_fingerprint() is None
+        assert warehouse.sync_views(wait_s=1) == path  # replaced beside the session, not waited for
+        assert warehouse.views_file_fingerprint() == warehouse.views_fingerprint()
+    finally:
+        holder.kill()
+        holder.wait(10)

@@ -4,39 +4,52 @@ Keys are `GenerationRequest.sample_key(backend, model, i)`: a hash of the
 backend, model, messages, assistant prefix, sampling parameters, seed and
 sample index. Answers live in two places:
 
-- `<warehouse>/tables/llm_cache/run_id=<run>/<journal>.parquet`: compacted
-  shards, the durable home (the `llm_cache` table of prm_data/schema.py);
-- `<warehouse>/llm_cache_journal/<run>__<pid>_<id>.jsonl`: one append-only
-  journal per open cache. Every `put` appends one JSON line and fsyncs it
-  before returning, so a process killed with SIGKILL (or a machine that loses
-  power) loses only the requests that were still in flight.
+- `<warehouse>/llm_cache.sqlite`: the durable store, one SQLite database in
+  WAL mode shared by every thread and process. `put` is one committed
+  transaction (`synchronous=FULL`: the WAL is fsynced before the commit
+  returns), so an answer whose `put` returned survives SIGKILL and power loss,
+  and a process killed mid-write loses only its uncommitted transaction.
+  `get` is an indexed lookup on demand: opening the cache reads nothing, so its
+  open time and memory do not grow with the answers stored (issue 21).
+- `<warehouse>/tables/llm_cache/run_id=<run>/b<batch>.parquet`: the
+  `llm_cache` table DuckDB queries. `flush()` exports the answers not exported
+  yet (any process's, a killed one's too) into Parquet shards.
 
-`flush()` (and `close()`) compacts this process's journal into a shard named
-after the journal and then deletes the journal. Journals left behind by dead
-processes are read on load and adopted (compacted) by the next `flush()`:
-each open journal holds an exclusive `flock`, which the kernel releases when
-its process dies, so a journal that can be locked has no living writer. The
-shard name equals the journal name, so a crash between writing the shard and
-deleting the journal only makes the next adoption rewrite the same shard.
+Why SQLite and not journals with locks (issue 12): one append-only journal per
+process needed a discipline across three operations (create, append, adopt a
+dead writer's journal) and two lock kinds (a thread lock and `flock`), and a
+flush that adopted a journal another thread had just created lost that
+thread's answers. SQLite gives atomic multi-writer appends across threads and
+processes with its own locking, a torn write is rolled back on open, and a
+primary key makes "this key is stored once" a constraint instead of a
+convention. DuckDB cannot read it directly (its sqlite extension is not
+bundled and cannot be downloaded offline), hence the Parquet export.
 
-A torn last line (the process died mid-write) is skipped and counted in
-`torn_lines`. Lookups are a dict access: everything is loaded once, when the
-cache is opened (about a second per 100k answers).
+The export is crash-safe and never duplicates: under the warehouse lock
+`llm_cache_export`, the unexported rows are first stamped with a new batch
+number (one transaction), then each stamped batch is written as a shard named
+after the batch and marked written. A crash between the two leaves a stamped,
+unwritten batch, which the next flush writes again under the same name, with
+the same rows.
 
-Who paid: a journal's name (and so its shard's) carries the run and the
-process that paid for its answers. An answer paid by *this run* in *another
-process* (one killed before its labels were written) is handed out once with
+Who paid: every row carries the run that paid for it and the writer (one id
+per process) that stored it. An answer paid by *this run* in *another process*
+(one killed before its labels were written) is handed out once with
 `cached=False`, so the label that uses it after the resume carries its cost,
 as it would have without the crash; answers of other runs are plain hits.
+
+Warehouses written by the journal-based cache (`llm_cache_journal/*.jsonl`)
+are imported once, when this store is first opened: journals whose writer is
+gone become unexported rows; existing `llm_cache` shards are indexed as
+already exported.
 """
 
 from __future__ import annotations
 
 import fcntl
-import glob
 import json
 import os
-import re
+import sqlite3
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -47,181 +60,140 @@ import pyarrow.parquet as pq
 from prm_data.llm.types import Sample
 from prm_data.schema import LLM_CACHE
 
-JOURNAL_DIR = "llm_cache_journal"
+STORE_NAME = "llm_cache.sqlite"
+LEGACY_JOURNAL_DIR = "llm_cache_journal"
 _COLUMNS = LLM_CACHE.names
-_PAYER = re.compile(r"^(?P<run>.+)__(?P<pid>\d+)_[0-9a-f]{12}$")  # journal/shard stem: <run>__<pid>_<id>
+_BUSY_TIMEOUT_MS = 120_000  # a writer waits this long for another's transaction (they take milliseconds)
+_LEGACY_EXPORTED = -1  # batch of rows imported from shards that already exist
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    request_key TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    writer TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    text TEXT NOT NULL,
+    finish_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    latency_s REAL,
+    metadata TEXT,
+    created_at TEXT NOT NULL,
+    batch INTEGER
+);
+CREATE INDEX IF NOT EXISTS answers_batch ON answers (batch);
+CREATE INDEX IF NOT EXISTS answers_run ON answers (run_id);
+CREATE TABLE IF NOT EXISTS batches (batch INTEGER PRIMARY KEY, written INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_FIELDS = ("request_key", "run_id", "writer", "backend", "model", "text", "finish_reason", "prompt_tokens",
+           "completion_tokens", "latency_s", "metadata", "created_at")
+_INSERT = f"INSERT OR IGNORE INTO answers ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})"
+_INSERT_IMPORTED = (f"INSERT OR IGNORE INTO answers ({', '.join(_FIELDS)}, batch) "
+                    f"VALUES ({', '.join('?' * (len(_FIELDS) + 1))})")
+_PROCESS_TOKENS: dict[int, str] = {}
+_INHERITED: list[sqlite3.Connection] = []  # a forked parent's connections, kept open and unused
+
+
+def process_writer_id() -> str:
+    """This process's id as a writer of answers: its pid and a random token (pids are reused)."""
+    pid = os.getpid()
+    return f"{pid}-{_PROCESS_TOKENS.setdefault(pid, uuid.uuid4().hex[:12])}"
+
+
+def store_path(warehouse) -> Path:
+    return Path(warehouse.root) / STORE_NAME
+
+
+def connect_store(warehouse, fsync: bool = True) -> sqlite3.Connection:
+    """A connection to the warehouse's answer store (created, and legacy data imported, on first use)."""
+    con = sqlite3.connect(store_path(warehouse), timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                          check_same_thread=False)
+    con.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    con.execute("PRAGMA journal_mode = WAL")
+    con.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'OFF'}")
+    con.executescript(_SCHEMA)
+    if con.execute("SELECT 1 FROM meta WHERE key = 'legacy_imported'").fetchone() is None:
+        _import_legacy(warehouse, con)
+    return con
 
 
 class RequestCache:
     """Answers by request key, persisted in the warehouse; safe across threads and processes.
 
     `get(key)` returns the stored `Sample` with `cached=True` (or None; or
-    `cached=False` once for an answer this run paid for in a process that
-    died, see "Who paid") and counts a hit or a miss; `put(key, sample, backend, model)` journals a new
-    answer durably. Other processes' answers are seen when a cache is opened,
-    not while it is open.
+    `cached=False` once for an answer this run paid for in another process,
+    see "Who paid") and counts a hit or a miss; `put(key, sample, backend,
+    model)` stores a new answer durably. Answers of other processes are seen at
+    once, as every lookup reads the shared store.
     """
 
     def __init__(self, warehouse, run_id: str, fsync: bool = True):
         self.warehouse = warehouse
         self.run_id = run_id
         self.fsync = fsync
-        self.journal_dir = Path(warehouse.root) / JOURNAL_DIR
-        self.journal_dir.mkdir(parents=True, exist_ok=True)
         self.hits = 0
         self.misses = 0
-        self.torn_lines = 0
-        self._rows: dict[str, dict] = {}
-        self._resumed: set[str] = set()  # paid by this run in another process, not yet handed out here
-        self._lock = threading.Lock()
-        self._fd: int | None = None
+        self._lock = threading.Lock()  # one connection per process, used by one thread at a time
+        self._handed_out: set[str] = set()  # answers paid by this run elsewhere, already served once here
+        self._open()
+
+    def _open(self) -> None:
         self._pid = os.getpid()
-        self._journal: Path | None = None
-        self._journal_rows = 0
-        self._load()
+        self._writer = process_writer_id()
+        self._con = connect_store(self.warehouse, self.fsync)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():  # a forked child: never use the parent's SQLite connection,
+            _INHERITED.append(self._con)  # nor close it (closing may checkpoint the parent's WAL)
+            self._open()
+        return self._con
 
     # ------------------------------------------------------------------ reads
-    def _load(self) -> None:
-        for path in sorted((self.warehouse.tables_dir / "llm_cache").rglob("*.parquet")):
-            if path.name.startswith("."):
-                continue  # a writer's temporary file
-            cols = pq.read_table(path, columns=_COLUMNS).to_pydict()
-            resumed = self._paid_by_this_run_elsewhere(path)
-            for i, key in enumerate(cols["request_key"]):
-                if key not in self._rows:
-                    self._rows[key] = {c: cols[c][i] for c in _COLUMNS}
-                    if resumed:
-                        self._resumed.add(key)
-        for path in sorted(self.journal_dir.glob("*.jsonl")):
-            resumed = self._paid_by_this_run_elsewhere(path)
-            for row in self._read_journal(path):
-                if row["request_key"] not in self._rows:
-                    self._rows[row["request_key"]] = row
-                    if resumed:
-                        self._resumed.add(row["request_key"])
-
-    def _paid_by_this_run_elsewhere(self, path: Path) -> bool:
-        m = _PAYER.match(path.stem)
-        return bool(m) and m["run"] == self.run_id and int(m["pid"]) != os.getpid()
-
-    def _read_journal(self, path: Path) -> list[dict]:
-        rows, torn = read_journal(path)
-        self.torn_lines += torn  # lines cut by a kill: those answers are simply not cached
-        return rows
-
     def get(self, key: str) -> Sample | None:
         with self._lock:
-            row = self._rows.get(key)
+            row = self._connection().execute(
+                "SELECT text, finish_reason, prompt_tokens, completion_tokens, latency_s, metadata, run_id, writer "
+                "FROM answers WHERE request_key = ?", (key,)).fetchone()
             if row is None:
                 self.misses += 1
                 return None
             self.hits += 1
-            paid_by_this_run = key in self._resumed  # see "Who paid" above
-            self._resumed.discard(key)
-        return Sample(
-            text=row["text"],
-            finish_reason=row["finish_reason"],
-            prompt_tokens=row["prompt_tokens"] or 0,
-            completion_tokens=row["completion_tokens"] or 0,
-            latency_s=row["latency_s"] or 0.0,
-            request_key=key,
-            cached=not paid_by_this_run,
-            metadata=json.loads(row["metadata"]) if row["metadata"] else {},
-        )
+            text, finish, prompt, completion, latency, metadata, run_id, writer = row
+            paid_by_this_run = (run_id == self.run_id and writer != self._writer
+                                and key not in self._handed_out)  # see "Who paid" above
+            if paid_by_this_run:
+                self._handed_out.add(key)
+        return Sample(text=text, finish_reason=finish, prompt_tokens=prompt or 0, completion_tokens=completion or 0,
+                      latency_s=latency or 0.0, request_key=key, cached=not paid_by_this_run,
+                      metadata=json.loads(metadata) if metadata else {})
 
     def __contains__(self, key: str) -> bool:
-        return key in self._rows
+        with self._lock:
+            return self._connection().execute(
+                "SELECT 1 FROM answers WHERE request_key = ?", (key,)).fetchone() is not None
 
     def __len__(self) -> int:
-        return len(self._rows)
+        with self._lock:
+            return self._connection().execute("SELECT count(*) FROM answers").fetchone()[0]
 
     # ----------------------------------------------------------------- writes
     def put(self, key: str, sample: Sample, backend: str, model: str) -> None:
-        """Store an answer; it is on disk (fsynced) when this returns."""
-        row = {
-            "request_key": key,
-            "backend": backend,
-            "model": model,
-            "text": sample.text,
-            "finish_reason": sample.finish_reason,
-            "prompt_tokens": int(sample.prompt_tokens),
-            "completion_tokens": int(sample.completion_tokens),
-            "latency_s": float(sample.latency_s),
-            "metadata": json.dumps(sample.metadata, sort_keys=True, default=str),
-            "created_at": datetime.now(timezone.utc),
-        }
-        line = json.dumps({**row, "created_at": row["created_at"].isoformat()}, ensure_ascii=False)
-        data = (line + "\n").encode()
+        """Store an answer; it is committed (and fsynced) when this returns. A key stored before is kept."""
+        values = (key, self.run_id, self._writer, backend, model, sample.text, sample.finish_reason,
+                  int(sample.prompt_tokens), int(sample.completion_tokens), float(sample.latency_s),
+                  json.dumps(sample.metadata, sort_keys=True, default=str),
+                  datetime.now(timezone.utc).isoformat())
         with self._lock:
-            if key in self._rows:
-                return
-            fd = self._open_journal()
-            os.write(fd, data)  # O_APPEND: one write per line, never interleaved
-            if self.fsync:
-                os.fsync(fd)
-            self._rows[key] = row
-            self._journal_rows += 1
-
-    def _open_journal(self) -> int:
-        if self._fd is not None and self._pid != os.getpid():  # a forked child: a journal of its own
-            os.close(self._fd)  # the parent's descriptor copy; the parent keeps its lock
-            self._fd, self._journal = None, None
-        if self._fd is None:
-            self._pid = os.getpid()
-            name = f"{self.run_id}__{os.getpid()}_{uuid.uuid4().hex[:12]}.jsonl"
-            self._journal = self.journal_dir / name
-            self._fd = os.open(self._journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)  # released by the kernel if we die
-            self._journal_rows = 0
-        return self._fd
+            self._connection().execute(_INSERT, values)  # autocommit: one transaction
 
     def flush(self) -> list[Path]:
-        """Compact this cache's journal, and any orphaned one, into `llm_cache` shards.
+        """Export every answer not yet in the `llm_cache` table (any process's) into Parquet shards.
 
-        Returns the shards written. The cache stays usable: later puts go to a
-        fresh journal.
+        Returns the shards written. The cache stays usable.
         """
-        written = []
         with self._lock:
-            if self._fd is not None and self._pid == os.getpid():
-                path = self._journal
-                if self._journal_rows:
-                    written.append(self._compact(path, self.run_id))
-                os.close(self._fd)  # releases the lock
-                path.unlink(missing_ok=True)
-                self._fd = None
-                self._journal = None
-        for path in sorted(self.journal_dir.glob("*.jsonl")):
-            shard = self._adopt(path)
-            if shard is not None:
-                written.append(shard)
-        return written
-
-    def _compact(self, path: Path, run_id: str) -> Path | None:
-        rows = self._read_journal(path)
-        if not rows:
-            return None
-        return self.warehouse.write_shard("llm_cache", rows, run_id=run_id, shard=path.stem)
-
-    def _adopt(self, path: Path) -> Path | None:
-        """Compact a journal whose writer is gone; skip one that is still held."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return None  # a living process still writes it
-            if not path.exists():
-                return None  # adopted by someone else between our open and our lock
-            run_id = path.stem.rsplit("__", 1)[0] if "__" in path.stem else self.run_id
-            shard = self._compact(path, run_id)
-            path.unlink(missing_ok=True)
-            return shard
-        finally:
-            os.close(fd)
+            return export_pending(self.warehouse, self._connection())
 
     def close(self) -> None:
         self.flush()
@@ -232,51 +204,117 @@ class RequestCache:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    @property
-    def journal_path(self) -> Path | None:
-        return self._journal
 
-
-def read_journal(path: Path) -> tuple[list[dict], int]:
-    """A journal's rows, and how many torn lines (cut by a kill) were skipped."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:  # compacted by its owner between glob and read
-        return [], 0
-    rows, torn = [], 0
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
+def export_pending(warehouse, con: sqlite3.Connection) -> list[Path]:
+    """Stamp unexported answers with a new batch, then write every unwritten batch (see the module doc)."""
+    if con.execute("SELECT 1 FROM answers WHERE batch IS NULL LIMIT 1").fetchone() is None and \
+            con.execute("SELECT 1 FROM batches WHERE written = 0 LIMIT 1").fetchone() is None:
+        return []  # the common case, without taking the warehouse lock
+    written = []
+    with warehouse.lock("llm_cache_export", what="the request cache's export"):
+        con.execute("BEGIN IMMEDIATE")
         try:
-            row = json.loads(line)
-            row["created_at"] = datetime.fromisoformat(row["created_at"])
-        except (ValueError, KeyError, TypeError):
-            torn += 1
-            continue
-        rows.append(row)
-    return rows, torn
+            if con.execute("SELECT 1 FROM answers WHERE batch IS NULL LIMIT 1").fetchone() is not None:
+                batch = con.execute("SELECT coalesce(max(batch), 0) + 1 FROM batches").fetchone()[0]
+                con.execute("UPDATE answers SET batch = ? WHERE batch IS NULL", (batch,))
+                con.execute("INSERT INTO batches (batch, written) VALUES (?, 0)", (batch,))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        for (batch,) in con.execute("SELECT batch FROM batches WHERE written = 0 ORDER BY batch").fetchall():
+            cursor = con.execute(f"SELECT {', '.join(_COLUMNS)}, run_id FROM answers WHERE batch = ? "
+                                 "ORDER BY run_id, request_key", (batch,))
+            by_run: dict[str, list[dict]] = {}
+            for values in cursor:
+                row = dict(zip(_COLUMNS, values[:-1]))
+                row["created_at"] = datetime.fromisoformat(row["created_at"])
+                by_run.setdefault(values[-1], []).append(row)
+            for run_id, rows in by_run.items():
+                written.append(warehouse.write_shard("llm_cache", rows, run_id=run_id, shard=f"b{batch:08d}"))
+            con.execute("UPDATE batches SET written = 1 WHERE batch = ?", (batch,))
+    return written
 
 
 def paid_by_run(warehouse, run_id: str) -> dict[str, int]:
     """Requests `run_id` paid for, counted over every process of the run (crashed ones too).
 
-    An answer is paid by the run whose journal (and so shard) holds it; a
-    process's own counters lose what its killed predecessors paid, this does
-    not. Answers in flight at a kill were never stored and are not counted.
+    An answer is paid by the run that stored it; a process's own counters lose
+    what its killed predecessors paid, this does not. Answers in flight at a
+    kill were never stored and are not counted.
     """
-    paid: dict[str, tuple[int, int]] = {}
-    shards = sorted((Path(warehouse.tables_dir) / "llm_cache" / f"run_id={run_id}").glob("*.parquet"))
-    for path in shards:
-        if not path.name.startswith("."):  # a writer's temporary file
-            cols = pq.read_table(path, columns=["request_key", "prompt_tokens", "completion_tokens"]).to_pydict()
-            for key, p, c in zip(cols["request_key"], cols["prompt_tokens"], cols["completion_tokens"]):
-                paid[key] = (p or 0, c or 0)
-    for path in sorted((Path(warehouse.root) / JOURNAL_DIR).glob(f"{glob.escape(run_id)}__*.jsonl")):
-        if (m := _PAYER.match(path.stem)) and m["run"] == run_id:
-            for row in read_journal(path)[0]:
-                paid[row["request_key"]] = (row.get("prompt_tokens") or 0, row.get("completion_tokens") or 0)
-    return {"requests": len(paid), "prompt_tokens": sum(p for p, _ in paid.values()),
-            "completion_tokens": sum(c for _, c in paid.values())}
+    con = connect_store(warehouse)
+    try:
+        n, prompt, completion = con.execute(
+            "SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0) "
+            "FROM answers WHERE run_id = ?", (run_id,)).fetchone()
+    finally:
+        con.close()
+    return {"requests": n, "prompt_tokens": prompt, "completion_tokens": completion}
+
+
+def stored_request_keys(warehouse) -> set[str]:
+    """Every request key whose answer is on disk (exported to `llm_cache` or not)."""
+    con = connect_store(warehouse)
+    try:
+        return {k for (k,) in con.execute("SELECT request_key FROM answers")}
+    finally:
+        con.close()
+
+
+# ------------------------------------------------------------ legacy import
+def _import_legacy(warehouse, con: sqlite3.Connection) -> None:
+    """Once per warehouse: index the journal-based cache's shards and journals (see the module doc)."""
+    with warehouse.lock("llm_cache_export", what="the request cache's import"):
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            if con.execute("SELECT 1 FROM meta WHERE key = 'legacy_imported'").fetchone() is None:
+                journals = _import_legacy_rows(warehouse, con)
+                con.execute("INSERT INTO meta (key, value) VALUES ('legacy_imported', ?)",
+                            (datetime.now(timezone.utc).isoformat(),))
+            else:
+                journals = []
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        for path in journals:  # their rows are committed above
+            path.unlink(missing_ok=True)
+
+
+def _import_legacy_rows(warehouse, con: sqlite3.Connection) -> list[Path]:
+    def insert(row: dict, run_id: str, batch: int | None) -> None:
+        created = row["created_at"]
+        con.execute(_INSERT_IMPORTED, (
+            row["request_key"], run_id, "legacy", row["backend"], row["model"], row["text"],
+            row.get("finish_reason"), row.get("prompt_tokens"), row.get("completion_tokens"),
+            row.get("latency_s"), row.get("metadata"),
+            created.isoformat() if hasattr(created, "isoformat") else str(created), batch))
+
+    for path in sorted((Path(warehouse.tables_dir) / "llm_cache").glob("run_id=*/*.parquet")):
+        if not path.name.startswith("."):  # not a writer's temporary file
+            run_id = path.parent.name.removeprefix("run_id=")
+            for row in pq.read_table(path, columns=_COLUMNS).to_pylist():
+                insert(row, run_id, _LEGACY_EXPORTED)
+    adopted = []
+    for path in sorted((Path(warehouse.root) / LEGACY_JOURNAL_DIR).glob("*.jsonl")):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # an old-version process still writes it; a later import cannot see it: say so in docs
+        try:
+            run_id = path.stem.rsplit("__", 1)[0]
+            for line in path.read_bytes().split(b"\n"):
+                try:
+                    insert(json.loads(line), run_id, None)
+                except (ValueError, KeyError, TypeError):
+                    continue  # an empty line, or one torn by a kill: that answer was never stored
+            adopted.append(path)
+        finally:
+            os.close(fd)
+    return adopted
 
 
 _OPEN: dict[tuple[str, str], RequestCache] = {}
@@ -284,10 +322,10 @@ _OPEN_LOCK = threading.Lock()
 
 
 def open_cache(warehouse, run_id: str) -> RequestCache:
-    """The process-wide cache for (warehouse, run): loaded once, shared by every client of the run.
+    """The process-wide cache for (warehouse, run), shared by every client of the run.
 
     Clients of different roles (policy, completer, judge) then share one
-    in-memory index and one journal, and see each other's answers at once.
+    connection, and see each other's answers at once.
     """
     key = (str(Path(warehouse.root).resolve()), run_id)
     with _OPEN_LOCK:
