@@ -34,7 +34,7 @@ _HASHES = re.compile(r"####\s*(.+?)\s*$", re.M)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 _ANSWER_WORD = re.compile(r"answer\s+is\s*:?\s*\(?([A-Za-z]+)\)?\s*(?:[.!]|$)", re.I)
 _MARKDOWN = re.compile(r"\*\*|__")
-_STEP_MARK = re.compile(r"(?im)^[ \t]*step[ \t]*\d+[ \t]*[:.)]")
+_STEP_MARK = re.compile(r"(?im)^[ \t]*(?:\*\*)?step[ \t]*\d+[ \t]*[:.)]")
 _ANCHORED = (LatexExtractionConfig(try_extract_without_anchor=False, boxed_match_priority=0),
              ExprExtractionConfig(try_extract_without_anchor=False))
 _ANYWHERE = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
@@ -103,8 +103,18 @@ def extract_answer(text: str) -> str | None:
     word = _ANSWER_WORD.findall(clean)
     if word and _yes_no(word[-1]):
         return word[-1]
-    lines = [line for line in clean.splitlines() if line.strip()]
-    return _extracted_string(_quiet_parse(lines[-1], _ANYWHERE)) if lines else None
+    return _closing_value(text)
+
+
+def _closing_value(text: str) -> str | None:
+    """The rightmost value of the last sentence ("This is 9*10/2 = 45.", "Therefore, $x = 3$.",
+    "So Kim has **19** stamps left."), read by math-verify. A last line that is still a numbered step
+    ("Step 4: ..., so 12 / 4 = 3.") closes nothing: the output stated no answer."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or _STEP_MARK.match(lines[-1]):
+        return None
+    last = re.split(r"(?<=[.!?])\s+(?=[A-Z\\$])", _MARKDOWN.sub("", lines[-1]).strip())[-1]
+    return _extracted_string(_quiet_parse(last, _ANYWHERE))
 
 
 _CONTINUES = r"[A-Za-z0-9^()+\-*/{}\\_.]+"
