@@ -286,6 +286,7 @@ class Side:
     value: sympy.Expr
     is_bare: bool  # a single number or variable, no operation
     numbers: tuple[sympy.Rational, ...]  # every number literal written on this side
+    operands: tuple[sympy.Rational, ...] = ()  # the literals that are not exponents
 
 
 @dataclass(frozen=True)
@@ -312,7 +313,9 @@ def side_of(tokens: list[Token]) -> Side:
     bare = len(operands) == 1 and not any(t.kind in ("op", "func", "fact", "choose") and t.text != "-"
                                           for t in tokens)
     nums = tuple(sympy.Rational(t.text) for t in tokens if t.kind == "num")
-    return Side(text, value, bare, nums)
+    operands = tuple(sympy.Rational(t.text) for i, t in enumerate(tokens)
+                     if t.kind == "num" and not (i > 0 and tokens[i - 1].text == "^"))
+    return Side(text, value, bare, nums, operands)
 
 
 _BOUNDARY = ("word", "punct", "rel")

@@ -58,7 +58,7 @@ def check_grounding(chain: Chain, index: int, ctx, step_results: set, config) ->
     if inputs is None:
         return []
     out = []
-    for n in inputs.numbers:
+    for n in inputs.operands:  # not exponents: `3^2` after a result of 3 is no copying error
         if n in ctx.grounded or n in step_results or not n.is_integer:
             continue
         prev = ctx.previous_result
