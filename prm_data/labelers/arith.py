@@ -39,7 +39,7 @@ FUNCTIONS = ("sqrt", "gcd", "lcm", "max", "min", "binom")
 OPERATOR_WORDS = frozenset({
     "twice", "thrice", "half", "double", "triple", "times", "plus", "minus", "over", "squared", "cubed",
     "dozen", "dozens", "hundred", "hundreds", "thousand", "thousands", "million", "millions", "billion",
-    "percent", "than", "by", "per", "factorial", "root", "less", "more", "fewer"})
+    "percent", "than", "by", "per", "factorial", "root"})
 PROSE_LETTERS = frozenset({"a", "A", "I"})
 
 

@@ -48,7 +48,7 @@ def split_math(text: str) -> list[tuple[bool, str]]:
         if not _is_formula(content, displayed):
             continue
         out.append((False, text[pos:m.start()]))
-        out.append((True, content))
+        out.append((True, content.strip().rstrip(".,;:").strip()))  # "= \\frac{5}{6}.\\]" ends a sentence
         pos = m.end()
     out.append((False, text[pos:]))
     return [(f, p) for f, p in out if p.strip()]
