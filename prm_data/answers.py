@@ -114,18 +114,20 @@ def _closing_value(text: str) -> str | None:
     if not lines or _STEP_MARK.match(lines[-1]):
         return None
     last = re.split(r"(?<=[.!?])\s+(?=[A-Z\\$])", _MARKDOWN.sub("", lines[-1]).strip())[-1]
-    return _extracted_string(_quiet_parse(last, _ANYWHERE))
+    answer = _extracted_string(_quiet_parse(last, _ANYWHERE))
+    return _whole_expression(answer, last) if answer else None
 
 
-_CONTINUES = r"[A-Za-z0-9^()+\-*/{}\\_.]+"
+_CONTINUES = r"[A-Za-z0-9^()+\-*/{}\\_.:]*[A-Za-z0-9^()+\-*/{}\\_]"
 
 
 def _whole_expression(answer: str, text: str) -> str:
     """math-verify's plain-expression extraction stops at the first letter (`5` of `5x(x+1)^2`): when the
     found answer runs on without a space, the whole run is the answer if math-verify parses it as LaTeX."""
-    runs = re.findall(re.escape(answer) + _CONTINUES, text)
-    if runs:
-        longer = runs[-1].rstrip(".")
+    at = [m.end() for m in re.finditer(re.escape(answer), text)]
+    run = re.match(_CONTINUES, text[at[-1]:]) if at else None  # math-verify takes the rightmost match
+    if run:
+        longer = answer + run.group()
         parsed = _quiet_parse(f"${longer}$", _ANCHORED[:1] + (LatexExtractionConfig(),))
         if any(not isinstance(p, str) for p in parsed):
             return longer

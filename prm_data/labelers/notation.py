@@ -66,7 +66,7 @@ KEPT_WORDS = ("and|or|so|then|thus|hence|is|are|was|were|be|gives|give|get|gets|
               "but|while|because|since|with|from|for|at|in|on|as|by|if|when|where|makes|make|equals|yields|"
               "plus|minus|times|over|left|now|than|not|no|yes|more|less|fewer|per|dozen|dozens|hundred|"
               "hundreds|thousand|thousands|million|millions|billion|half|twice|squared|cubed|percent|choose")
-_UNIT_BEFORE_OP = re.compile(rf"(\d)\s+(?!(?:{KEPT_WORDS})\b)([A-Za-z]{{2,}})\.?\s*(?=[-+*/])", re.I)
+_UNIT_BEFORE_OP = re.compile(rf"(\d)\s+(?!(?:{KEPT_WORDS})\b)([A-Za-z]{{2,}})\.?\s*(?=[-+*]|/\s*[\d(])", re.I)
 _UNIT_BEFORE_EQ = re.compile(rf"(\d)\s+(?!(?:{KEPT_WORDS})\b)([A-Za-z]{{2,}})\s*(?==)", re.I)
 
 
