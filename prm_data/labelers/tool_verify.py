@@ -201,7 +201,7 @@ def _check_step(step: str, index: int, ctx: _Context, config: ToolVerifyConfig,
         elif not pairs and any(not v.is_number for v in values):
             checks.extend(_check_identity_or_remember(chain, values, substituted, scope, ctx, index))
     if config.check_substitution and not scope.trial:
-        checks.extend(_check_substitution(chains, ctx, scope))
+        checks.extend(_check_substitution(chains, ctx, scope, f"step {index}"))
     if not scope.local:
         ctx.assignments.update({k: v for k, v in known.items()})
     ctx.grounded |= numbers_in(text) | step_results
@@ -253,9 +253,35 @@ def _check_identity_or_remember(chain: Chain, values: list, substituted: bool, s
             holds = False
         if holds:
             return [{"check": "identity", "claim": chain.text, "ok": True}]
+    if len(chain.sides) == 2 and not substituted and not scope.trial:
+        out.extend(_equivalent_to_earlier(chain, ctx))
     if not scope.local and not scope.refutes and not substituted:
         _remember_equations(chain, ctx, f"step {index}")
     return out
+
+
+def _equivalent_to_earlier(chain: Chain, ctx: _Context) -> list[dict]:
+    """`4b = 24` after `b + 3b = 24`, `3s + 5 = 2s + 10` after `3s + 5 = 2(s + 5)`: an equation that is a
+    nonzero constant multiple of an established one follows from it. Only ever verifies: an equation
+    that is not a multiple of an earlier one is usually a new fact, not an error."""
+    left, right = chain.sides
+    mine = left.value - right.value
+    if not mine.free_symbols or sympy.count_ops(mine) > 40:
+        return []
+    for lhs, rhs, text, source in reversed(ctx.equations):
+        theirs = lhs - rhs
+        if text == chain.text:
+            continue  # restated, not derived
+        if theirs.free_symbols != mine.free_symbols or sympy.count_ops(theirs) > 40:
+            continue
+        try:
+            ratio = sympy.cancel(mine / theirs)
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+        if ratio.is_number and ratio != 0 and ratio.is_finite:
+            return [{"check": "equivalent_equation", "claim": chain.text, "follows_from": text, "source": source,
+                     "factor": show(ratio), "ok": True}]
+    return []
 
 
 def _check_arithmetic(chain: Chain, values: list, pairs: list[int], substituted: bool, scope: StepScope,
@@ -280,7 +306,8 @@ def _check_arithmetic(chain: Chain, values: list, pairs: list[int], substituted:
     return out
 
 
-def _check_substitution(chains: list[tuple[Chain, bool]], ctx: _Context, scope: StepScope) -> list[dict]:
+def _check_substitution(chains: list[tuple[Chain, bool]], ctx: _Context, scope: StepScope,
+                        this_step: str) -> list[dict]:
     """Values the step states, put back into equations established before it (never into its own)."""
     stated: dict = {}
     for chain, _ in chains:
@@ -296,7 +323,7 @@ def _check_substitution(chains: list[tuple[Chain, bool]], ctx: _Context, scope: 
                 values = {**ctx.assignments, **values}
             values[symbol] = value
             for lhs, rhs, text, source in ctx.equations:
-                if symbol not in (lhs.free_symbols | rhs.free_symbols):
+                if source == this_step or symbol not in (lhs.free_symbols | rhs.free_symbols):
                     continue
                 lv, rv = lhs.subs(values), rhs.subs(values)
                 if not (lv.is_number and rv.is_number):
