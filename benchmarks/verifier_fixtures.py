@@ -119,7 +119,10 @@ def _measure(solutions: list[FixtureSolution]) -> dict:
     from prm_data.labelers.tool_verify import verdict_of, verify_solution
     from prm_data.steps import join_steps
 
-    c = Counter()
+    c = Counter({k: 0 for k in ("steps", "marked", "agree", "correct_steps", "checked", "verified", "false_alarms",
+                                "exact_false_alarms", "flags_upto_first_error", "flags_on_first_error",
+                                "provable_first_errors", "caught", "correct_solutions", "solutions_with_false_alarm",
+                                "wrong_solutions", "correct_graded_incorrect", "ungradeable_graded_incorrect")})
     grades = Counter()
     styles = Counter()
     for s in solutions:

@@ -67,11 +67,13 @@ def _last_boxed(text: str) -> tuple[str | None, bool]:
 
 
 def _extracted_string(found: list) -> str | None:
-    """math-verify returns [parsed..., matched string]; the matched string is the answer as written."""
+    """math-verify returns [parsed..., matched string]; the matched string is the answer as written.
+    A match with unbalanced brackets (`1)` of "(1, 2) and (2, 1)") is a fragment: no answer."""
     strings = [f for f in found if isinstance(f, str) and f.strip()]
-    if strings:
-        return strings[-1].strip().rstrip(".")
-    return str(found[0]) if found else None
+    answer = strings[-1].strip().rstrip(".") if strings else (str(found[0]) if found else None)
+    if answer is not None and any(answer.count(a) != answer.count(b) for a, b in ("()", "[]", "{}")):
+        return None
+    return answer
 
 
 def _quiet_parse(text: str, config) -> list:
@@ -101,7 +103,7 @@ def extract_answer(text: str) -> str | None:
     if answer:
         return answer
     word = _ANSWER_WORD.findall(clean)
-    if word and _yes_no(word[-1]):
+    if word and (_yes_no(word[-1]) or _choice(word[-1])):
         return word[-1]
     return _closing_value(text)
 

@@ -114,8 +114,12 @@ def verify_solution(solution: Solution, config: ToolVerifyConfig = ToolVerifyCon
     """One `StepLabel` per step of `solution` (labeler `tool_verify`)."""
     qnums = numbers_in(solution.question)
     ctx = _Context(question_numbers=qnums, grounded=set(qnums))
+    # A question that offers alternatives ("2d + 3 = 61 or 3d + 52 = 61") or conditions ("if ...") states
+    # equations a value need not satisfy: they can confirm a value, never refute it.
+    question_scope = scope_of(solution.question)
+    source = "question (alternatives)" if question_scope.local else "question"
     for chain, _ in _claims(solution.question)[0]:
-        _remember_equations(chain, ctx, "question")
+        _remember_equations(chain, ctx, source)
     labels = []
     for index, step in enumerate(solution.steps):
         checks = _check_step(step, index, ctx, config, solution, failures)
@@ -333,7 +337,8 @@ def _check_substitution(chains: list[tuple[Chain, bool]], ctx: _Context, scope: 
                             "values": {str(k): show(v) for k, v in values.items() if k in lhs.free_symbols
                                        | rhs.free_symbols},
                             "computed": show(lv), "claimed": show(rv),
-                            "ok": holds if holds or not scope.refutes else None})
+                            "ok": holds if holds or not (scope.refutes or source.endswith("(alternatives)"))
+                            else None})
     return out
 
 
