@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prm_data.answers import answers_match, extract_answer, grade, gsm8k_answer
+from prm_data.answers import answers_match, extract_answer, gradeable, grade, gsm8k_answer, ungradeable_reason
 from prm_data.steps import join_steps, normalize_step, split_steps
 
 # ------------------------------------------------------------------ step splitting
@@ -72,11 +72,26 @@ EXTRACTIONS = [
     ("The answer is 42.", "42"),
     ("The answer is: $7$", "7"),
     ("So the answer is 3.5.\nCheck done.", "3.5"),
-    ("The final answer is 18 apples.", "18 apples"),
+    ("The final answer is 18 apples.", "18"),  # math-verify's anchored extraction keeps the number
     ("The answer is \\boxed{4}.", "4"),  # the box wins over the phrase
     ("Natalia sold 72 clips.\n#### 72", "72"),
     ("#### 1,234", "1,234"),
     ("I am not sure what to do here.", None),
+    # where real model and human solutions put the answer
+    ("Final Answer: The final answer is $12$. I hope it is correct.", "12"),
+    ("**Answer:** **42**", "42"),
+    ("**Final answer: 150 km**", "150"),
+    ("So Kim has **19** stamps left.", "19"),
+    ("Thus we get\n\n# Answer\n\n50", "50"),
+    ("Adding the equations gives 2x = 14.\nTherefore, $x = 7$.", "x = 7"),
+    ("Their product divided by 8 is 288/8 = 36.", "36"),
+    ("Note that 7^2 = 49, and so 7^4 = 49^2 = 2401 ends in 1.", "1"),
+    ("The answer is 5x(x+1)^2.", "5x(x+1)^2"),  # not the `5` math-verify's plain-number pattern stops at
+    ("So no such integer exists. The answer is No.", "No"),
+    ("Both are prime, so yes.\n**Answer: Yes**", "Yes"),
+    ("Step 4: Sam keeps one of 4 equal groups, so 12 / 4 = 3.", None),  # still a numbered step: no answer stated
+    ("Step 1: I give up.", None),
+    ("Hence there are no such values.", None),
     ("Truncated: \\boxed{12", None),  # an unbalanced box is no answer
     ("", None),
 ]
@@ -145,9 +160,56 @@ def test_different_answers_do_not_match(predicted, gold):
 
 @pytest.mark.parametrize("text,gold,status,answer", [
     ("Step 1: 2 + 2 = 4.\n\nThe answer is \\boxed{4}.", "4", "correct", "4"),
+    ("Since n > 0, n = 3 is the only possible value.", "3 is the only possible value", "ungradeable", "3"),
+    ("So the answer is No.", "No", "ungradeable", "No"),
+    ("So \\boxed{(2, 4)}.", "x = 2, or equivalently the point (2, 4)", "ungradeable", "(2, 4)"),
+    ("I do not know.", "No such values", "ungradeable", None),
     ("Step 1: 2 + 2 = 5.\n\nThe answer is \\boxed{5}.", "4", "incorrect", "5"),
     ("Step 1: I give up.", "4", "unparseable", None),
     ("Half of it: \\boxed{\\frac{7}{2}}", "3.5", "correct", "\\frac{7}{2}"),
 ])
 def test_grade(text, gold, status, answer):
     assert grade(text, gold) == (status, answer)
+
+
+# ------------------------------------------------------------------ words, prose and gradeability
+@pytest.mark.parametrize("predicted,gold,same", [
+    ("No.", "No", True),
+    ("no", "No", True),
+    ("Yes", "yes", True),
+    ("sey", "Yes", False),  # math-verify alone reads both as products of letters and matches them
+    ("on", "No", False),
+    ("Yes", "No", False),
+    ("(B)", "B", True),
+    ("B", "\\text{(B)}", True),
+    ("C", "B", False),
+    ("3", "3 is the only possible value", True),  # the single math span of a prose gold
+    ("4", "3 is the only possible value", False),
+    ("(2, 4)", "x = 2, or equivalently (2, 4)", True),  # any one form of a multi-form gold
+    ("none", "3", False),
+])
+def test_words_are_compared_as_words_and_prose_golds_by_their_value(predicted, gold, same):
+    assert answers_match(predicted, gold) is same
+
+
+@pytest.mark.parametrize("gold,reason", [
+    ("3 is the only possible value", "prose"),
+    ("No such values", "prose"),
+    ("The sequence is unbounded.", "prose"),
+    ("Alice wins", "prose"),
+    ("Yes", "yes/no"),
+    ("No.", "yes/no"),
+    ("x = 2, or equivalently the point (2, 4)", "several forms"),
+    ("5 or 7", "several forms"),
+    ("????", "math-verify reads no number"),
+    ("\\frac{7}{", "math-verify reads no number"),
+])
+def test_gold_answers_that_need_a_judge_are_refused_with_the_reason(gold, reason):
+    assert not gradeable(gold)
+    assert ungradeable_reason(gold).startswith(reason)
+
+
+@pytest.mark.parametrize("gold", ["42", "12 apples", "10 cm", "x = 3", "\\frac{1}{2}", "25\\pi", "2, 3",
+                                  "(1, 2), (2, 1)", "(B)", "-\\frac{1}{2}", "1,234", "\\{1,2\\}"])
+def test_values_are_gradeable(gold):
+    assert gradeable(gold) and ungradeable_reason(gold) is None

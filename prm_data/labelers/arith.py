@@ -1,116 +1,121 @@
 """Arithmetic claims in free text, parsed into sympy without ever calling `eval`.
 
 Model text is untrusted: `sympy.sympify`/`parse_expr` compile the text into
-Python and evaluate it, so they are not used here. Instead a small tokenizer
-and recursive-descent parser (numbers, single-letter variables, + - * / ^,
-parentheses, implicit multiplication like `2x`) builds sympy objects directly
-from a whitelisted token stream. Numbers become exact `Rational`s, so
-`0.1 + 0.2 = 0.3` is true and `10 / 4 = 2.5` exact. Exponents and magnitudes
-are bounded so a hostile `9^9^9^9` cannot hang the verifier.
+Python and evaluate it, so they are not used here. A tokenizer and a
+recursive-descent parser build sympy objects directly from a whitelisted token
+stream: numbers (exact `Rational`s, so `0.1 + 0.2 = 0.3` holds), single-letter
+and subscripted variables (`x`, `x_6`, `a_(n+1)` are opaque symbols), `π`,
+`+ - * / ^`, postfix `!`, `n choose k`, `sqrt() gcd() lcm() max() min() binom()`,
+parentheses and adjacent implicit products (`2x`, `3(7)`, `(2)(3)`). Exponents
+and magnitudes are bounded so a hostile `9^9^9^9` cannot hang the verifier.
 
-`normalize_math` turns the common spellings into that grammar: `3 x 4`, `3 × 4`,
-`\\frac{1}{2} \\cdot 4`, `\\times`, `\\div`, `÷`, `−`, `1,000`, `$5`, `20%`,
-`\\approx`, `\\boxed{}` and `Step k:` markers. `extract_chains` finds every
-`a = b (= c ...)` chain and returns its sides as sympy expressions, trimming
-prose that leaks into the outer sides ("so a total of 3 + 4 = 7 apples").
+Precision before coverage: a side is parsed whole or not at all. The parser
+refuses (and the claim is not checked) a letter followed by `(` (`f(z)`, `q(x)`,
+`5x(x+1)`: function or product?), two operands side by side with only a space
+between (`x_1 x_2`, `10^k d`), digit patterns with letter digits (`2bcd8`,
+`3rd`), ellipses, `mod`, primes and any notation `prm_data.labelers.notation`
+marks unknown. `extract_chains` splits a line at prose words, punctuation and
+order relations; each `a = b (= c ...)` run becomes a `Chain` of the sides that
+parse, and a side that does not parse breaks the chain there — it is never
+trimmed to a suffix that parses (`10^k*d+r = ...` is not read as `r = ...`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 import sympy
 
-MAX_EXPONENT = 64
-MAX_MAGNITUDE = sympy.Integer(10) ** 60
+from prm_data.labelers.notation import normalize_math
+
+MAX_EXPONENT = 1000
+MAX_DIGITS = 60  # no number above 10^60
+MAX_FACTORIAL = 50
 MAX_TOKENS = 200
+FUNCTIONS = ("sqrt", "gcd", "lcm", "max", "min", "binom")
+# Words that act on the number next to them: a side touching one is not parsed ("twice 3 + 4 = 14").
+OPERATOR_WORDS = frozenset({
+    "twice", "thrice", "half", "double", "triple", "times", "plus", "minus", "over", "squared", "cubed",
+    "dozen", "dozens", "hundred", "hundreds", "thousand", "thousands", "million", "millions", "billion",
+    "percent", "than", "by", "per", "factorial", "root"})
+PROSE_LETTERS = frozenset({"a", "A", "I"})
 
 
 class ArithError(ValueError):
     """The text is not an expression of the whitelisted grammar (or is too large)."""
 
 
-# ----------------------------------------------------------------- normalizing
-_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
-_TEXT_CMD = re.compile(r"\\(?:text|mathrm|textbf|mbox|operatorname)\s*\{[^{}]*\}")
-_STEP_MARK = re.compile(r"(?im)^[ \t]*(?:\*\*)?step[ \t]*\d+[ \t]*(?:\*\*)?[ \t]*[:.)]")
-_REPLACEMENTS = [
-    (re.compile(r"\\(?:cdot|times|ast)\b|[×·⋅∙✕]"), "*"),
-    (re.compile(r"\\div\b|÷"), "/"),
-    (re.compile(r"\\approx\b|≈|\\simeq\b"), "≈"),
-    (re.compile(r"\\left\b|\\right\b|\\[,;:! ]|\\quad\b|\\qquad\b"), " "),
-    (re.compile(r"[−–]"), "-"),
-    (re.compile(r"\*\*"), "^"),
-    (re.compile(r"\\[()\[\]]|\$"), " "),
-]
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:\\%|%)")
-_TIMES_X = re.compile(r"(?<=[\d)])\s*[xX]\s*(?=[\d(])")
-# A unit between a number and an operator ("3 apples + 4 apples = 7"), never a connective.
-_CONNECTIVES = ("and|or|so|then|thus|hence|is|are|was|were|be|gives|give|get|gets|to|of|the|we|it|"
-                "that|which|but|while|because|since|with|from|for|at|in|on|as|by|if|when|where|"
-                "makes|make|equals|yields|plus|minus|times|over|left|now|than|not|no|yes")
-_UNIT_WORD = re.compile(rf"(\d)\s+(?!(?:{_CONNECTIVES})\b)[A-Za-z]{{2,}}\.?\s*(?=[-+*/^=≈])", re.I)
-_OTHER_CMD = re.compile(r"\\[A-Za-z]+")
-
-
-def normalize_math(text: str) -> str:
-    """Rewrite common math spellings into the parser's grammar (one line per input line)."""
-    s = _STEP_MARK.sub(" ", text)
-    s = _TEXT_CMD.sub(" ", s)
-    for _ in range(8):  # nested fractions, innermost first
-        new = _FRAC.sub(r"((\1)/(\2))", s)
-        if new == s:
-            break
-        s = new
-    for pattern, repl in _REPLACEMENTS:
-        s = pattern.sub(repl, s)
-    s = _THOUSANDS.sub("", s)
-    s = _PERCENT.sub(r"(\1/100)", s)
-    s = _TIMES_X.sub("*", s)
-    s = _UNIT_WORD.sub(r"\1 ", s)
-    s = _OTHER_CMD.sub(" ", s)
-    return s.replace("{", "(").replace("}", ")")
-
-
 # ------------------------------------------------------------------ tokenizing
 @dataclass(frozen=True)
 class Token:
-    kind: str  # num | var | op | lpar | rpar | eq | approx | other
+    kind: str  # num var const func choose op fact lpar rpar comma eq approx | word punct rel | poison
     text: str
     adjacent: bool  # no whitespace between this token and the previous one
 
 
 _TOKEN = re.compile(
-    r"(?P<num>\d+(?:\.\d+)?)|(?P<word>[A-Za-z]+)|(?P<op>[-+*/^])|(?P<lpar>\()|(?P<rpar>\))"
-    r"|(?P<eq>=)|(?P<approx>≈)|(?P<space>\s+)|(?P<other>.)", re.S)
+    r"(?P<sub>[A-Za-z]_(?:\d+|[A-Za-z]|\([^()\s]*\)))(?![A-Za-z0-9])"
+    r"|(?P<alnum>[A-Za-z0-9]+(?:\.\d+)?(?:'[A-Za-z]+)?)"
+    r"|(?P<op>[-+*/^])|(?P<fact>!(?!=))|(?P<lpar>\()|(?P<rpar>\))|(?P<comma>,)|(?P<eq>=)|(?P<approx>≈)"
+    r"|(?P<rel>!=|<)|(?P<const>π)|(?P<punct>[:;?.\"“”])|(?P<space>\s+)|(?P<poison>.)", re.S)
+_NUM = re.compile(r"\d+(?:\.\d+)?")
+_NUM_VAR = re.compile(r"(\d+(?:\.\d+)?)([A-Za-z])")
+_NUM_FUNC = re.compile(r"(\d+(?:\.\d+)?)(sqrt|binom)")
 
 
 def tokenize(text: str) -> list[Token]:
+    """Tokens of one normalized line."""
     out: list[Token] = []
     adjacent = False
     for m in _TOKEN.finditer(text):
-        kind = m.lastgroup
+        kind, value = m.lastgroup, m.group()
         if kind == "space":
             adjacent = False
             continue
-        value = m.group()
-        if kind == "word":
-            kind = "var" if len(value) == 1 else "other"
-        out.append(Token(kind, value, adjacent))
+        if kind == "alnum":
+            out.extend(_alnum(value, adjacent))
+        else:
+            out.append(Token("var" if kind == "sub" else kind, value, adjacent))
         adjacent = True
     return out
 
 
+def _alnum(value: str, adjacent: bool) -> list[Token]:
+    if _NUM.fullmatch(value):
+        return [Token("num", value, adjacent)]
+    if m := _NUM_VAR.fullmatch(value):  # 2x
+        return [Token("num", m.group(1), adjacent), Token("var", m.group(2), True)]
+    if m := _NUM_FUNC.fullmatch(value):  # 2sqrt(5)
+        return [Token("num", m.group(1), adjacent), Token("func", m.group(2), True)]
+    if value.isalpha() or "'" in value:
+        if len(value) == 1:
+            return [Token("var", value, adjacent)]
+        low = value.lower()
+        if low in FUNCTIONS:
+            return [Token("func", low, adjacent)]
+        if low == "choose":
+            return [Token("choose", low, adjacent)]
+        return [Token("word", value, adjacent)]
+    return [Token("poison", value, adjacent)]  # 2bcd8, 3rd, x2: digit patterns, ordinals
+
+
 # --------------------------------------------------------------------- parsing
+_OPERAND_START = ("num", "var", "const", "func", "lpar")
+
+
 class _Parser:
-    """expr := term (('+'|'-') term)* ; term := unary (('*'|'/'|implicit) unary)* ;
-    unary := ('-'|'+') unary | power ; power := atom ('^' unary)? ; atom := num | var | '(' expr ')'"""
+    """expr := term (('+'|'-') term)* ; term := unary (('*'|'/'|'choose'|implicit) unary)* ;
+    unary := ('-'|'+') unary | power ; power := postfix ('^' unary)? ; postfix := atom '!'* ;
+    atom := num | var | π | func '(' expr (',' expr)* ')' | '(' expr ')'"""
 
     def __init__(self, tokens: list[Token]):
         if len(tokens) > MAX_TOKENS:
             raise ArithError("expression too long")
+        bad = next((t for t in tokens if t.kind in ("poison", "word", "punct", "rel")), None)
+        if bad is not None:
+            raise ArithError(f"unreadable {bad.text!r}")
         self.toks = tokens
         self.i = 0
 
@@ -152,9 +157,15 @@ class _Parser:
                     value = _bounded(value / rhs)
                 else:
                     value = _bounded(value * rhs)
-            elif tok.adjacent and tok.kind in ("var", "lpar") or (
-                    tok.adjacent and tok.kind == "num" and self.toks[self.i - 1].kind == "rpar"):
-                value = _bounded(value * self.unary())  # implicit: 2x, 3(4+1), (2)(3)
+            elif tok.kind == "choose":
+                self.take()
+                value = _binomial(value, self.unary())
+            elif tok.kind in _OPERAND_START:
+                if not tok.adjacent:
+                    raise ArithError("two operands side by side: product or two claims?")
+                if tok.kind == "num" and self.toks[self.i - 1].kind != "rpar":
+                    raise ArithError("a number right after an operand")
+                value = _bounded(value * self.unary())  # 2x, 3(4+1), (2)(3), 2sqrt(5)
             else:
                 break
         return value
@@ -168,24 +179,43 @@ class _Parser:
         return self.power()
 
     def power(self) -> sympy.Expr:
-        base = self.atom()
+        base = self.postfix()
         tok = self.peek()
         if tok is not None and tok.kind == "op" and tok.text == "^":
             self.take()
-            exponent = self.unary()
-            if not exponent.is_number or abs(exponent) > MAX_EXPONENT:
-                raise ArithError("exponent too large or not a number")
-            if base == 0 and exponent.is_negative:
-                raise ArithError("division by zero")
-            return _bounded(base ** exponent)
+            return _power(base, self.unary())
         return base
+
+    def postfix(self) -> sympy.Expr:
+        value = self.atom()
+        while (tok := self.peek()) is not None and tok.kind == "fact":
+            self.take()
+            if not (value.is_integer and value.is_number and 0 <= value <= MAX_FACTORIAL):
+                raise ArithError("factorial of a non-integer or of a large number")
+            value = sympy.factorial(value)
+        return value
 
     def atom(self) -> sympy.Expr:
         tok = self.take()
+        nxt = self.peek()
         if tok.kind == "num":
             return sympy.Rational(tok.text)
+        if tok.kind == "const":
+            return sympy.pi
         if tok.kind == "var":
+            if nxt is not None and nxt.kind == "lpar" and nxt.adjacent:
+                raise ArithError(f"{tok.text}( is a function or a product")
             return sympy.Symbol(tok.text)
+        if tok.kind == "func":
+            if nxt is None or nxt.kind != "lpar":
+                raise ArithError(f"{tok.text} without parentheses")
+            self.take()
+            args = [self.expr()]
+            while (t := self.take()).kind == "comma":
+                args.append(self.expr())
+            if t.kind != "rpar":
+                raise ArithError("unbalanced parenthesis")
+            return _function(tok.text, args)
         if tok.kind == "lpar":
             value = self.expr()
             if self.take().kind != "rpar":
@@ -195,12 +225,46 @@ class _Parser:
 
 
 def _bounded(value: sympy.Expr) -> sympy.Expr:
-    if value.is_number and value.is_finite is not False:
-        if value.is_real and abs(value) > MAX_MAGNITUDE:
+    if value.is_number:
+        if value.is_finite is False or value.has(sympy.zoo, sympy.nan):
+            raise ArithError("not a finite number")
+        if value.is_real and value != 0 and abs(value) > sympy.Integer(10) ** MAX_DIGITS:
             raise ArithError("number too large")
-    elif value.is_number:
-        raise ArithError("not a finite number")
     return value
+
+
+def _power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
+    if exponent.is_number:
+        if abs(exponent) > MAX_EXPONENT:
+            raise ArithError("exponent too large")
+        if base.is_number:
+            if base == 0 and exponent.is_negative:
+                raise ArithError("division by zero")
+            if base != 0 and abs(float(exponent)) * math.log10(max(abs(float(base)), 1e-300)) > MAX_DIGITS:
+                raise ArithError("number too large")
+    return _bounded(base ** exponent)
+
+
+def _binomial(n: sympy.Expr, k: sympy.Expr) -> sympy.Expr:
+    if not (n.is_integer and k.is_integer and n.is_number and k.is_number and 0 <= n <= 10 ** 4):
+        raise ArithError("binomial of non-integers")
+    return sympy.binomial(n, k)
+
+
+def _function(name: str, args: list[sympy.Expr]) -> sympy.Expr:
+    if name == "sqrt" and len(args) == 1:
+        if args[0].is_number and args[0].is_negative:
+            raise ArithError("square root of a negative number")
+        return sympy.sqrt(args[0])
+    if name == "binom" and len(args) == 2:
+        return _binomial(*args)
+    if not all(a.is_number for a in args) or len(args) < 2:
+        raise ArithError(f"{name} of symbols or of one argument")
+    if name in ("gcd", "lcm"):
+        if not all(a.is_integer for a in args):
+            raise ArithError(f"{name} of non-integers")
+        return sympy.gcd(args) if name == "gcd" else sympy.lcm(args)
+    return sympy.Max(*args) if name == "max" else sympy.Min(*args)
 
 
 def parse_tokens(tokens: list[Token]) -> sympy.Expr:
@@ -210,7 +274,7 @@ def parse_tokens(tokens: list[Token]) -> sympy.Expr:
 def parse_expression(text: str) -> sympy.Expr:
     """Parse one expression (after `normalize_math`); raises ArithError."""
     tokens = tokenize(normalize_math(text))
-    if any(t.kind in ("other", "eq", "approx") for t in tokens):
+    if any(t.kind in ("eq", "approx") for t in tokens):
         raise ArithError("not a single expression")
     return parse_tokens(tokens)
 
@@ -222,6 +286,7 @@ class Side:
     value: sympy.Expr
     is_bare: bool  # a single number or variable, no operation
     numbers: tuple[sympy.Rational, ...]  # every number literal written on this side
+    operands: tuple[sympy.Rational, ...] = ()  # the literals that are not exponents
 
 
 @dataclass(frozen=True)
@@ -239,97 +304,86 @@ class Chain:
         return out
 
 
-def _side(tokens: list[Token]) -> Side:
+def side_of(tokens: list[Token]) -> Side:
+    """The parsed side, or ArithError when any of its tokens is not understood."""
     value = parse_tokens(tokens)
-    text = "".join(f" {t.text} " if t.kind == "op" and t.text in "+-" else t.text for t in tokens)
+    text = "".join(f" {t.text} " if t.kind in ("op", "choose") and t.text != "^" else t.text for t in tokens)
     text = re.sub(r"\s+", " ", text).strip()
-    bare = len([t for t in tokens if t.kind in ("num", "var")]) == 1 and not any(
-        t.kind == "op" and t.text in "+*/^" for t in tokens)
+    operands = [t for t in tokens if t.kind in ("num", "var", "const")]
+    bare = len(operands) == 1 and not any(t.kind in ("op", "func", "fact", "choose") and t.text != "-"
+                                          for t in tokens)
     nums = tuple(sympy.Rational(t.text) for t in tokens if t.kind == "num")
-    return Side(text, value, bare, nums)
+    operands = tuple(sympy.Rational(t.text) for i, t in enumerate(tokens)
+                     if t.kind == "num" and not (i > 0 and tokens[i - 1].text == "^"))
+    return Side(text, value, bare, nums, operands)
 
 
-def _trim_left(tokens: list[Token]) -> Side | None:
-    """The longest parseable suffix that does not start with a binary operator."""
-    for start in range(len(tokens)):
-        head = tokens[start]
-        if head.kind == "rpar" or (head.kind == "op" and head.text in "*/^+"):
-            continue
-        if start > 0 and tokens[start - 1].kind == "op" and tokens[start - 1].text in "*/^":
-            continue  # "days * 5 = 15": the left operand was prose, the claim is cut
-        try:
-            return _side(tokens[start:])
-        except ArithError:
-            continue
-    return None
+_BOUNDARY = ("word", "punct", "rel")
 
 
-def _trim_right(tokens: list[Token]) -> Side | None:
-    """The longest parseable prefix that is not followed by an operator."""
-    for end in range(len(tokens), 0, -1):
-        if end < len(tokens) and tokens[end].kind == "op" and tokens[end].text in "*/^+-":
-            continue
-        try:
-            return _side(tokens[:end])
-        except ArithError:
-            continue
-    return None
+def _runs(tokens: list[Token]) -> list[list[Token]]:
+    """Stretches of math between prose words, punctuation, relations and top-level commas."""
+    runs: list[list[Token]] = [[]]
+    depth = 0
+    for i, tok in enumerate(tokens):
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+        kind = tok.kind
+        if kind == "var" and tok.text in PROSE_LETTERS and (nxt is None or not nxt.adjacent) and (
+                nxt is None or nxt.kind in ("word", "num", "var")):
+            kind = "word"  # "a 3 + 4" / "I get"
+        if kind == "word" and (tok.text.lower() in OPERATOR_WORDS or (
+                tok.text.lower() == "of" and i > 0 and tokens[i - 1].kind in ("num", "rpar")
+                and nxt is not None and nxt.kind in ("num", "lpar", "var"))):
+            kind = "poison"  # acts on its neighbour: the side it touches is not parsed
+        depth += (tok.kind == "lpar") - (tok.kind == "rpar")
+        if kind in _BOUNDARY or (kind == "comma" and depth <= 0):
+            runs.append([])
+            depth = 0
+        else:
+            runs[-1].append(tok if kind == tok.kind else Token(kind, tok.text, tok.adjacent))
+    return [r for r in runs if any(t.kind in ("eq", "approx") for t in r)]
+
+
+def chains_in_line(line: str) -> list[Chain]:
+    """The chains of one already normalized line."""
+    out: list[Chain] = []
+    for run in _runs(tokenize(line)):
+        parts: list[list[Token]] = [[]]
+        joins: list[bool] = []
+        depth = 0
+        for tok in run:
+            depth += (tok.kind == "lpar") - (tok.kind == "rpar")
+            if tok.kind in ("eq", "approx") and depth == 0:
+                parts.append([])
+                joins.append(tok.kind == "approx")
+            else:
+                parts[-1].append(tok)
+        sides: list[Side] = []
+        approx: list[bool] = []
+        for i, toks in enumerate(parts):
+            try:
+                side = side_of(toks)
+            except (ArithError, RecursionError, TypeError, ValueError, ZeroDivisionError, OverflowError):
+                side = None
+            if side is None:  # break the chain here: never trim a side to a part of it
+                if len(sides) >= 2:
+                    out.append(Chain(tuple(sides), tuple(approx)))
+                sides, approx = [], []
+                continue
+            if sides:
+                approx.append(joins[i - 1])
+            sides.append(side)
+        if len(sides) >= 2:
+            out.append(Chain(tuple(sides), tuple(approx)))
+    return out
 
 
 def extract_chains(text: str) -> list[Chain]:
-    """Every equality chain in `text`, in order, with unparseable inner sides splitting it."""
+    """Every equality chain in `text`, in order, with unparseable sides splitting it."""
     chains: list[Chain] = []
     for line in normalize_math(text).splitlines():
-        tokens = tokenize(line)
-        runs: list[list[Token]] = [[]]
-        for tok in tokens:
-            if tok.kind == "other":
-                runs.append([])
-            else:
-                runs[-1].append(tok)
-        for run in runs:
-            chains.extend(_chains_in_run(run))
+        chains.extend(chains_in_line(line))
     return chains
-
-
-def _chains_in_run(run: list[Token]) -> list[Chain]:
-    if not any(t.kind in ("eq", "approx") for t in run):
-        return []
-    parts: list[list[Token]] = [[]]
-    joins: list[bool] = []
-    for tok in run:
-        if tok.kind in ("eq", "approx"):
-            parts.append([])
-            joins.append(tok.kind == "approx")
-        else:
-            parts[-1].append(tok)
-    out: list[Chain] = []
-    sides: list[Side] = []
-    approx: list[bool] = []
-    last = len(parts) - 1
-    for i, toks in enumerate(parts):
-        side = None
-        if toks:
-            if i == 0:
-                side = _trim_left(toks)
-            elif i == last:
-                side = _trim_right(toks)
-            else:
-                try:
-                    side = _side(toks)
-                except ArithError:
-                    side = None
-        if side is None:  # break the chain here
-            if len(sides) >= 2:
-                out.append(Chain(tuple(sides), tuple(approx)))
-            sides, approx = [], []
-            continue
-        if sides:
-            approx.append(joins[i - 1])
-        sides.append(side)
-    if len(sides) >= 2:
-        out.append(Chain(tuple(sides), tuple(approx)))
-    return out
 
 
 # Numbers a word names or implies, so a solution may use them without the question writing them.

@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prm_data.answers import extract_answer, gradeable, gsm8k_answer
+from prm_data.answers import extract_answer, gsm8k_answer, ungradeable_reason
 from prm_data.failures import FailureLog
 from prm_data.sources.bank import problem_id_for
 
@@ -115,8 +115,9 @@ class RowValidator:
             solution = solution or answer_text
         else:
             answer = answer_text.strip()
-        if not gradeable(answer):
-            raise RowError(f"answer {_clip(answer)!r} cannot be graded: math-verify reads no number or expression in it")
+        reason = ungradeable_reason(answer)
+        if reason is not None:
+            raise RowError(f"answer {_clip(answer)!r} cannot be graded: {reason}")
         source_id = None
         if m.id_field is not None:
             source_id = _identifier(data, m.id_field)
