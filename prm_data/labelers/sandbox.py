@@ -43,8 +43,11 @@ from prm_data.labelers import sandbox_jail
 SETUP_FAILED = 125  # sandbox_boot's exit code when it could not isolate the run
 
 
-class SandboxUnavailable(RuntimeError):
-    """This machine cannot isolate model-written code; the message says why, in one line."""
+class SandboxUnavailable(OSError):
+    """This machine cannot isolate model-written code; the message says why, in one line.
+
+    An OSError (the operating system lacks something), not a ValueError: raised from a
+    config validator it reaches the caller as itself, one line, not as a pydantic report."""
 
 
 class SandboxConfig(BaseModel):
