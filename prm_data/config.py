@@ -26,6 +26,7 @@ from prm_data.labelers.mc_value import MCValueConfig
 from prm_data.labelers.omega_prm import OmegaPRMConfig
 from prm_data.labelers.progress import ProgressConfig
 from prm_data.labelers.rubric import RubricConfig
+from prm_data.labelers.sandbox import require_isolation
 from prm_data.labelers.sibling import SiblingConfig
 from prm_data.labelers.tool_verify import ToolVerifyConfig
 from prm_data.llm.factory import BackendConfig
@@ -74,6 +75,8 @@ class LabelingConfig(BaseModel):
         unknown = sorted(set(self.labelers) - set(ALL_LABELERS))
         if unknown:
             raise ValueError(f"unknown labelers {unknown}; choose from {ALL_LABELERS}")
+        if "tool_verify" in self.labelers and self.tool_verify.run_code:
+            require_isolation()  # refuse before any model call, never run code unisolated (issue 12)
         return self
 
     def tree_labelers(self) -> list[str]:
