@@ -153,11 +153,11 @@ class HostilePolicy:
         self.httpd.server_close()
 
 
-def leaks_in_files(root: Path) -> list[str]:
+def leaks_in_files(root: Path, skip: Path | None = None) -> list[str]:
     """Every file under root whose bytes hold MARKER, and every Parquet file whose decoded rows do."""
     found = []
     for path in sorted(root.rglob("*")):
-        if not path.is_file():
+        if not path.is_file() or (skip is not None and path.is_relative_to(skip)):
             continue
         if MARKER.encode() in path.read_bytes():
             found.append(f"bytes of {path.relative_to(root)}")
@@ -223,6 +223,12 @@ def test_a_hostile_policys_code_leaves_the_parents_secrets_in_nothing_the_run_wr
         assert policy.answered >= 6  # every rollout came from the hostile policy
 
     wh = Warehouse(tmp_path / "wh")
+    leaks = ["stdout/stderr of the run"] if MARKER in proc.stdout + proc.stderr else []
+    leaks += leaks_in_tables(wh)
+    # every file the run left: shards, prm.duckdb, journals, exports, reports (the fake home holds the bait)
+    leaks += leaks_in_files(tmp_path, skip=home)
+    leaks += ["a request the policy received" for r in policy.received if MARKER.encode() in r]
+    assert leaks == []
     checks = [c for row in wh.rows("SELECT evidence FROM step_labels WHERE labeler = 'tool_verify'")
               for c in json.loads(row["evidence"])["checks"] if c["check"] == "code"]
     assert len(checks) >= 18  # three blocks per rollout, each one run
@@ -233,11 +239,6 @@ def test_a_hostile_policys_code_leaves_the_parents_secrets_in_nothing_the_run_wr
     assert "'HOME': '/tmp'" in outputs
     assert "called home" not in outputs and "wrote outside" not in outputs
 
-    leaks = [f"stdout/stderr of the run" for _ in [0] if MARKER in proc.stdout + proc.stderr]
-    leaks += leaks_in_tables(wh)
-    leaks += leaks_in_files(tmp_path / "wh") + leaks_in_files(tmp_path / "exports") + leaks_in_files(tmp_path / "reports")
-    leaks += [f"a request the policy received" for r in policy.received if MARKER.encode() in r]
-    assert leaks == []
     assert list(outside.iterdir()) == []
     assert (tmp_path / "exports" / "hostile").is_dir(), proc.stdout[-3000:] + proc.stderr[-3000:]
     assert any((tmp_path / "reports").rglob("*.png"))
