@@ -10,6 +10,15 @@ VENV=${VENV:-.venv}
 PIP="$VENV/bin/python -m pip --disable-pip-version-check"
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 stamp="$VENV/.prm-data-installed"
+
+# The code sandbox (tool_verify.run_code) isolates model-written code with bubblewrap. Install it
+# where missing and possible (root with apt-get); elsewhere a run_code config is refused with the reason.
+if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "prm-data: installing bubblewrap for the code sandbox"
+  { apt-get install -y -q bubblewrap >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; }; } ||
+    echo "prm-data: could not install bubblewrap; tool_verify.run_code will be refused"
+fi
 want=$( (cat pyproject.toml; echo "torch=$TORCH_VERSION") | sha256sum | cut -c1-16)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c "import prm_data, torch" 2>/dev/null; then
