@@ -25,7 +25,6 @@ runs as that user, unprivileged already.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import site
@@ -101,6 +100,6 @@ def command(bwrap: str, *, tmp_bytes: int, run_as_uid: int, limits: dict[str, in
             args += ["--ro-bind", link, link]
     args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
              "--size", str(tmp_bytes), "--tmpfs", WORKDIR, "--chdir", WORKDIR, "--remount-ro", "/"]
-    settings = {"workdir": WORKDIR, "drop_to": run_as_uid if privileged() else None,
-                "limits": limits, "site_packages": site_packages()}
-    return [*args, "--", interpreter(), "-I", "-S", "-B", "-c", BOOT_SOURCE, json.dumps(settings)]
+    settings = [WORKDIR, str(run_as_uid) if privileged() else "-",
+                ",".join(f"{name}={value}" for name, value in limits.items()), os.pathsep.join(site_packages())]
+    return [*args, "--", interpreter(), "-I", "-S", "-B", "-c", BOOT_SOURCE, *settings]
