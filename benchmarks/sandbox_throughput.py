@@ -6,7 +6,8 @@ run through `prm_data.labelers.sandbox.run_python` (a fresh bubblewrap sandbox p
 run: namespaces, uid drop, private tmpfs, limits) by 1 and by 2 worker threads
 (each run is its own process tree, so threads are enough to load both cores).
 The baseline, measured in the same process right beside it, is the same snippet
-in a bare `python -I -c` subprocess with no isolation at all: the ratio is what
+in a bare subprocess of the same interpreter with the same flags and sys.path
+(`-I -S -B`, site-packages appended) and no isolation at all: the ratio is what
 the isolation costs. Both start a fresh interpreter per run, as the labeler does.
 
 Run: `python benchmarks/sandbox_throughput.py [--quick]`; prints a table and
@@ -43,8 +44,12 @@ CONFIG = SandboxConfig(wall_seconds=60, cpu_seconds=30)
 
 
 def _unisolated(code: str) -> tuple[bool, str]:
-    proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    """The same interpreter, flags and sys.path as inside the sandbox (-I -S -B, site-packages appended)."""
+    from prm_data.labelers import sandbox_jail
+
+    boot = f"import sys\nsys.path.extend({sandbox_jail.site_packages()!r})\nexec(compile(sys.stdin.read(), 'main.py', 'exec'))"
+    proc = subprocess.run([sandbox_jail.interpreter(), "-I", "-S", "-B", "-c", boot], input=code, capture_output=True,
+                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
     return proc.returncode == 0, proc.stdout
 
 
@@ -103,7 +108,7 @@ def run(quick: bool = False) -> dict:
     out = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
                        "python": platform.python_version(), "kernel": platform.release()},
            "assumptions": "fresh interpreter per run (as tool_verify does); baseline = same code in a bare "
-                          "`python -I -c` subprocess, no isolation; 1 and 2 worker threads",
+                          "subprocess of the same interpreter, same flags and sys.path, no isolation; 1 and 2 worker threads",
            "snippets": {}, "median_ms_per_piece": breakdown(runs)}
     for name, code in SNIPPETS.items():
         n = max(4, runs // 3) if name == "sympy_solve" else runs
