@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -208,3 +209,27 @@ def test_without_bubblewrap_run_code_is_refused_before_any_code_runs(tmp_path):
     [line] = proc.stdout.splitlines()
     assert line.startswith("REFUSED") and "bubblewrap" in line and "apt-get install bubblewrap" in line
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_packages_of_a_venv_made_under_tmp_are_still_visible_inside(tmp_path):
+    """The private /tmp is mounted first and package folders on top of it, so a venv in /tmp
+    (a CI clone there) keeps its site-packages, read-only."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    [site_dir] = list((venv / "lib").glob("python3*/site-packages"))
+    (site_dir / "prm_probe_pkg.py").write_text("VALUE = 'from the venv'\n")
+    for folder in [site_dir, *site_dir.parents]:
+        if folder == tmp_path.parents[1]:
+            break
+        os.chmod(folder, os.stat(folder).st_mode | 0o055)
+    os.chmod(site_dir / "prm_probe_pkg.py", 0o644)
+    code = ("import prm_probe_pkg\nprint(prm_probe_pkg.VALUE)\ntry:\n"
+            "    open(prm_probe_pkg.__file__, 'a')\nexcept OSError as exc:\n    print('read-only', exc.errno)")
+    child = (f"import sys\nsys.path[:0] = {[str(Path(__file__).resolve().parents[1]), *sys.path[1:]]!r}\n"
+             "from prm_data.labelers.sandbox import run_python\n"
+             f"r = run_python({code!r})\nprint(r.status, r.stdout, r.stderr[-500:])")
+    proc = subprocess.run([str(venv / "bin" / "python"), "-c", child], capture_output=True, text=True, timeout=120)
+    lines = proc.stdout.split("\n")
+    assert lines[0] == "ok from the venv", proc.stdout + proc.stderr[-2000:]
+    assert lines[1] in ("read-only 30", "read-only 13")  # EROFS, or EACCES: the file is not the run's

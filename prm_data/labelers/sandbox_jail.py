@@ -86,7 +86,9 @@ def command(bwrap: str, *, tmp_bytes: int, run_as_uid: int, limits: dict[str, in
         args += ["--unshare-user", "--disable-userns", "--uid", str(run_as_uid), "--gid", str(run_as_uid)]
     for name, value in CHILD_ENV.items():
         args += ["--setenv", name, value]
-    made: set[str] = set()
+    # the private folder first: a package folder under /tmp (a venv made there) is bound on top of it
+    args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev", "--size", str(tmp_bytes), "--tmpfs", WORKDIR]
+    made: set[str] = {WORKDIR}
     for path in readonly_paths():
         for parent in reversed(Path(path).parents[:-1]):  # bwrap would make them 0700: unwalkable
             if str(parent) not in made:
@@ -98,8 +100,7 @@ def command(bwrap: str, *, tmp_bytes: int, run_as_uid: int, limits: dict[str, in
             args += ["--symlink", os.readlink(link), link]
         elif os.path.isdir(link) and link not in readonly_paths():
             args += ["--ro-bind", link, link]
-    args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
-             "--size", str(tmp_bytes), "--tmpfs", WORKDIR, "--chdir", WORKDIR, "--remount-ro", "/"]
+    args += ["--chdir", WORKDIR, "--remount-ro", "/"]
     settings = [WORKDIR, str(run_as_uid) if privileged() else "-",
                 ",".join(f"{name}={value}" for name, value in limits.items()), os.pathsep.join(site_packages())]
     return [*args, "--", interpreter(), "-I", "-S", "-B", "-c", BOOT_SOURCE, *settings]
