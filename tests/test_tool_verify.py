@@ -113,7 +113,7 @@ def test_code_in_a_step_is_not_read_as_claims_unless_run():
 
 @pytest.mark.slow
 def test_code_blocks_run_in_the_sandbox_and_their_output_must_match_the_step():
-    config = ToolVerifyConfig(run_code=True, sandbox=SandboxConfig(network_isolation="audit"))
+    config = ToolVerifyConfig(run_code=True, sandbox=SandboxConfig())
     good = "```python\nprint(70 + 99 + 70)\n```\nThe total is 239."
     bad = "```python\nprint(70 + 99 + 70)\n```\nThe total is 238."
     assert verdicts("Add 70, 99 and 70.", [good, bad], config) == ["verified", "contradicted"]

@@ -54,9 +54,9 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict]) -> list[
     fig, ax = plt.subplots(figsize=(7, 4))
     if rows:
         names = [r["labeler"] for r in rows]
-        good = [r["good"] or 0 for r in rows]
-        bad = [r["bad"] or 0 for r in rows]
-        ab = [r["abstain"] or 0 for r in rows]
+        good = [float(r["good"] or 0) for r in rows]  # DuckDB sums arrive as Decimal; Decimal(0) is falsy:
+        bad = [float(r["bad"] or 0) for r in rows]  # int 0 beside Decimal made matplotlib raise TypeError
+        ab = [float(r["abstain"] or 0) for r in rows]
         ax.barh(names, good, color="#2a9d8f", label="good")
         ax.barh(names, bad, left=good, color="#e76f51", label="bad")
         ax.barh(names, ab, left=[g + b for g, b in zip(good, bad)], color="#bbbbbb", label="abstain")
