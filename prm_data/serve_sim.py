@@ -66,8 +66,10 @@ class ServeSimConfig(BaseModel):
     api_key: str | None = Field(None, description="If set, requests must carry `Authorization: Bearer <api_key>` (else 401).")
     error_rate: float = Field(0.15, ge=0, le=1, description="Sim policy: error probability per step.")
     judge_accuracy: float = Field(0.7, ge=0, le=1, description="Sim judge: probability each verdict is right.")
-    rubric_bonus: float = Field(0.1, ge=0, le=1, description="Sim judge: accuracy bonus when a <rubric> is given.")
-    hackable: bool = Field(False, description="Sim judge: accept solutions with no checkable step.")
+    cancel_rate: float = Field(0.05, ge=0, le=1, description="Sim policy: chance that an error is undone by the next step.")
+    judge_correlation: float = Field(0.5, ge=0, le=1, description="Sim judge: share of verdicts set by shared step difficulty.")
+    rubric_adherence: float = Field(0.5, ge=0, le=1, description="Sim judge: chance a step is checked against its rubric rule.")
+    fooled_rate: float = Field(0.0, ge=0, le=1, description="Sim judge: chance of accepting a solution with no checkable step.")
     prefill_echo: bool = Field(
         False, description="Answer a trailing assistant message (without continue_final_message) with the whole "
                            "message, prefix included, as the llama.cpp server does.")
@@ -253,7 +255,9 @@ class SimServer:
         model = body.get("model") or "sim-policy"
         c = self.config
         sim = SimBackend(model=model if "judge" in model else "sim-policy", error_rate=c.error_rate,
-                         judge_accuracy=c.judge_accuracy, rubric_bonus=c.rubric_bonus, hackable=c.hackable)
+                         cancel_rate=c.cancel_rate, judge_accuracy=c.judge_accuracy,
+                         judge_correlation=c.judge_correlation, rubric_adherence=c.rubric_adherence,
+                         fooled_rate=c.fooled_rate)
         req = request_from_body(path, body)
         prompt_text = "\n".join(m.content for m in req.messages) + (req.assistant_prefix or "")
         choices, completion_tokens = [], 0

@@ -108,10 +108,10 @@ def test_final_label_rows_fit_the_schema_and_are_queryable(tmp_path):
 def test_consensus_filtering_raises_first_error_accuracy_of_kept_rollouts_over_mc_alone():
     rollouts = sim_rollouts(150, per_problem=4, error_rate=0.2, seed=11)
     truth = {r.solution.rollout_id: r.true_first_error for r in rollouts}
-    # k=2: Monte Carlo's typical error, a good prefix whose few completions all fail, called bad;
-    # (a wrong prefix never reaches the answer in the synthetic policy, so MC has no false positives)
+    # Monte Carlo at Math-Shepherd's N = 8; its errors here are wrong prefixes that a completion recovers
+    # from (the simulator's errors cancel) and good prefixes whose completions all fail
     mc = label_mc_value([r.as_rollout_steps() for r in rollouts],
-                        Completer(LLMClient(SimBackend(model="sim-policy", error_rate=0.2))), MCValueConfig(k=2))
+                        Completer(LLMClient(SimBackend(model="sim-policy", error_rate=0.2))), MCValueConfig(k=8))
     judges = tuple(JudgeSpec(name=f"judge{i}") for i in range(5))
     clients = {f"judge{i}": LLMClient(SimBackend(model=f"sim-judge-{i}")) for i in range(5)}
     votes = judge_solutions([r.solution for r in rollouts], clients,

@@ -26,7 +26,7 @@ def test_the_probe_set_has_the_master_keys_of_the_paper_and_no_real_reasoning():
 
 def test_a_hackable_judge_is_refused_with_a_message_naming_the_probes():
     with pytest.raises(JudgeRejected) as info:
-        check_judge(LLMClient(SimBackend(model="sim-judge", hackable=True)), JudgeProbeConfig(samples=3))
+        check_judge(LLMClient(SimBackend(model="sim-judge", fooled_rate=1.0)), JudgeProbeConfig(samples=3))
     message = str(info.value)
     assert "accepted" in message and "thought_process" in message and "master key" in message
     assert info.value.report.accept_share == 1.0
@@ -45,7 +45,7 @@ def test_a_judge_that_never_answers_in_the_format_is_refused_too():
 
 
 def test_the_share_threshold_decides():
-    client = LLMClient(SimBackend(model="sim-judge", hackable=True))
+    client = LLMClient(SimBackend(model="sim-judge", fooled_rate=1.0))
     report = run_probes(client, JudgeProbeConfig(samples=1, problems=1, probes=("colon",)))
     assert report.accept_share == 1.0
     assert check_judge(client, JudgeProbeConfig(samples=1, problems=1, probes=("colon",), max_accept_share=1.0))

@@ -108,9 +108,10 @@ def test_an_echoed_injection_in_the_judge_reply_does_not_override_its_final_verd
 
 # ---------------------------------------------------------------- voting
 def five_judges(accuracy: float = 0.7):
+    """Five judges whose errors are independent (judge_correlation 0), the case majority-vote theory covers."""
     judges = tuple(JudgeSpec(name=f"judge{i}", samples=1) for i in range(5))
-    clients = {f"judge{i}": LLMClient(SimBackend(model=f"sim-judge-{i}", judge_accuracy=accuracy))
-               for i in range(5)}
+    clients = {f"judge{i}": LLMClient(SimBackend(model=f"sim-judge-{i}", judge_accuracy=accuracy,
+                                                 judge_correlation=0.0)) for i in range(5)}
     return judges, clients
 
 

@@ -26,7 +26,9 @@ def stored_rollouts(tmp_path_factory):
     wh = Warehouse(tmp_path_factory.mktemp("wh"))
     problems = [p.to_row("run1") for p in generate_bank(8, seed=11, difficulty=(3, 5), ops="+-*")]
     wh.write_shard("problems", problems, run_id="run1", shard="bank")
-    batch = generate_rollouts(problems, LLMClient(SimBackend(error_rate=0.15)),
+    # the strict world (errors never cancel), in which every method should find the first errors;
+    # benchmarks/labeling_cost.py measures how each degrades when they do cancel
+    batch = generate_rollouts(problems, LLMClient(SimBackend(error_rate=0.15, cancel_rate=0.0)),
                               RolloutConfig(n=8, skip_uniform=True), "run1")
     batch.write(wh, shard="rollouts")
     return wh, batch
@@ -38,7 +40,8 @@ def test_each_labeler_finds_the_true_first_errors_through_the_warehouse(stored_r
     rollouts = batch.for_labeling()
     assert rollouts and any(not r.is_correct for r in rollouts)
     labeler = LABELERS[name]
-    completer = Completer(LLMClient(SimBackend(model="sim-completer", error_rate=0.05)), run_id="run1")
+    completer = Completer(LLMClient(SimBackend(model="sim-completer", error_rate=0.05, cancel_rate=0.0)),
+                          run_id="run1")
     inputs = LabelerInputs("run1", rollouts, list(batch.problems.values()), FailureLog("run1"), sampler=completer)
     labels = labeler.run(inputs, labeler.config()).labels
     assert len(labels) == sum(len(r.steps) for r in rollouts)
@@ -65,13 +68,18 @@ def test_the_quick_labeling_cost_benchmark_reports_every_method(tmp_path):
     results = bench.run(quick=True, out_dir=tmp_path)
     assert (tmp_path / "labeling_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "labeling_cost.json").stat().st_size > 0
-    for setting in results["settings"].values():
+    for name, setting in results["settings"].items():
         methods = setting["methods"]
-        assert set(methods) == {name for name, _, _ in bench.METHODS}
+        every_method = bench.SETTINGS[name][3]
+        assert set(methods) == ({n for n, _, _ in bench.METHODS} if every_method else set(bench.SWEEP_METHODS))
         base = methods[bench.BASELINE]
-        assert base["labeled_steps"] == results["steps_labeled"]
+        assert base["labeled_steps"] == setting["steps_labeled"]
         assert methods[bench.PAPER_BINARY_SEARCH]["token_reduction_vs_baseline"] >= 3.0
-        assert methods[bench.PAPER_BINARY_SEARCH]["first_error_accuracy"] >= 0.85
         for saving in ("early_stop_mc", "tree_reuse_mc", "early_stop_binary_search"):
-            assert setting["savings"][saving]["fraction_saved"] > 0.1
+            if saving in setting["savings"]:
+                assert setting["savings"][saving]["fraction_saved"] > 0.1
         assert setting["goals"]["paper_binary_search"]["method"] == bench.PAPER_BINARY_SEARCH
+    # binary search assumes a wrong prefix never reaches the answer: it loses accuracy when errors cancel
+    accuracy = {name: s["methods"][bench.PAPER_BINARY_SEARCH]["first_error_accuracy"]
+                for name, s in results["settings"].items()}
+    assert accuracy["no_cancellation"] > accuracy["cancellation_0.15"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from prm_data.failures import FailureLog
 from prm_data.labelers.judge_vote import JudgeSpec, JudgeVoteConfig, build_request, judge_solutions
 from prm_data.labelers.rubric import (Rubric, RubricProblem, generate_contrastive_rubrics, generate_rubrics,
@@ -59,12 +61,12 @@ def test_contrastive_rubrics_only_for_problems_with_a_right_and_a_wrong_rollout(
     assert len({r.rubric_id for r in rubrics}) == len(rubrics)
 
 
-def test_rubric_graded_judging_puts_the_rubric_in_the_prompt_and_helps_the_judges():
+def test_rubric_graded_judging_puts_the_rubric_in_the_prompt_and_its_rules_help_the_judge():
     rollouts = sim_rollouts(150, per_problem=4, error_rate=0.3, seed=6)
     solutions = [r.solution for r in rollouts]
     truth = {r.solution.rollout_id: r for r in rollouts}
     problems = {p.problem_id: p for p in generate_bank(150, seed=6, difficulty=(3, 5))}
-    client = LLMClient(SimBackend(model="sim-judge", rubric_bonus=0.2))
+    client = LLMClient(SimBackend(model="sim-judge"))  # follows a rubric's rule for a step half the time
     rubrics = generate_rubrics([RubricProblem(pid, p.question, str(p.answer), p.reference_solution)
                                 for pid, p in problems.items()], client)
     config = JudgeVoteConfig(judges=(JudgeSpec(name="judge", samples=1),))
@@ -80,7 +82,12 @@ def test_rubric_graded_judging_puts_the_rubric_in_the_prompt_and_helps_the_judge
     assert all(l.labeler == "rubric" for l in graded.labels)
     assert {j["mode"] for j in graded.judgments} == {"rubric"}
     assert {j["rubric_id"] for j in graded.judgments} <= {r.rubric_id for r in rubrics}
-    assert accuracy(graded.labels) > accuracy(plain.labels) + 0.1  # 0.9 vs 0.7 judges
+    assert accuracy(graded.labels) > accuracy(plain.labels) + 0.05
+    # the gain comes from what the rubric says: with only its principles (no rule names a step) it is gone
+    principles_only = [dataclasses.replace(r, hard_rules=(f"The final answer must be {problems[r.problem_id].answer}.",))
+                       for r in rubrics]
+    vague = label_with_rubrics(solutions, principles_only, {"judge": client}, config, "run-1")
+    assert abs(accuracy(vague.labels) - accuracy(plain.labels)) < 0.03
 
 
 def test_a_solution_whose_problem_has_no_rubric_is_skipped_with_a_failure():

@@ -122,3 +122,23 @@ def test_a_reloaded_tree_continues_where_it_stopped(tmp_path):
     again = Completer(LLMClient(backend), resumed.tree, run_id="run3")
     label_mc_value([r], again, MCValueConfig(k=8))
     assert again.client.stats.total.calls == 0  # the tree already holds every sample asked for
+
+
+def _omega_labels(max_in_flight: int, latency_s: float = 0.0):
+    from prm_data.labelers.omega_prm import OmegaPRMConfig, label_omega_prm
+    from prm_data.labelers.sim_truth import sim_rollouts
+    from prm_data.llm.sim import SimBackend
+    from prm_data.trees.sampling import CompleterConfig
+
+    rollouts = [r.as_rollout_steps() for r in sim_rollouts(12, per_problem=4, error_rate=0.3, seed=5)]
+    client = LLMClient(SimBackend(latency_s=latency_s), concurrency=16)
+    completer = Completer(client, cfg=CompleterConfig(max_in_flight=max_in_flight))
+    labels = label_omega_prm(rollouts, completer, OmegaPRMConfig(k=4, continue_search=False, early_stop=True))
+    return [(l.rollout_id, l.step_index, l.hard_label, l.value, l.completion_tokens) for l in labels], completer
+
+
+def test_pipelined_binary_searches_give_the_same_labels_and_tree_as_searches_in_rounds():
+    in_rounds, a = _omega_labels(max_in_flight=0)
+    pipelined, b = _omega_labels(max_in_flight=8, latency_s=0.002)
+    assert pipelined == in_rounds and any(hard is False for _, _, hard, _, _ in in_rounds)
+    assert a.tree.to_rows("r") == b.tree.to_rows("r")

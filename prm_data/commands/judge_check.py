@@ -81,7 +81,7 @@ def _backend(spec: dict):
     if kind == "sim":
         from prm_data.llm.sim import SimBackend
 
-        return SimBackend(model=model or "sim-judge", hackable=bool(spec.get("hackable", False)),
+        return SimBackend(model=model or "sim-judge", fooled_rate=1.0 if spec.get("hackable") else 0.0,
                           judge_accuracy=float(spec.get("judge_accuracy", 0.7)))
     if kind == "openai":
         from prm_data.llm.openai_backend import OpenAIBackend

@@ -97,7 +97,8 @@ def label_omega_prm(rollouts: Sequence[RolloutSteps], completer: Completer,
     for r in rollouts:
         by_problem[r.problem_id].append(r)
     searches: dict[str, _Search] = {}
-    for found in drive(completer, [_search_problem(completer, rs, cfg) for rs in by_problem.values()], NAME):
+    tasks = [_search_problem(completer, rs, cfg) for rs in by_problem.values()]
+    for found in drive(completer, tasks, NAME, disjoint=True):  # one search per problem: disjoint subtrees
         searches.update(found)
     version = labeler_version(CODE_VERSION, cfg)
     return [label for r in rollouts for label in _labels(completer.tree, r, searches.get(r.rollout_id),

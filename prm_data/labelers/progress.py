@@ -17,15 +17,28 @@ backend and model, and its own prefix tree), and `ProgressConfig` names the
 prover it expects. The rollouts enter the prover's tree as structure only
 unless the prover is the policy itself (its samples would not be the prover's).
 
-Each step gets value = A (in [-1, 1]), hard_label = Q_mu(prefix + step) > 0 (the
-step leaves a correct finish reachable for the prover) and confidence = the
-smaller of the two estimates' Wilson confidences. Identical prefixes are
-estimated once, and every completion feeds the prover's tree.
+Each step gets value = A (in [-1, 1]) and confidence = the smaller of the two
+estimates' Wilson confidences. Its hard label depends on `label_mode`:
+
+- `advantage` (the paper's point): the step is bad when it lowers the
+  prover's success probability beyond noise: a one-sided two-proportion
+  z-test (pooled) of Q_mu(prefix + step) < Q_mu(prefix) on the two estimates'
+  sample counts has p-value below `alpha`. Otherwise the step is good (it is
+  not shown to lower the prover's chances; a step after an error, from a
+  prefix the prover can no longer finish, is therefore good, with advantage 0).
+  The test needs successes before the step to see a drop, so a prover too weak
+  for a problem finds fewer errors, but it does not call good steps bad.
+- `hard_estimate`: hard_label = Q_mu(prefix + step) > 0, the Math-Shepherd
+  hard estimate under the prover (a weak prover calls good steps bad).
+
+Identical prefixes are estimated once, and every completion feeds the prover's tree.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,7 +48,7 @@ from prm_data.trees.prefix_tree import node_id_for, prefix_node_ids
 from prm_data.trees.sampling import Completer, Estimate, ask_for, drive, labeler_version, mc_estimate
 
 NAME = "progress"
-CODE_VERSION = "v1"
+CODE_VERSION = "v2"
 
 
 class ProgressConfig(BaseModel):
@@ -46,6 +59,27 @@ class ProgressConfig(BaseModel):
     k: int = Field(8, ge=1, description="Prover completions per prefix for Q_mu.")
     prover_model: str | None = Field(
         None, description="Model of the prover; may differ from the policy. None: not checked.")
+    label_mode: Literal["advantage", "hard_estimate"] = Field(
+        "advantage", description="advantage: bad when the step lowers the prover's success rate beyond noise "
+                                 "(one-sided two-proportion test at `alpha`); hard_estimate: bad when no prover "
+                                 "completion after the step succeeds (Math-Shepherd's hard estimate).")
+    alpha: float = Field(0.05, gt=0.0, lt=1.0,
+                         description="advantage mode: one-sided significance level of a drop in success rate.")
+
+
+def drop_p_value(successes_before: int, samples_before: int, successes_after: int, samples_after: int) -> float:
+    """One-sided p-value of "the success rate after is lower than before" (pooled two-proportion z-test).
+
+    1.0 when the samples carry no evidence (no samples, or both rates 0 or both 1).
+    """
+    if samples_before == 0 or samples_after == 0:
+        return 1.0
+    pooled = (successes_before + successes_after) / (samples_before + samples_after)
+    se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / samples_before + 1.0 / samples_after))
+    if se == 0.0:
+        return 1.0
+    z = (successes_before / samples_before - successes_after / samples_after) / se
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
 def label_progress(rollouts: Sequence[RolloutSteps], prover: Completer,
@@ -81,9 +115,11 @@ def label_progress(rollouts: Sequence[RolloutSteps], prover: Completer,
             paid = [after] if owner[ks[i + 1]] == (r.rollout_id, i + 1) else []
             if i == 0 and owner[ks[0]] == (r.rollout_id, 0):
                 paid.append(before)
+            p_value = drop_p_value(before.successes, before.samples, after.successes, after.samples)
+            hard = p_value >= cfg.alpha if cfg.label_mode == "advantage" else after.successes > 0
             labels.append(StepLabel(
                 problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, labeler=NAME,
-                labeler_version=version, value=after.value - before.value, hard_label=after.successes > 0,
+                labeler_version=version, value=after.value - before.value, hard_label=hard,
                 confidence=min(wilson_confidence(before.successes, before.samples),
                                wilson_confidence(after.successes, after.samples)),
                 prompt_tokens=sum(e.prompt_tokens for e in paid),
@@ -91,6 +127,8 @@ def label_progress(rollouts: Sequence[RolloutSteps], prover: Completer,
                 calls=sum(e.calls for e in paid),
                 evidence={"q_prefix": before.value, "q_next": after.value,
                           "q_prefix_samples": before.samples, "q_next_samples": after.samples,
+                          "q_prefix_successes": before.successes, "q_next_successes": after.successes,
+                          "drop_p_value": p_value, "label_mode": cfg.label_mode,
                           "node_id": after.node_id, "prover_model": prover.model,
                           "policy_model": r.policy_model}))
     return labels

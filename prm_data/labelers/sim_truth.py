@@ -34,10 +34,16 @@ class SimRollout:
 
 
 def sim_rollouts(count: int, per_problem: int, error_rate: float, seed: int = 0,
-                 difficulty: tuple[int, int] = (3, 5)) -> list[SimRollout]:
-    """`per_problem` synthetic solutions for each of `count` bank problems, with their truth."""
-    problems = generate_bank(count, seed=seed, difficulty=difficulty)
-    client = LLMClient(SimBackend(model="sim-policy", error_rate=error_rate))
+                 difficulty: tuple[int, int] = (3, 5), backend: SimBackend | None = None,
+                 ops: str | None = None) -> list[SimRollout]:
+    """`per_problem` synthetic solutions for each of `count` bank problems, with their truth.
+
+    `backend` sets the policy's other assumptions (e.g. `cancel_rate`); its `error_rate` is used as given.
+    `ops` limits the bank's operations (e.g. "+-*": no integer division, whose floor maps some wrong
+    values back onto the right one).
+    """
+    problems = generate_bank(count, seed=seed, difficulty=difficulty, **({"ops": ops} if ops else {}))
+    client = LLMClient(backend or SimBackend(model="sim-policy", error_rate=error_rate))
     requests = [GenerationRequest(messages=(Message("user", p.question),), n=per_problem, seed=seed)
                 for p in problems]
     out = []

@@ -38,8 +38,16 @@ class SimParams(BaseModel):
         "auto", description="Synthetic role; auto = judge when the model name contains 'judge'.")
     error_rate: float = Field(0.15, ge=0, le=1, description="Policy: probability of an error at each step.")
     judge_accuracy: float = Field(0.7, ge=0, le=1, description="Judge: probability that each verdict is right.")
-    rubric_bonus: float = Field(0.1, ge=0, le=1, description="Judge: accuracy bonus when a <rubric> is given.")
-    hackable: bool = Field(False, description="Judge: accepts solutions with no checkable step (judge-hacking probe).")
+    solve_rate: float | None = Field(
+        None, gt=0, le=1, description="Policy: chance of solving a problem from scratch; sets the per-step "
+                                      "error rate (replaces error_rate). None: use error_rate.")
+    cancel_rate: float = Field(0.05, ge=0, le=1, description="Policy: chance that an error is undone by the next step.")
+    judge_correlation: float = Field(
+        0.5, ge=0, le=1, description="Judge: share of verdicts decided by the step's shared difficulty (0 = independent).")
+    rubric_adherence: float = Field(
+        0.5, ge=0, le=1, description="Judge: chance that a step is checked against the rubric rule naming its operation.")
+    fooled_rate: float = Field(
+        0.0, ge=0, le=1, description="Judge: chance of accepting a solution with no checkable step (judge hacking).")
     latency_s: float = Field(0.0, ge=0, description="Simulated seconds per sample.")
 
 
@@ -108,8 +116,10 @@ def make_backend(cfg: BackendConfig) -> Backend:
 
         judge = cfg.sim.role == "judge" or (cfg.sim.role == "auto" and "judge" in (cfg.model or ""))
         return SimBackend(model="sim-judge" if judge else "sim-policy", error_rate=cfg.sim.error_rate,
-                          judge_accuracy=cfg.sim.judge_accuracy, rubric_bonus=cfg.sim.rubric_bonus,
-                          hackable=cfg.sim.hackable, latency_s=cfg.sim.latency_s)
+                          solve_rate=cfg.sim.solve_rate, cancel_rate=cfg.sim.cancel_rate,
+                          judge_accuracy=cfg.sim.judge_accuracy, judge_correlation=cfg.sim.judge_correlation,
+                          rubric_adherence=cfg.sim.rubric_adherence, fooled_rate=cfg.sim.fooled_rate,
+                          latency_s=cfg.sim.latency_s)
     if cfg.kind == "local":
         from prm_data.llm.local_backend import LocalBackend
 

@@ -15,14 +15,17 @@ rerun of the same tree state hits the request cache.
 Labeler algorithms are written as generators that `yield` one `Ask` and receive
 its `Completion`s; `drive` runs many of them together, one LLM batch per round,
 so sequential methods (early stopping, binary search) still batch across
-problems. `mc_estimate` is the shared Monte Carlo estimate of one prefix
+problems; with `disjoint` tasks it pipelines their asks instead of waiting for
+whole rounds, so the server stays busy. `mc_estimate` is the shared Monte Carlo estimate of one prefix
 (Math-Shepherd, arXiv 2312.08935), with optional tree reuse and early stopping.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Generator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -31,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from prm_data.answers import grade
 from prm_data.failures import FailureLog
 from prm_data.llm.client import LLMClient
-from prm_data.llm.types import GenerationRequest
+from prm_data.llm.types import GenerationRequest, GenerationResult
 from prm_data.rollouts import RolloutSteps, solve_prompt
 from prm_data.steps import join_steps, split_steps
 from prm_data.trees.prefix_tree import PrefixTree, TreeNode
@@ -53,6 +56,10 @@ class CompleterConfig(BaseModel):
     seed: int = Field(0, description="Base seed; mixed with the node's visit count per request.")
     few_shot: int = Field(0, ge=0, le=4, description="Worked bank examples in the prompt (as for rollouts).")
     stop: tuple[str, ...] = Field((), description="Stop strings.")
+    max_in_flight: int = Field(
+        64, ge=0, description="Asks a labeler whose tasks touch disjoint subtrees (OmegaPRM: one search per "
+                              "problem) keeps in flight without waiting for a whole round (trees/sampling.py "
+                              "`drive`); 0 = always in rounds. Changes wall time only, never the labels.")
 
 
 @dataclass(frozen=True)
@@ -143,46 +150,49 @@ class Completer:
 
     def sample(self, asks: Sequence[Ask], purpose: str) -> list[list[Completion]]:
         """Sample every ask in one client batch; returns the completions of each, in order."""
-        requests, nodes = [], []
-        for a in asks:
-            node = self.tree.node_at(a.problem_id, a.prefix)
-            seed = _seed(self.cfg.seed, node.visits)
-            node.visits += 1
-            nodes.append(node)
-            prompt = solve_prompt(self.cfg.prompt_version, a.question, self.cfg.few_shot)
-            requests.append(GenerationRequest(
-                messages=prompt.messages,
-                assistant_prefix=join_steps(list(a.prefix), self.cfg.step_policy) or None,
-                n=a.n, temperature=self.cfg.temperature, top_p=self.cfg.top_p,
-                max_tokens=self.cfg.max_tokens, stop=tuple(self.cfg.stop), seed=seed, purpose=purpose,
-                item_id=node.node_id))
-        out = []
-        for a, node, result in zip(asks, nodes, self.client.generate(requests)):
-            if result.error is not None:
-                self.failures.record(f"label:{purpose}", f"{a.n - len(result.samples)} of {a.n} "
-                                     f"completions could not be sampled: {result.error}",
-                                     item_id=node.node_id, input=join_steps(list(a.prefix)))
-            got = []
-            prefix_text = join_steps(list(a.prefix), self.cfg.step_policy)
-            for s in result.samples:
-                cont = split_steps(s.text, self.cfg.step_policy)
-                status, answer = grade(prefix_text + s.text, a.answer)
-                cid = "c-" + hashlib.sha256(("completion:" + s.request_key).encode()).hexdigest()[:24]
-                self.tree.insert_path(a.problem_id, list(a.prefix) + cont, len(a.prefix),
-                                      status == "correct", cid, self.client.model)
-                got.append(Completion(cid, node.node_id, status == "correct", tuple(cont),
-                                      s.prompt_tokens, s.completion_tokens, s.cached))
-                if not s.cached:
-                    self._tokens[0] += s.completion_tokens
-                    self._tokens[1] += 1
-                self.completion_rows.append({
-                    "completion_id": cid, "run_id": self.run_id, "problem_id": a.problem_id,
-                    "node_id": node.node_id, "purpose": purpose, "model": self.client.model,
-                    "prefix_steps": len(a.prefix), "text": s.text, "final_answer": answer,
-                    "is_correct": status == "correct", "prompt_tokens": s.prompt_tokens,
-                    "completion_tokens": s.completion_tokens, "request_key": s.request_key})
-            out.append(got)
-        return out
+        prepared = [self.prepare(a, purpose) for a in asks]
+        results = self.client.generate([request for request, _ in prepared])
+        return [self.collect(a, node, result, purpose) for a, (_, node), result in zip(asks, prepared, results)]
+
+    def prepare(self, ask: Ask, purpose: str) -> tuple[GenerationRequest, TreeNode]:
+        """The request for `ask` (its seed from the node's visit count, which it advances)."""
+        node = self.tree.node_at(ask.problem_id, ask.prefix)
+        seed = _seed(self.cfg.seed, node.visits)
+        node.visits += 1
+        prompt = solve_prompt(self.cfg.prompt_version, ask.question, self.cfg.few_shot)
+        return GenerationRequest(
+            messages=prompt.messages,
+            assistant_prefix=join_steps(list(ask.prefix), self.cfg.step_policy) or None,
+            n=ask.n, temperature=self.cfg.temperature, top_p=self.cfg.top_p,
+            max_tokens=self.cfg.max_tokens, stop=tuple(self.cfg.stop), seed=seed, purpose=purpose,
+            item_id=node.node_id), node
+
+    def collect(self, a: Ask, node: TreeNode, result: GenerationResult, purpose: str) -> list[Completion]:
+        """Grade the samples of one ask, feed them into the tree and keep their completions rows."""
+        if result.error is not None:
+            self.failures.record(f"label:{purpose}", f"{a.n - len(result.samples)} of {a.n} "
+                                 f"completions could not be sampled: {result.error}",
+                                 item_id=node.node_id, input=join_steps(list(a.prefix)))
+        got = []
+        prefix_text = join_steps(list(a.prefix), self.cfg.step_policy)
+        for s in result.samples:
+            cont = split_steps(s.text, self.cfg.step_policy)
+            status, answer = grade(prefix_text + s.text, a.answer)
+            cid = "c-" + hashlib.sha256(("completion:" + s.request_key).encode()).hexdigest()[:24]
+            self.tree.insert_path(a.problem_id, list(a.prefix) + cont, len(a.prefix),
+                                  status == "correct", cid, self.client.model)
+            got.append(Completion(cid, node.node_id, status == "correct", tuple(cont),
+                                  s.prompt_tokens, s.completion_tokens, s.cached))
+            if not s.cached:
+                self._tokens[0] += s.completion_tokens
+                self._tokens[1] += 1
+            self.completion_rows.append({
+                "completion_id": cid, "run_id": self.run_id, "problem_id": a.problem_id,
+                "node_id": node.node_id, "purpose": purpose, "model": self.client.model,
+                "prefix_steps": len(a.prefix), "text": s.text, "final_answer": answer,
+                "is_correct": status == "correct", "prompt_tokens": s.prompt_tokens,
+                "completion_tokens": s.completion_tokens, "request_key": s.request_key})
+        return got
 
 
 def _seed(base: int, visits: int) -> int:
@@ -192,8 +202,20 @@ def _seed(base: int, visits: int) -> int:
 Task = Generator[Ask, list[Completion], T]
 
 
-def drive(completer: Completer, tasks: Sequence[Task], purpose: str) -> list[T]:
-    """Run sampling generators together: each round sends every pending ask as one batch."""
+def drive(completer: Completer, tasks: Sequence[Task], purpose: str, *, disjoint: bool = False) -> list[T]:
+    """Run sampling generators together; returns each task's result, in order.
+
+    In rounds (the default): each round sends every pending ask as one batch, so the
+    tree sees the same order whatever the timing. With `disjoint` (the tasks touch
+    disjoint parts of the tree, e.g. one task per problem) and the completer's
+    `max_in_flight` > 0, asks are pipelined instead: each is sent as soon as its task
+    yields it, up to `max_in_flight` at once, and a task moves on as soon as its own
+    answer is back, so a few slow or long searches never leave the server idle
+    between rounds. The results are the same as in rounds (each task sees only its
+    own nodes); only the wall time differs.
+    """
+    if disjoint and completer.cfg.max_in_flight > 0 and len(tasks) > 1:
+        return _drive_pipelined(completer, tasks, purpose, completer.cfg.max_in_flight)
     results: list = [None] * len(tasks)
     pending: dict[int, Ask] = {}
     for i, task in enumerate(tasks):
@@ -210,6 +232,37 @@ def drive(completer: Completer, tasks: Sequence[Task], purpose: str) -> list[T]:
             except StopIteration as stop:
                 results[i] = stop.value
                 del pending[i]
+    return results
+
+
+def _drive_pipelined(completer: Completer, tasks: Sequence[Task], purpose: str, window: int) -> list:
+    """`drive` without rounds: up to `window` asks in flight, each task advanced when its answer lands.
+
+    Tree updates (seeds, inserts) stay on this thread; worker threads only wait on the client.
+    """
+    results: list = [None] * len(tasks)
+    ready: deque[tuple[int, Ask]] = deque()
+    for i, task in enumerate(tasks):
+        try:
+            ready.append((i, next(task)))
+        except StopIteration as stop:
+            results[i] = stop.value
+    in_flight: dict = {}
+    with ThreadPoolExecutor(max_workers=window, thread_name_prefix=f"drive-{purpose}") as pool:
+        while ready or in_flight:
+            while ready and len(in_flight) < window:
+                i, ask = ready.popleft()
+                request, node = completer.prepare(ask, purpose)
+                future = pool.submit(completer.client.generate, [request])
+                in_flight[future] = (i, ask, node)
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                i, ask, node = in_flight.pop(future)
+                got = completer.collect(ask, node, future.result()[0], purpose)
+                try:
+                    ready.append((i, tasks[i].send(got)))
+                except StopIteration as stop:
+                    results[i] = stop.value
     return results
 
 
