@@ -104,8 +104,9 @@ class ExportConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    policy: str = Field("consensus", description="Which `final_labels.policy` to export (consensus, hybrid, "
-                        "mc_only, judge_only, ...).")
+    policy: str | None = Field(None, description="Which `final_labels.policy` to export (consensus, hybrid, "
+                               "mc_only, judge_only, ...); None = the policy of the newest run that wrote "
+                               "final labels. A policy with no final labels is refused, naming those present.")
     run_id: str | None = Field(None, description="Export only final labels from this run; None = every run "
                                "(the greatest run_id wins where runs overlap).")
     formats: tuple[str, ...] = Field(FORMATS, description="Which formats to build: stepwise, pairs, processbench.")
@@ -144,6 +145,7 @@ class ExportResult:
     path: Path | None  # local folder, when written
     repo_id: str | None  # Hub repo, when pushed
     counts: dict[str, dict[str, int]]  # format -> split -> rows
+    policy: str | None = None  # the final_labels.policy exported
 
 
 class HubPushError(RuntimeError):
@@ -152,6 +154,36 @@ class HubPushError(RuntimeError):
 
 class EmptyExport(ValueError):
     """No format has a single row: nothing is written or pushed."""
+
+
+class UnknownPolicy(EmptyExport):
+    """The policy asked for has no final labels (a typo, or another config's policy): nothing is written."""
+
+
+def policies_present(warehouse: Warehouse, run_id: str | None = None) -> list[dict]:
+    """The policies with final labels (in `run_id`, or any run), newest run first: policy, kept_steps, runs."""
+    return warehouse.rows(load_query("export_policies"), {"run_id": run_id})
+
+
+def resolve_policy(warehouse: Warehouse, config: ExportConfig) -> ExportConfig:
+    """`config` with its policy set: the one asked for if it has final labels, else the newest present.
+
+    Raises `UnknownPolicy` (listing the policies present) when the policy asked
+    for has no final labels, or when there are no final labels at all.
+    """
+    present = policies_present(warehouse, config.run_id)
+    where = f" in run {config.run_id!r}" if config.run_id else ""
+    if not present:
+        raise UnknownPolicy(f"nothing to export: the warehouse has no final labels{where}; "
+                            "run `prm-data run` first")
+    names = [p["policy"] for p in present]
+    if config.policy is None:
+        return config.model_copy(update={"policy": names[0]})
+    if config.policy not in names:
+        listed = ", ".join(f"{p['policy']} ({p['kept_steps']} kept steps)" for p in present)
+        raise UnknownPolicy(f"no final labels under policy {config.policy!r}{where}; policies present: "
+                            f"{listed}. Pass one with --policy, or leave --policy out for {names[0]!r}")
+    return config
 
 
 def split_of(problem_id: str, test_fraction: float, salt: str = "prm-data-split-v1") -> str:
@@ -205,6 +237,8 @@ def build_export(warehouse: Warehouse, config: ExportConfig | None = None) -> di
     Rows stay Arrow from the query to the dataset (no Python objects per row).
     """
     config = config or ExportConfig()
+    if config.policy is None:
+        config = resolve_policy(warehouse, config)
     if "stepwise" in config.formats and (backfilled := backfill_stepwise_rows(warehouse)):
         log.info("built the stepwise rows of %d final-label shard(s) that had none", len(backfilled))
     out: dict[str, DatasetDict] = {}
@@ -270,7 +304,11 @@ def load_export(path: str | os.PathLike, fmt: str = DEFAULT_FORMAT) -> DatasetDi
         return load_from_disk(str(p))
     if p.exists():
         raise FileNotFoundError(f"{p} holds no {fmt!r} export (expected {p / 'arrow' / fmt})")
-    return load_dataset(str(path), fmt)
+    try:
+        return load_dataset(str(path), fmt)
+    except Exception as exc:  # noqa: BLE001 - offline, unknown repo, bad id: one line, not a Hub traceback
+        raise FileNotFoundError(f"{path}: no such export folder, and no Hub dataset of that name could be "
+                                f"loaded ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
 def _scrub(text: str, secret: str | None) -> str:
@@ -326,7 +364,7 @@ def run_export(warehouse: Warehouse, out_dir: str | os.PathLike, config: ExportC
     """Build every format, write the folder with its card, and optionally push it to the Hub."""
     from prm_data.dataset_card import card_metadata, render_card
 
-    config = config or ExportConfig()
+    config = resolve_policy(warehouse, config or ExportConfig())
     datasets = build_export(warehouse, config)
     if not any(dsd for dsd in datasets.values()):
         raise EmptyExport(f"nothing to export: no kept final labels under policy {config.policy!r}"
@@ -336,4 +374,4 @@ def run_export(warehouse: Warehouse, out_dir: str | os.PathLike, config: ExportC
     counts = counts_of(datasets)
     log.info("exported %s to %s", json.dumps(counts, sort_keys=True), path)
     repo = push_export(path, push_to_hub, private=private, max_shard_size=max_shard_size) if push_to_hub else None
-    return ExportResult(path=path, repo_id=repo, counts=counts)
+    return ExportResult(path=path, repo_id=repo, counts=counts, policy=config.policy)

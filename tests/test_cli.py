@@ -239,6 +239,7 @@ def test_console_script_runs_without_importing_prefect(tmp_path):
     script = Path(sys.executable).with_name("prm-data")
     if not script.exists():
         pytest.skip("console script not installed in this environment (pip install -e .)")
+    Warehouse(tmp_path / "wh")
     done = subprocess.run([str(script), "--warehouse", str(tmp_path / "wh"), "query", "SELECT 41 + 1 AS x",
                            "-f", "csv"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -32,9 +32,19 @@ def warehouse_root(ctx: typer.Context) -> Path:
 
 
 def open_warehouse(ctx: typer.Context):
+    """The chosen warehouse, created if absent (for the verbs that write: problems, eval of a new set)."""
     from prm_data.warehouse import Warehouse
 
     return Warehouse(warehouse_root(ctx))
+
+
+def open_existing_warehouse(ctx: typer.Context):
+    """The chosen warehouse; a path that holds none is refused (a read must not create one at a typo)."""
+    root = warehouse_root(ctx)
+    if not (root / "tables").is_dir():
+        fail(f"no warehouse at {root.resolve()}: give the right --warehouse PATH (or PRM_DATA_WAREHOUSE); "
+             "`prm-data run` creates one")
+    return open_warehouse(ctx)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:

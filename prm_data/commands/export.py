@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from prm_data.commands import EXIT_ERROR, EXIT_USAGE, console, fail, open_warehouse
+from prm_data.commands import EXIT_ERROR, EXIT_USAGE, console, fail, open_existing_warehouse
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
 def export(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write (replaced whole)."),
-    policy: str = typer.Option("consensus", help="final_labels.policy to export."),
+    policy: str = typer.Option(None, help="final_labels.policy to export (default: the newest run's; "
+                               "an absent one is refused with the list of those present)."),
     run_id: str = typer.Option(None, "--run-id", help="Only final labels of this run (default: every run)."),
     formats: list[str] = typer.Option(None, "--format", "-f",
                                       help="stepwise, pairs, processbench (repeat; default: all)."),
@@ -54,10 +55,11 @@ def export(
     except ValidationError as exc:
         fail(f"invalid export options: {exc}", EXIT_USAGE)
     try:
-        result = run_export(open_warehouse(ctx), out, config, push_to_hub=push_to_hub, private=private,
+        result = run_export(open_existing_warehouse(ctx), out, config, push_to_hub=push_to_hub, private=private,
                             max_shard_size=max_shard_size)
     except (HubPushError, EmptyExport, FileExistsError) as exc:  # a HubPushError is already scrubbed of the token
         fail(str(exc), EXIT_ERROR)
+    console.print(f"policy {result.policy}", markup=False, highlight=False)
     for fmt, by_split in result.counts.items():
         console.print(f"{fmt}: train {by_split['train']}, test {by_split['test']}")
     console.print(f"wrote {result.path}")

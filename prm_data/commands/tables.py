@@ -7,7 +7,7 @@ from enum import Enum
 
 import typer
 
-from prm_data.commands import console, open_warehouse
+from prm_data.commands import console, open_existing_warehouse
 
 
 class TablesFormat(str, Enum):
@@ -40,7 +40,7 @@ def tables(
     """List the warehouse's tables and views with row counts (and shards per table)."""
     from rich.table import Table
 
-    warehouse = open_warehouse(ctx)
+    warehouse = open_existing_warehouse(ctx)
     summary = table_summary(warehouse)
     if fmt == TablesFormat.json:
         typer.echo(json.dumps(summary, indent=2))
