@@ -30,7 +30,17 @@ def stage_cache_key(context: TaskRunContext, parameters: dict) -> str:
 
 
 CACHED = dict(cache_key_fn=stage_cache_key, persist_result=True, result_storage=results_dir())
-MODEL_RETRIES = dict(retries=2, retry_delay_seconds=[5, 30], retry_jitter_factor=0.5)
+
+
+def retry_if_transient(task, task_run, state) -> bool:
+    """Retry a failed task unless its error is permanent (missing package or file, bad config, refused key)."""
+    from prm_data.preflight import permanent_reason
+
+    return permanent_reason(state.data) is None if isinstance(state.data, BaseException) else True
+
+
+MODEL_RETRIES = dict(retries=2, retry_delay_seconds=[5, 30], retry_jitter_factor=0.5,
+                     retry_condition_fn=retry_if_transient)
 
 
 @task(name="select-problems", retries=1, retry_delay_seconds=5, **CACHED)
