@@ -50,6 +50,7 @@ from prm_data.warehouse import Warehouse, load_query
 log = logging.getLogger(__name__)
 
 FORMATS = ("stepwise", "pairs", "processbench")
+PROVENANCE_FILE = "export.json"  # beside the card: export config, runs with their configs, counts, costs
 SPLITS = ("train", "test")
 DEFAULT_FORMAT = "stepwise"
 
@@ -121,7 +122,13 @@ class ExportConfig(BaseModel):
                                     "margin first, so bushy nodes do not dominate.")
     step_policy: str = Field("blank_line", description="Step separator policy used to write a pair's shared "
                              "prefix into its prompt (see prm_data/steps.py).")
-    license: str | None = Field(None, description="License id for the dataset card, e.g. apache-2.0.")
+    license: str = Field("unknown", description="License id of the dataset card (a Hub license id, e.g. "
+                         "apache-2.0, cc-by-4.0; `unknown` until you set it: the policy model's terms may "
+                         "bind what it wrote).")
+    language: tuple[str, ...] = Field(("en",), description="Languages of the problems and steps (card metadata).")
+    task_categories: tuple[str, ...] = Field(("token-classification", "text-generation"), description=(
+        "Hub task categories of the card: a PRM is a token classifier over step separators; the pairs "
+        "serve preference tuning of a generator."))
     pretty_name: str = Field("prm-data process supervision", description="Title of the dataset card.")
 
     @field_validator("formats")
@@ -280,7 +287,7 @@ def write_export(datasets: dict[str, DatasetDict], out_dir: str | os.PathLike, c
             if dsd:
                 dsd.save_to_disk(str(tmp / "arrow" / fmt))
         (tmp / "README.md").write_text(card)
-        (tmp / "export.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        (tmp / PROVENANCE_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
         old = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
         if out.exists():
             out.rename(old)
@@ -339,6 +346,8 @@ def push_export(export_dir: str | os.PathLike, repo_id: str, private: bool = Fal
         api.create_repo(repo_id, repo_type="dataset", private=private or None, exist_ok=True)
         api.upload_file(path_or_fileobj=str(root / "README.md"), path_in_repo="README.md", repo_id=repo_id,
                         repo_type="dataset", commit_message="Update the dataset card")
+        api.upload_file(path_or_fileobj=str(root / PROVENANCE_FILE), path_in_repo=PROVENANCE_FILE,
+                        repo_id=repo_id, repo_type="dataset", commit_message="Update the export's provenance")
         pushed = []
         for fmt in FORMATS:
             if not (root / "arrow" / fmt).exists():

@@ -188,7 +188,10 @@ def test_the_card_states_config_runs_labelers_prompts_counts_balance_and_git_sha
         {"split": "train", "path": "stepwise/train-*"}, {"split": "test", "path": "stepwise/test-*"}]}
     assert [c["config_name"] for c in meta["configs"]] == ["stepwise", "pairs", "processbench"]
     assert [c["split"] for c in meta["configs"][1]["data_files"]] == ["train"]  # no empty test split
-    prm = meta["prm_data"]
+    assert meta["language"] == ["en"] and meta["size_categories"] == ["n<1K"]
+    assert meta["task_categories"] == ["token-classification", "text-generation"]
+    assert "prm_data" not in meta  # the provenance is in the file beside the card, not in its front matter
+    prm = json.loads((result.path / "export.json").read_text())
     assert prm["export_config"]["policy"] == "consensus" and prm["export_config"]["test_fraction"] == 0.5
     assert prm["runs"] == [{"run_id": RUN, "flow": "label", "status": "completed", "config_version": None,
                             "git_sha": "abc123", "started_at": None, "finished_at": None,

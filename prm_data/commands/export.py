@@ -31,7 +31,8 @@ def export(
     pair_margin: float = typer.Option(0.5, help="Minimum MC-value gap of a step preference pair."),
     pair_min_samples: int = typer.Option(4, help="Minimum MC samples behind each step of a pair."),
     max_pairs_per_node: int = typer.Option(4, help="At most this many pairs per tree node."),
-    license: str = typer.Option(None, "--license", help="License id for the dataset card."),
+    license: str = typer.Option(None, "--license", help="Hub license id for the dataset card (default `unknown`; "
+                                "`prm-data run` takes export.options.license from the run config)."),
     push_to_hub: str = typer.Option(None, "--push-to-hub", metavar="REPO",
                                     help="Also push to this Hub dataset repo (token: HF_TOKEN or hf login)."),
     private: bool = typer.Option(False, "--private", help="Create the Hub repo private."),
@@ -47,11 +48,18 @@ def export(
 
     if private and not push_to_hub:
         fail("--private only applies with --push-to-hub REPO", EXIT_USAGE)
+    if push_to_hub:
+        from huggingface_hub import get_token
+
+        if not get_token():  # say so before anything is built, written or uploaded
+            fail("--push-to-hub needs a Hugging Face token: set HF_TOKEN or run `hf auth login` "
+                 "(nothing was exported or uploaded)", EXIT_ERROR)
     try:
         config = ExportConfig(
             policy=policy, run_id=run_id, formats=tuple(formats) if formats else ExportConfig().formats,
             test_fraction=test_fraction, split_salt=split_salt, pair_margin=pair_margin,
-            pair_min_samples=pair_min_samples, max_pairs_per_node=max_pairs_per_node, license=license)
+            pair_min_samples=pair_min_samples, max_pairs_per_node=max_pairs_per_node,
+            **({"license": license} if license else {}))
     except ValidationError as exc:
         fail(f"invalid export options: {exc}", EXIT_USAGE)
     try:
@@ -64,4 +72,7 @@ def export(
         console.print(f"{fmt}: train {by_split['train']}, test {by_split['test']}")
     console.print(f"wrote {result.path}")
     if result.repo_id:
-        console.print(f"pushed to the Hub dataset {result.repo_id}")
+        from huggingface_hub import constants
+
+        console.print(f"pushed to the Hub dataset {result.repo_id}: {constants.ENDPOINT}/datasets/{result.repo_id}",
+                      markup=False, highlight=False, soft_wrap=True)
