@@ -300,6 +300,15 @@ def write_export(datasets: dict[str, DatasetDict], out_dir: str | os.PathLike, c
     return out
 
 
+def is_local_path(path: str | os.PathLike) -> bool:
+    """True when `path` can only mean a folder here (it exists, is absolute or relative with ./ ../ ~, has
+    more than one `/`, or its first part is a folder here, like `exports/v1`); a Hub repo id is `owner/name`."""
+    text = str(path)
+    if Path(text).exists() or text.startswith(("/", "./", "../", "~", ".\\")) or text.count("/") != 1:
+        return True
+    return Path(text.split("/", 1)[0]).is_dir()
+
+
 def load_export(path: str | os.PathLike, fmt: str = DEFAULT_FORMAT) -> DatasetDict:
     """One format of an export: from a local export folder (its `arrow/` copy) or a Hub repo id."""
     from datasets import load_dataset, load_from_disk
@@ -311,6 +320,8 @@ def load_export(path: str | os.PathLike, fmt: str = DEFAULT_FORMAT) -> DatasetDi
         return load_from_disk(str(p))
     if p.exists():
         raise FileNotFoundError(f"{p} holds no {fmt!r} export (expected {p / 'arrow' / fmt})")
+    if is_local_path(path):
+        raise FileNotFoundError(f"{path}: no such export folder (write one with `prm-data export --out {path}`)")
     try:
         return load_dataset(str(path), fmt)
     except Exception as exc:  # noqa: BLE001 - offline, unknown repo, bad id: one line, not a Hub traceback

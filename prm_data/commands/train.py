@@ -46,6 +46,10 @@ def train(
     from prm_data.train.config import TrainConfig
     from prm_data.train.loop import train_prm
 
+    from prm_data.export import is_local_path
+
+    if is_local_path(dataset) and not Path(dataset).exists():  # before any model is loaded
+        fail(f"{dataset}: no such export folder (write one with `prm-data export --out {dataset}`)", EXIT_ERROR)
     if tiny:
         from prm_data.train.tiny import make_tiny_model
 
