@@ -15,7 +15,8 @@ from pathlib import Path
 
 import typer
 
-from prm_data.commands import (EXIT_ERROR, EXIT_USAGE, console, fail, open_existing_warehouse, open_warehouse)
+from prm_data.commands import (EXIT_ERROR, EXIT_USAGE, config_error, console, fail, open_existing_warehouse,
+                               open_warehouse)
 
 
 def register(app: typer.Typer) -> None:
@@ -85,4 +86,4 @@ def _run_config(path: Path | None):
     try:
         return RunConfig.from_yaml(path)
     except (ValidationError, ValueError, OSError, yaml.YAMLError) as exc:
-        fail(f"bad run config {path}: {' '.join(str(exc).split())[:400]}", EXIT_USAGE)
+        fail(f"bad run config {config_error(path, exc)}", EXIT_USAGE)

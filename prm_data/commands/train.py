@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from prm_data.commands import EXIT_ERROR, EXIT_USAGE, console, fail
+from prm_data.commands import EXIT_ERROR, EXIT_USAGE, config_error, console, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -64,7 +64,7 @@ def train(
     try:
         fields: dict = (yaml.safe_load(config_file.read_text()) or {}) if config_file else {}
     except (OSError, yaml.YAMLError) as exc:
-        fail(f"bad --config {config_file}: {_one_line(exc)}", EXIT_USAGE)
+        fail(f"bad --config {config_error(config_file, exc)}", EXIT_USAGE)
     fields.update({"dataset": dataset, "model": model, "output_dir": str(out)})
     flags = {"label_mode": label_mode, "max_steps": max_steps, "learning_rate": learning_rate,
              "per_device_batch_size": batch_size, "lora": lora}
