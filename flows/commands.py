@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from prm_data.commands import EXIT_ERROR, console, err_console, fail
+from prm_data.commands import EXIT_ERROR, EXIT_USAGE, console, err_console, fail
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "local.yaml"
 
@@ -28,10 +28,14 @@ def _load_config(ctx: typer.Context, config: Path | None, limit: int | None, tas
     from prm_data.config import RunConfig
 
     path = config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    import yaml
+
+    from prm_data.commands import config_error
+
     try:
         cfg = RunConfig.from_yaml(path) if path else RunConfig()
-    except (ValidationError, ValueError, OSError) as exc:
-        fail(f"bad run config {path}: {exc}")
+    except (ValidationError, ValueError, OSError, yaml.YAMLError) as exc:
+        fail(f"bad run config {config_error(path, exc)}", EXIT_USAGE)
     update = {}
     root_obj = ctx.find_root().obj or {}
     if root_obj.get("warehouse_explicit"):

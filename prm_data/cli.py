@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from prm_data.commands import EXIT_CODES_HELP
+
 COMMAND_MODULES = [
     "prm_data.commands.query",
     "prm_data.commands.tables",
@@ -27,13 +29,21 @@ COMMAND_MODULES = [
 app = typer.Typer(
     name="prm-data",
     help="Synthesize process-reward (step-level) training data: problems, rollouts, labels, "
-    "a DuckDB warehouse, Hub export and PRM training.",
+    "a DuckDB warehouse, Hub export and PRM training.\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version as installed
+
+        typer.echo(f"prm-data {installed('prm-data')}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -46,6 +56,8 @@ def main(
         help="Warehouse root directory (Parquet shards + prm.duckdb).",
         show_default="warehouse/data",
     ),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
 ) -> None:
     from prm_data.warehouse import default_root
 
