@@ -27,8 +27,10 @@ TASK_RUNNERS = ("thread", "dask", "ray")
 
 def _load_config(ctx: typer.Context, config: Path | None, limit: int | None, task_runner: str | None):
     """The run config of the file (or the defaults) with the command line's overrides, validated as a whole."""
+    import yaml
     from pydantic import ValidationError
 
+    from prm_data.commands import config_error
     from prm_data.config import RunConfig
 
     if task_runner is not None and task_runner not in TASK_RUNNERS:
@@ -36,8 +38,8 @@ def _load_config(ctx: typer.Context, config: Path | None, limit: int | None, tas
     path = config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     try:
         cfg = RunConfig.from_yaml(path) if path else RunConfig()
-    except (ValidationError, ValueError, OSError) as exc:
-        fail(f"bad run config {path}: {exc}")
+    except (ValidationError, ValueError, OSError, yaml.YAMLError) as exc:
+        fail(f"bad run config {config_error(path, exc)}", EXIT_USAGE)
     data = cfg.model_dump(mode="json")
     root_obj = ctx.find_root().obj or {}
     if root_obj.get("warehouse_explicit"):
@@ -89,8 +91,13 @@ def run(
     from prm_data import progress
     from prm_data.pipeline.summary import summary_markdown
     from prm_data.pipeline.runs import RunInProgress
+    from prm_data.preflight import PermanentError, check_backends, permanent_reason
 
     cfg, path = _load_config(ctx, config, limit, task_runner)
+    try:
+        check_backends(cfg)  # a missing package, file or refused key: one line now, not retries later
+    except PermanentError as exc:
+        fail(f"run not started: {exc}", EXIT_ERROR)
     err_console.print(f"[bold]prm-data run[/] config={path or 'built-in defaults'} policy={cfg.policy.kind}"
                       f" labelers={','.join(cfg.labeling.labelers)} warehouse={cfg.warehouse}")
     bars = _Bars()
@@ -110,6 +117,8 @@ def run(
     except RunInProgress as exc:  # another process works on this run: nothing was done here
         fail(f"run not started: {exc}", EXIT_ERROR)
     except Exception as exc:
+        if (reason := permanent_reason(exc)) is not None:  # a rerun would fail the same way: say why, once
+            fail(f"run failed: {reason}", EXIT_ERROR)
         fail(f"run failed: {type(exc).__name__}: {exc}\nRerun the same command to resume: finished shards "
              "are kept and model answers come from the cache.", EXIT_ERROR)
     finally:
@@ -117,7 +126,9 @@ def run(
     console.print(Markdown(summary_markdown(summary, summary.get("export"))))
     console.print(f"Report plots: {', '.join(summary.get('report', []))}")
     console.print(f"Done in {time.perf_counter() - t0:.1f} s.")
-    if summary["rollouts"] == 0:
+    if summary["problems"] == 0:  # the normal nothing-left-tonight case: success for cron and CI
+        console.print("nothing new to label: every selected problem is already labeled under this config")
+    elif summary["rollouts"] == 0:
         raise typer.Exit(EXIT_ERROR)
 
 

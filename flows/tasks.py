@@ -64,6 +64,13 @@ def run_item(stage: str, config, run_id: str, args: tuple = (), given=None) -> d
     return {"result": result, "process": ctx.process, "usage": ctx.usage()}
 
 
+def retry_if_transient(task, task_run, state) -> bool:
+    """Retry a failed task unless its error is permanent (missing package or file, bad config, refused key)."""
+    from prm_data.preflight import permanent_reason
+
+    return permanent_reason(state.data) is None if isinstance(state.data, BaseException) else True
+
+
 def _task_for(stage: Stage):
     name_of = {"once": stage.name, "per_shard": stage.name + "-{args[0]}",
                "per_shard_labeler": "{args[1]}-{args[0]}"}[stage.fan_out]
@@ -71,6 +78,8 @@ def _task_for(stage: Stage):
                    retry_delay_seconds=list(stage.retry_delays_s) or 0)
     if stage.retries and stage.retry_delays_s:
         options["retry_jitter_factor"] = 0.5
+    if stage.retries:
+        options["retry_condition_fn"] = retry_if_transient  # a permanent error fails at once (issue 13)
     if stage.cached:
         options.update(cache_key_fn=stage_cache_key, persist_result=True, result_storage=results_dir())
     return task(run_item, **options)

@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from flows import commands as flow_commands  # run, schedule: Prefect is imported only when they run
+from prm_data.commands import EXIT_CODES_HELP
 from prm_data.commands import eval as eval_verb
 from prm_data.commands import export, judge_check, problems, query, serve_sim, tables, train
 
@@ -22,13 +23,21 @@ COMMAND_MODULES = [query, tables, problems, export, train, eval_verb, serve_sim,
 app = typer.Typer(
     name="prm-data",
     help="Synthesize process-reward (step-level) training data: problems, rollouts, labels, "
-    "a DuckDB warehouse, Hub export and PRM training.",
+    "a DuckDB warehouse, Hub export and PRM training.\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version as installed
+
+        typer.echo(f"prm-data {installed('prm-data')}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -41,6 +50,8 @@ def main(
         help="Warehouse root directory (Parquet shards + prm.duckdb).",
         show_default="warehouse/data",
     ),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
 ) -> None:
     from prm_data.warehouse import default_root
 

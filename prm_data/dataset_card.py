@@ -1,11 +1,13 @@
-"""The dataset card (README.md with YAML metadata) of an export.
+"""The dataset card (README.md with YAML metadata) of an export, built with huggingface_hub's `DatasetCard`.
 
-The YAML front matter carries what the Hub reads (`configs`, `pretty_name`,
-`tags`, `license`) and, under `prm_data`, the provenance a user needs to trust
-the labels: the export config, the runs behind it with their stored configs
-and git shas, the labelers and prompt versions, row counts and label balance.
-`datasets.push_to_hub` later adds `dataset_info` to the same front matter and
-keeps the rest.
+The YAML front matter carries what the Hub reads (`DatasetCardData`: `license`,
+`language`, `task_categories`, `size_categories`, `tags`, `pretty_name`,
+`configs`). The provenance a user needs to trust the labels (the export
+config, the runs behind it with their stored configs and git shas, the
+labelers and prompt versions, what the runs paid, row counts and label
+balance) is in `export.json` beside the card (`PROVENANCE_FILE`), which is
+pushed with it; the card's body summarises it. `datasets.push_to_hub` later
+adds `dataset_info` to the same front matter and keeps the rest.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pyarrow.compute as pc
 import yaml
 from datasets import DatasetDict
 
-from prm_data.export import DEFAULT_FORMAT, FEATURES, SPLITS, ExportConfig, counts_of
+from prm_data.export import DEFAULT_FORMAT, FEATURES, PROVENANCE_FILE, SPLITS, ExportConfig, counts_of
 from prm_data.warehouse import Warehouse, load_query
 
 COLUMN_DOCS = {
@@ -114,15 +116,23 @@ def card_metadata(warehouse: Warehouse, config: ExportConfig, datasets: dict[str
 
     params = {"policy": config.policy, "run_id": config.run_id}
     runs = warehouse.rows(load_query("card_runs"), params)
+    costs: dict[str, dict] = {}
     for run in runs:
         raw = run.pop("config_json")
         run["config"] = json.loads(raw) if raw else None
+        summary = run.pop("summary", None)
+        for c in (json.loads(summary) if summary else {}).get("costs") or []:
+            acc = costs.setdefault(c["purpose"], {"purpose": c["purpose"], "calls": 0, "prompt_tokens": 0,
+                                                  "completion_tokens": 0})
+            for k in ("calls", "prompt_tokens", "completion_tokens"):
+                acc[k] += int(c.get(k, 0))
     metadata = {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "export_git_sha": git_sha(),
         "export_config": config.model_dump(mode="json"),
         "runs": runs,
         "labelers": warehouse.rows(load_query("card_labelers"), params),
+        "costs": [costs[k] for k in sorted(costs)],  # summed over the runs' cost tables (one row per purpose)
         "prompt_versions": warehouse.rows(load_query("card_prompt_versions"), params),
         "counts": counts_of(datasets),
         "label_balance": label_balance(datasets),
@@ -143,17 +153,41 @@ def _configs_yaml(counts: dict[str, dict[str, int]]) -> list[dict]:
     return configs
 
 
+def size_category(rows: int) -> str:
+    """The Hub's `size_categories` bucket of a row count."""
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                        (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")):
+        if rows < limit:
+            return name
+    return "100M<n<1B"
+
+
+def card_data(metadata: dict, config: ExportConfig):
+    """The card's YAML metadata as huggingface_hub `DatasetCardData`."""
+    from huggingface_hub import DatasetCardData
+
+    rows = max((sum(by_split.values()) for by_split in metadata["counts"].values()), default=0)
+    return DatasetCardData(
+        pretty_name=config.pretty_name, license=config.license, language=list(config.language),
+        task_categories=list(config.task_categories), size_categories=[size_category(rows)],
+        tags=["process-reward-model", "prm", "step-level-supervision", "synthetic", "prm-data"],
+        configs=_configs_yaml(metadata["counts"]))
+
+
+def _cost_lines(metadata: dict) -> list[str]:
+    costs = metadata.get("costs") or []
+    if not costs:
+        return ["No cost table was recorded for these runs."]
+    lines = ["| paid for | calls | prompt tokens | completion tokens |", "|---|---|---|---|"]
+    lines += [f"| {c['purpose']} | {c['calls']} | {c['prompt_tokens']} | {c['completion_tokens']} |" for c in costs]
+    return lines
+
+
 def render_card(metadata: dict, config: ExportConfig, repo_id: str = "<user>/<dataset>") -> str:
-    """README.md text: YAML front matter, then what each format and column means."""
-    front = {
-        "pretty_name": config.pretty_name,
-        **({"license": config.license} if config.license else {}),
-        "tags": ["process-reward-model", "prm", "step-level-supervision", "synthetic", "prm-data"],
-        "configs": _configs_yaml(metadata["counts"]),
-        "prm_data": metadata,
-    }
-    lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
-             f"# {config.pretty_name}", "",
+    """README.md text: `DatasetCard` YAML front matter, then what each format and column means."""
+    from huggingface_hub import DatasetCard
+
+    lines = [f"# {config.pretty_name}", "",
              "Step-level (process) supervision exported by prm-data from its warehouse: "
              f"final labels under the `{config.policy}` policy. Train and test are split by problem "
              f"({config.test_fraction:.0%} of problems in test), so no problem is in both.", "",
@@ -171,6 +205,9 @@ def render_card(metadata: dict, config: ExportConfig, repo_id: str = "<user>/<da
               f"- labelers: {labelers}",
               f"- runs: {', '.join(r['run_id'] for r in metadata['runs']) or 'none'}",
               f"- exported from git commit `{metadata['export_git_sha']}` at {metadata['created_at']}",
-              "- the full run configs are in the `prm_data` key of this card's YAML header", "",
+              f"- the full run configs, labelers, prompt versions and counts are in `{PROVENANCE_FILE}` beside "
+              "this card", "",
+              "## What the runs paid", "", *_cost_lines(metadata), "",
               "## Train a PRM with TRL", "", TRL_SNIPPET.format(repo=repo_id), ""]
-    return "\n".join(lines)
+    card = DatasetCard(f"---\n{card_data(metadata, config).to_yaml()}\n---\n\n" + "\n".join(lines))
+    return str(card)

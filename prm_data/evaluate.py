@@ -68,6 +68,25 @@ def processbench_from_scores(step_scores: Sequence[Sequence[float]], labels: Seq
     return processbench_f1([first_error_at(s, threshold) for s in step_scores], labels)
 
 
+def available_sources(warehouse: Warehouse) -> list[str]:
+    """Every source the warehouse can be scored on: `labeler:NAME`, `labeler:NAME@VERSION`, `judge:NAME`."""
+    labelers = warehouse.rows("SELECT DISTINCT labeler, labeler_version FROM step_labels ORDER BY ALL")
+    judges = warehouse.rows("SELECT DISTINCT judge FROM judgments WHERE mode IN ('first_error', 'per_step') "
+                            "ORDER BY judge")
+    names = sorted({f"labeler:{r['labeler']}" for r in labelers})
+    names += [f"labeler:{r['labeler']}@{r['labeler_version']}" for r in labelers]
+    return sorted(names) + [f"judge:{r['judge']}" for r in judges]
+
+
+def check_sources(warehouse: Warehouse, sources: Sequence[str]) -> None:
+    """Refuse a source the warehouse holds nothing of (a typo scores nothing), naming the valid ones."""
+    valid = available_sources(warehouse)
+    unknown = [s for s in sources if s not in valid]
+    if unknown:
+        raise ValueError(f"unknown source {', '.join(map(repr, unknown))}: the warehouse has "
+                         f"{', '.join(valid) or 'no step labels or judgments'}")
+
+
 def source_first_errors(warehouse: Warehouse, source: str) -> dict[str, int]:
     """Predicted earliest error per rollout of `labeler:NAME[@VERSION]` or `judge:NAME`.
 
@@ -156,17 +175,23 @@ def best_of_n_candidates(warehouse: Warehouse, problem_ids: Sequence[str]) -> li
 
 # ------------------------------------------------------------------ results
 def result_rows(run_id: str, evaluated: str, benchmark: str, metrics: dict[str, float | None],
-                n: int, threshold: float | None = None, details: dict | None = None) -> list[dict]:
-    """`eval_results` rows, one per metric."""
+                n: int | dict[str, int], threshold: float | None = None, details: dict | None = None) -> list[dict]:
+    """`eval_results` rows, one per metric; `n` is each metric's denominator (one for all, or per metric)."""
     now = datetime.now(timezone.utc)
     return [{"run_id": run_id, "evaluated": evaluated, "benchmark": benchmark, "metric": metric,
-             "value": value, "threshold": threshold, "n": n,
+             "value": value, "threshold": threshold, "n": n[metric] if isinstance(n, dict) else n,
              "details": json.dumps(details or {}, sort_keys=True), "created_at": now}
             for metric, value in metrics.items()]
 
 
 def processbench_metrics(score: ProcessBenchScore) -> dict[str, float | None]:
     return {"f1": score.f1, "acc_erroneous": score.acc_erroneous, "acc_correct": score.acc_correct}
+
+
+def processbench_denominators(score: ProcessBenchScore) -> dict[str, int]:
+    """The rows each ProcessBench metric is computed over: F1 all scored rows, each accuracy its own class."""
+    return {"f1": score.n_erroneous + score.n_correct, "acc_erroneous": score.n_erroneous,
+            "acc_correct": score.n_correct}
 
 
 def write_eval_results(warehouse: Warehouse, run_id: str, rows: list[dict], shard: str) -> None:
@@ -188,17 +213,37 @@ def processbench_rows(dataset: str, split: str = "test") -> list[dict]:
 
 def run_eval(warehouse: Warehouse, dataset: str, run_id: str, checkpoint: str | None = None,
              sources: Sequence[str] = (), thresholds: Sequence[float] = (0.5,), split: str = "test",
-             rerank: bool = True, plot_path: str | None = None, batch_size: int = 16) -> list[dict]:
+             rerank: bool = True, plot_path: str | None = None, batch_size: int = 16,
+             run_config=None) -> list[dict]:
     """Evaluate a PRM checkpoint and/or labelers and judges; write `eval_results` (and a PNG).
 
-    The PRM gets ProcessBench scores at every threshold and, with `rerank`,
-    best-of-N accuracy over all warehouse rollouts of the evaluated problems.
-    Each source gets ProcessBench scores over the rows it labelled, and its
-    coverage. Returns the `eval_results` rows written.
+    `dataset` is a prm-data export (its processbench config) or an outside
+    ProcessBench-style set (a JSONL/JSON/Parquet file or a local dataset
+    folder; `prm_data/eval_outside.py`). On an export, each source is read
+    from the warehouse's labels and must be one it holds (`available_sources`);
+    on an outside set, each `labeler:NAME` / `judge:NAME` is run on the given
+    steps with `run_config`'s backends and its labels are stored under
+    `run_id`. The PRM gets ProcessBench scores at every threshold and, on an
+    export with `rerank`, best-of-N accuracy over all warehouse rollouts of the
+    evaluated problems. Each source gets ProcessBench scores over the rows it
+    labelled, and its coverage; every row's `n` is its metric's denominator.
+    Returns the `eval_results` rows written.
     """
+    from prm_data.eval_outside import first_errors, is_outside_set, label_outside_set, read_processbench_set
     from prm_data.warehouse import shard_name
 
-    rows = processbench_rows(dataset, split)
+    outside = is_outside_set(dataset)
+    if outside:
+        from prm_data.config import RunConfig
+
+        pb = read_processbench_set(dataset, split)
+        rows = [{"rollout_id": r.rollout_id, "problem_id": r.problem_id, "problem": r.problem,
+                 "steps": list(r.steps), "label": r.label} for r in pb]
+        rerank = False  # an outside set has no sampled candidates per problem in the warehouse
+    else:
+        if sources:
+            check_sources(warehouse, sources)
+        rows = processbench_rows(dataset, split)
     labels = [r["label"] for r in rows]
     base = {"dataset": str(dataset), "split": split}
     results: list[dict] = []
@@ -209,8 +254,9 @@ def run_eval(warehouse: Warehouse, dataset: str, run_id: str, checkpoint: str | 
         step_scores = scorer.score([(r["problem"], r["steps"]) for r in rows], batch_size)
         for t in thresholds:
             score = processbench_from_scores(step_scores, labels, t)
-            results += result_rows(run_id, str(checkpoint), "processbench", processbench_metrics(score), len(rows),
-                                   t, {**base, "n_erroneous": score.n_erroneous, "n_correct": score.n_correct})
+            results += result_rows(run_id, str(checkpoint), "processbench", processbench_metrics(score),
+                                   processbench_denominators(score), t,
+                                   {**base, "n_erroneous": score.n_erroneous, "n_correct": score.n_correct})
         if rerank:
             candidates = best_of_n_candidates(warehouse, sorted({r["problem_id"] for r in rows}))
             cand_scores = scorer.score([(c["question"], c["steps"]) for c in candidates], batch_size)
@@ -223,11 +269,22 @@ def run_eval(warehouse: Warehouse, dataset: str, run_id: str, checkpoint: str | 
             results += result_rows(run_id, "baseline", "best_of_n",
                                    {k: v for k, v in bon.items() if not k.startswith("accuracy@")}, n_problems,
                                    details=details)
+    if outside and sources:
+        by_source, stored = label_outside_set(warehouse, pb, sources, run_config or RunConfig(), run_id, str(dataset))
+        predictions = {s: first_errors(by_source[s]) for s in sources}
+        rows = [{**row, "rollout_id": r.rollout_id} for row, r in zip(rows, stored)]
     for source in sources:
-        score, covered = source_processbench(warehouse, source, rows)
-        metrics = {**processbench_metrics(score), "coverage": covered / len(rows) if rows else None}
-        results += result_rows(run_id, source, "processbench", metrics, covered, details={
-            **base, "n_erroneous": score.n_erroneous, "n_correct": score.n_correct})
+        if outside:
+            predicted = predictions[source]
+            covered = [r for r in rows if r["rollout_id"] in predicted]
+            score = processbench_f1([predicted[r["rollout_id"]] for r in covered], [r["label"] for r in covered])
+            covered_n = len(covered)
+        else:
+            score, covered_n = source_processbench(warehouse, source, rows)
+        metrics = {**processbench_metrics(score), "coverage": covered_n / len(rows) if rows else None}
+        results += result_rows(run_id, source, "processbench", metrics,
+                               {**processbench_denominators(score), "coverage": len(rows)}, details={
+                                   **base, "n_erroneous": score.n_erroneous, "n_correct": score.n_correct})
     if not results:
         raise ValueError("nothing to evaluate: give a checkpoint and/or sources")
     shard = shard_name("eval", checkpoint, *sources, *thresholds, split, dataset)

@@ -50,6 +50,7 @@ from prm_data.warehouse import Warehouse, load_query
 log = logging.getLogger(__name__)
 
 FORMATS = ("stepwise", "pairs", "processbench")
+PROVENANCE_FILE = "export.json"  # beside the card: export config, runs with their configs, counts, costs
 SPLITS = ("train", "test")
 DEFAULT_FORMAT = "stepwise"
 
@@ -104,8 +105,9 @@ class ExportConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    policy: str = Field("consensus", description="Which `final_labels.policy` to export (consensus, hybrid, "
-                        "mc_only, judge_only, ...).")
+    policy: str | None = Field(None, description="Which `final_labels.policy` to export (consensus, hybrid, "
+                               "mc_only, judge_only, ...); None = the policy of the newest run that wrote "
+                               "final labels. A policy with no final labels is refused, naming those present.")
     run_id: str | None = Field(None, description="Export only final labels from this run; None = every run "
                                "(the greatest run_id wins where runs overlap).")
     formats: tuple[str, ...] = Field(FORMATS, description="Which formats to build: stepwise, pairs, processbench.")
@@ -120,7 +122,13 @@ class ExportConfig(BaseModel):
                                     "margin first, so bushy nodes do not dominate.")
     step_policy: str = Field("blank_line", description="Step separator policy used to write a pair's shared "
                              "prefix into its prompt (see prm_data/steps.py).")
-    license: str | None = Field(None, description="License id for the dataset card, e.g. apache-2.0.")
+    license: str = Field("unknown", description="License id of the dataset card (a Hub license id, e.g. "
+                         "apache-2.0, cc-by-4.0; `unknown` until you set it: the policy model's terms may "
+                         "bind what it wrote).")
+    language: tuple[str, ...] = Field(("en",), description="Languages of the problems and steps (card metadata).")
+    task_categories: tuple[str, ...] = Field(("token-classification", "text-generation"), description=(
+        "Hub task categories of the card: a PRM is a token classifier over step separators; the pairs "
+        "serve preference tuning of a generator."))
     pretty_name: str = Field("prm-data process supervision", description="Title of the dataset card.")
 
     @field_validator("formats")
@@ -144,6 +152,7 @@ class ExportResult:
     path: Path | None  # local folder, when written
     repo_id: str | None  # Hub repo, when pushed
     counts: dict[str, dict[str, int]]  # format -> split -> rows
+    policy: str | None = None  # the final_labels.policy exported
 
 
 class HubPushError(RuntimeError):
@@ -152,6 +161,36 @@ class HubPushError(RuntimeError):
 
 class EmptyExport(ValueError):
     """No format has a single row: nothing is written or pushed."""
+
+
+class UnknownPolicy(EmptyExport):
+    """The policy asked for has no final labels (a typo, or another config's policy): nothing is written."""
+
+
+def policies_present(warehouse: Warehouse, run_id: str | None = None) -> list[dict]:
+    """The policies with final labels (in `run_id`, or any run), newest run first: policy, kept_steps, runs."""
+    return warehouse.rows(load_query("export_policies"), {"run_id": run_id})
+
+
+def resolve_policy(warehouse: Warehouse, config: ExportConfig) -> ExportConfig:
+    """`config` with its policy set: the one asked for if it has final labels, else the newest present.
+
+    Raises `UnknownPolicy` (listing the policies present) when the policy asked
+    for has no final labels, or when there are no final labels at all.
+    """
+    present = policies_present(warehouse, config.run_id)
+    where = f" in run {config.run_id!r}" if config.run_id else ""
+    if not present:
+        raise UnknownPolicy(f"nothing to export: the warehouse has no final labels{where}; "
+                            "run `prm-data run` first")
+    names = [p["policy"] for p in present]
+    if config.policy is None:
+        return config.model_copy(update={"policy": names[0]})
+    if config.policy not in names:
+        listed = ", ".join(f"{p['policy']} ({p['kept_steps']} kept steps)" for p in present)
+        raise UnknownPolicy(f"no final labels under policy {config.policy!r}{where}; policies present: "
+                            f"{listed}. Pass one with --policy, or leave --policy out for {names[0]!r}")
+    return config
 
 
 def split_of(problem_id: str, test_fraction: float, salt: str = "prm-data-split-v1") -> str:
@@ -205,6 +244,8 @@ def build_export(warehouse: Warehouse, config: ExportConfig | None = None) -> di
     Rows stay Arrow from the query to the dataset (no Python objects per row).
     """
     config = config or ExportConfig()
+    if config.policy is None:
+        config = resolve_policy(warehouse, config)
     if "stepwise" in config.formats and (backfilled := backfill_stepwise_rows(warehouse)):
         log.info("built the stepwise rows of %d final-label shard(s) that had none", len(backfilled))
     out: dict[str, DatasetDict] = {}
@@ -246,7 +287,7 @@ def write_export(datasets: dict[str, DatasetDict], out_dir: str | os.PathLike, c
             if dsd:
                 dsd.save_to_disk(str(tmp / "arrow" / fmt))
         (tmp / "README.md").write_text(card)
-        (tmp / "export.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        (tmp / PROVENANCE_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
         old = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
         if out.exists():
             out.rename(old)
@@ -257,6 +298,15 @@ def write_export(datasets: dict[str, DatasetDict], out_dir: str | os.PathLike, c
         if tmp.exists():
             shutil.rmtree(tmp)
     return out
+
+
+def is_local_path(path: str | os.PathLike) -> bool:
+    """True when `path` can only mean a folder here (it exists, is absolute or relative with ./ ../ ~, has
+    more than one `/`, or its first part is a folder here, like `exports/v1`); a Hub repo id is `owner/name`."""
+    text = str(path)
+    if Path(text).exists() or text.startswith(("/", "./", "../", "~", ".\\")) or text.count("/") != 1:
+        return True
+    return Path(text.split("/", 1)[0]).is_dir()
 
 
 def load_export(path: str | os.PathLike, fmt: str = DEFAULT_FORMAT) -> DatasetDict:
@@ -270,7 +320,13 @@ def load_export(path: str | os.PathLike, fmt: str = DEFAULT_FORMAT) -> DatasetDi
         return load_from_disk(str(p))
     if p.exists():
         raise FileNotFoundError(f"{p} holds no {fmt!r} export (expected {p / 'arrow' / fmt})")
-    return load_dataset(str(path), fmt)
+    if is_local_path(path):
+        raise FileNotFoundError(f"{path}: no such export folder (write one with `prm-data export --out {path}`)")
+    try:
+        return load_dataset(str(path), fmt)
+    except Exception as exc:  # noqa: BLE001 - offline, unknown repo, bad id: one line, not a Hub traceback
+        raise FileNotFoundError(f"{path}: no such export folder, and no Hub dataset of that name could be "
+                                f"loaded ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
 def _scrub(text: str, secret: str | None) -> str:
@@ -301,6 +357,8 @@ def push_export(export_dir: str | os.PathLike, repo_id: str, private: bool = Fal
         api.create_repo(repo_id, repo_type="dataset", private=private or None, exist_ok=True)
         api.upload_file(path_or_fileobj=str(root / "README.md"), path_in_repo="README.md", repo_id=repo_id,
                         repo_type="dataset", commit_message="Update the dataset card")
+        api.upload_file(path_or_fileobj=str(root / PROVENANCE_FILE), path_in_repo=PROVENANCE_FILE,
+                        repo_id=repo_id, repo_type="dataset", commit_message="Update the export's provenance")
         pushed = []
         for fmt in FORMATS:
             if not (root / "arrow" / fmt).exists():
@@ -326,7 +384,7 @@ def run_export(warehouse: Warehouse, out_dir: str | os.PathLike, config: ExportC
     """Build every format, write the folder with its card, and optionally push it to the Hub."""
     from prm_data.dataset_card import card_metadata, render_card
 
-    config = config or ExportConfig()
+    config = resolve_policy(warehouse, config or ExportConfig())
     datasets = build_export(warehouse, config)
     if not any(dsd for dsd in datasets.values()):
         raise EmptyExport(f"nothing to export: no kept final labels under policy {config.policy!r}"
@@ -336,4 +394,4 @@ def run_export(warehouse: Warehouse, out_dir: str | os.PathLike, config: ExportC
     counts = counts_of(datasets)
     log.info("exported %s to %s", json.dumps(counts, sort_keys=True), path)
     repo = push_export(path, push_to_hub, private=private, max_shard_size=max_shard_size) if push_to_hub else None
-    return ExportResult(path=path, repo_id=repo, counts=counts)
+    return ExportResult(path=path, repo_id=repo, counts=counts, policy=config.policy)

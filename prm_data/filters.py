@@ -3,8 +3,9 @@
 Each filter takes rows (dicts shaped like the warehouse tables) and returns a
 `FilterResult`: the kept rows and the dropped rows, each dropped row carrying
 `drop_reason` (`<filter>: <why>`). `mark_dropped` carries rollout-level drops
-into `final_labels` rows (`kept = false`, `drop_reason`), so every drop is
-queryable in the warehouse next to the labels it removed.
+into `final_labels` rows (`kept = false`, `drop_reason` = the category to
+GROUP BY, `drop_detail` = the ids and specifics), so every drop is queryable
+in the warehouse next to the labels it removed.
 
 - `drop_duplicate_rollouts`: the same solution twice for a problem, exactly or
   after normalizing each step (`prm_data.steps.normalize_step`);
@@ -189,24 +190,43 @@ def drop_judge_injection(rollouts: Sequence[Mapping], steps: Mapping[str, list[s
 
 
 # -------------------------------------------------------------- final labels
+def split_reason(reason: str | None) -> tuple[str | None, str | None]:
+    """(`drop_reason`, `drop_detail`) of a `<category>: <specifics>` reason: a category to GROUP BY, the rest."""
+    if reason is None:
+        return None, None
+    category, _, detail = reason.partition(":")
+    return category.strip(), detail.strip() or None
+
+
+def categorized(row: Mapping) -> dict:
+    """A final-label row whose `drop_reason` is only its category, the specifics moved to `drop_detail`."""
+    out = dict(row)
+    if out.get("drop_detail") is None:
+        out["drop_reason"], out["drop_detail"] = split_reason(out.get("drop_reason"))
+    return out
+
+
 def mark_dropped(final_labels: Sequence[Mapping], dropped: Iterable[Mapping], override: bool = False) -> list[dict]:
     """`final_labels` rows with every rollout in `dropped` set to kept=False and its reason.
 
-    A row already dropped keeps its first reason; with `override`, the rollout's
-    reason comes first and the earlier one follows (`<reason> (also: <earlier>)`):
-    a defect of the rollout itself (no answer, an injection) explains the label
-    disagreement that aggregation dropped it for.
+    Every row comes back `categorized` (drop_reason = category, drop_detail = specifics). A
+    row already dropped keeps its first reason; with `override`, the rollout's reason comes
+    first and the earlier one follows in the detail (`<detail>; also <earlier reason>`): a
+    defect of the rollout itself (no answer, an injection) explains the label disagreement
+    that aggregation dropped it for.
     """
     reasons = {d["rollout_id"]: d["drop_reason"] for d in dropped}
     out = []
     for row in final_labels:
-        row = dict(row)
+        row = categorized(row)
         reason = reasons.get(row["rollout_id"])
+        category, detail = split_reason(reason)
         if reason is not None and row["kept"]:
-            row["kept"] = False
-            row["drop_reason"] = reason
-        elif reason is not None and override and row.get("drop_reason") != reason:
-            row["drop_reason"] = f"{reason} (also: {row['drop_reason']})" if row.get("drop_reason") else reason
+            row.update(kept=False, drop_reason=category, drop_detail=detail)
+        elif reason is not None and override and row.get("drop_reason") != category:
+            earlier = ": ".join(p for p in (row.get("drop_reason"), row.get("drop_detail")) if p)
+            also = f"also {earlier}" if earlier else None
+            row.update(drop_reason=category, drop_detail="; ".join(p for p in (detail, also) if p) or None)
         out.append(row)
     return out
 
@@ -252,8 +272,8 @@ def balance_classes(final_labels: Sequence[Mapping], config: BalanceConfig = Bal
         for rid, rows in rollouts.items():
             for row in rows:
                 if rid in dropped:
-                    row.update(kept=False, drop_reason=(
-                        f"class_balance: problem {pid} has too many {'good' if major else 'bad'} steps "
+                    row.update(kept=False, drop_reason="class_balance", drop_detail=(
+                        f"problem {pid} has too many {'good' if major else 'bad'} steps "
                         f"(max ratio {config.max_ratio:g})"))
                     result.dropped.append(row)
                 else:

@@ -160,7 +160,8 @@ FINAL_LABELS = _schema(
     ("value", pa.float64()),
     ("sources", pa.list_(pa.string())),  # labelers that decided this label
     ("kept", pa.bool_(), False),  # survived aggregation and filters
-    ("drop_reason", pa.string()),
+    ("drop_reason", pa.string()),  # a category to GROUP BY: consensus, duplicate_rollout, class_balance, ...
+    ("drop_detail", pa.string()),  # the specifics of that drop: ids, step indices, the other reasons
 )
 
 STEPWISE_ROWS = _schema(

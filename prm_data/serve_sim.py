@@ -144,6 +144,7 @@ class SimServer:
         self.request_keys: dict[str, str] = {}  # body hash -> the client's X-Request-Key header
         self.in_flight = 0
         self.max_in_flight = 0
+        self.served = Counter()  # requests, prompt_tokens, completion_tokens of the answers delivered ("ok")
         self._httpd = ThreadingHTTPServer((host, port), _make_handler(self), bind_and_activate=False)
         self._httpd.daemon_threads = True
         self._httpd.handle_error = self._handle_error
@@ -309,6 +310,10 @@ def _make_handler(server: SimServer):
             return self._send(status, body, headers)
 
         def do_GET(self):
+            key_want = server.config.api_key  # as vLLM's --api-key: every /v1 route needs the key
+            if key_want is not None and self.headers.get("Authorization") != f"Bearer {key_want}":
+                self._error(401, "invalid api key")
+                return
             if self.path.rstrip("/") == "/v1/models":
                 data = [{"id": m, "object": "model", "owned_by": "prm-data"} for m in ("sim-policy", "sim-judge")]
                 self._send(200, json.dumps({"object": "list", "data": data}).encode())
@@ -369,6 +374,10 @@ def _make_handler(server: SimServer):
             if fault == "truncated":
                 self.close_connection = True
             server._record(key, attempt, fault or ("ok" if delivered else "undelivered"))
+            if delivered and fault is None:
+                with server._lock:
+                    server.served.update(requests=1, **{k: payload["usage"][k] for k in
+                                                        ("prompt_tokens", "completion_tokens")})
 
     return Handler
 

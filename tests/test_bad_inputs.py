@@ -172,8 +172,10 @@ def rollouts_of(wh: Warehouse, quirk: str) -> list[dict]:
 
 
 def drop_reasons(wh: Warehouse, rollout_ids: list[str]) -> set[str]:
-    return {r["drop_reason"] for r in wh.rows(
-        "SELECT DISTINCT drop_reason FROM final_labels WHERE list_contains(?::VARCHAR[], rollout_id)", [rollout_ids])}
+    """`<drop_reason>: <drop_detail>` of the rollouts' final labels (the category, then its specifics)."""
+    return {r["why"] for r in wh.rows(
+        "SELECT DISTINCT concat_ws(': ', drop_reason, drop_detail) AS why FROM final_labels "
+        "WHERE list_contains(?::VARCHAR[], rollout_id)", [rollout_ids])}
 
 
 @pytest.mark.slow

@@ -239,6 +239,7 @@ def test_console_script_runs_without_importing_prefect(tmp_path):
     script = Path(sys.executable).with_name("prm-data")
     if not script.exists():
         pytest.skip("console script not installed in this environment (pip install -e .)")
+    Warehouse(tmp_path / "wh")
     done = subprocess.run([str(script), "--warehouse", str(tmp_path / "wh"), "query", "SELECT 41 + 1 AS x",
                            "-f", "csv"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -261,3 +262,55 @@ def test_query_works_while_a_duckdb_session_holds_the_file_read_only(root):
     finally:
         holder.kill()
         holder.wait(10)
+
+
+# ------------------------------------------------------------------ conventions a user expects
+def _console(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("prm-data")
+    if not script.exists():
+        pytest.skip("console script not installed in this environment (pip install -e .)")
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    done = _console("--version")
+    assert done.returncode == 0 and done.stdout == f"prm-data {version('prm-data')}\n"
+
+
+def test_help_documents_the_exit_codes():
+    text = " ".join(runner.invoke(app, ["--help"]).output.replace("│", " ").split())
+    assert "Exit codes: 0 done" in text and "1 failed" in text and "2 usage error" in text
+
+
+def test_a_yaml_syntax_error_in_a_run_config_is_one_line_with_file_and_line(tmp_path):
+    (tmp_path / "bad.yaml").write_text("name: x\nproblems:\n  source: [bank\n  limit: : 3\n")
+    done = _console("--warehouse", str(tmp_path / "wh"), "run", "-c", str(tmp_path / "bad.yaml"))
+    assert done.returncode == 2
+    lines = [l for l in done.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: bad run config {tmp_path / 'bad.yaml'}:4:"), done.stderr
+    assert "YAML syntax error" in lines[0]
+
+
+def test_tables_shows_the_columns_of_a_table_with_their_schema_types(root):
+    result = cli(root, "tables", "final_labels", "first_error", "--format", "json")
+    assert result.exit_code == 0, result.output
+    cols = json.loads(result.output)
+    from prm_data.schema import TABLES
+
+    assert [(c["column"], c["type"]) for c in cols if c["name"] == "final_labels"] == [
+        (f.name, str(f.type)) for f in TABLES["final_labels"]]
+    assert "labeled_steps" in {c["column"] for c in cols if c["name"] == "first_error"}
+    unknown = cli(root, "tables", "final_lables")
+    assert unknown.exit_code == 2 and "no table or view 'final_lables'" in unknown.output
+
+
+def test_first_error_labeled_steps_counts_labels_not_abstentions(tmp_path):
+    wh = Warehouse(tmp_path / "wh")
+    wh.write_shard("step_labels", [
+        {"run_id": "r", "problem_id": "p", "rollout_id": "x", "step_index": i, "labeler": "judge_vote",
+         "labeler_version": "1", "value": None, "hard_label": label, "confidence": 0.0, "prompt_tokens": 0,
+         "completion_tokens": 0, "calls": 0} for i, label in enumerate([True, None, False, None])], run_id="r")
+    assert wh.rows("SELECT first_error_step, labeled_steps FROM first_error") == [
+        {"first_error_step": 2, "labeled_steps": 2}]

@@ -130,6 +130,6 @@ def test_eval_refuses_an_unknown_source_and_an_empty_request(labelled):
     wh, export_dir = labelled
     runner = CliRunner()
     bad = runner.invoke(app, ["--warehouse", str(wh.root), "eval", "-d", str(export_dir), "-s", "vibes:x"])
-    assert bad.exit_code == 1 and "unknown source 'vibes:x'" in bad.output
+    assert bad.exit_code == 2 and "unknown source 'vibes:x'" in bad.output
     empty = runner.invoke(app, ["--warehouse", str(wh.root), "eval", "-d", str(export_dir)])
     assert empty.exit_code == 2 and "nothing to evaluate" in empty.output

@@ -166,10 +166,17 @@ def test_a_folder_that_is_not_an_earlier_export_is_never_replaced(wh, tmp_path):
     assert [p.name for p in precious.iterdir()] == ["notes.txt"]
 
 
-def test_an_export_with_no_rows_writes_nothing(wh, tmp_path):
-    with pytest.raises(EmptyExport, match="no kept final labels under policy 'nope'"):
+def test_a_policy_with_no_final_labels_is_refused_naming_the_policies_present(wh, tmp_path):
+    with pytest.raises(EmptyExport, match=r"no final labels under policy 'nope'; policies present: "
+                                          r"consensus \(\d+ kept steps\), mc_only"):
         run_export(wh, tmp_path / "out", ExportConfig(policy="nope", formats=("stepwise", "processbench")))
     assert not (tmp_path / "out").exists()
+
+
+def test_without_a_policy_the_export_takes_the_one_present(wh, tmp_path):
+    result = run_export(wh, tmp_path / "out", ExportConfig(run_id="run-fixture", formats=("stepwise",)))
+    assert result.policy == "consensus"
+    assert json.loads((result.path / "export.json").read_text())["export_config"]["policy"] == "consensus"
 
 
 def test_the_card_states_config_runs_labelers_prompts_counts_balance_and_git_sha(wh, tmp_path):
@@ -181,7 +188,10 @@ def test_the_card_states_config_runs_labelers_prompts_counts_balance_and_git_sha
         {"split": "train", "path": "stepwise/train-*"}, {"split": "test", "path": "stepwise/test-*"}]}
     assert [c["config_name"] for c in meta["configs"]] == ["stepwise", "pairs", "processbench"]
     assert [c["split"] for c in meta["configs"][1]["data_files"]] == ["train"]  # no empty test split
-    prm = meta["prm_data"]
+    assert meta["language"] == ["en"] and meta["size_categories"] == ["n<1K"]
+    assert meta["task_categories"] == ["token-classification", "text-generation"]
+    assert "prm_data" not in meta  # the provenance is in the file beside the card, not in its front matter
+    prm = json.loads((result.path / "export.json").read_text())
     assert prm["export_config"]["policy"] == "consensus" and prm["export_config"]["test_fraction"] == 0.5
     assert prm["runs"] == [{"run_id": RUN, "flow": "label", "status": "completed", "config_version": None,
                             "git_sha": "abc123", "started_at": None, "finished_at": None,

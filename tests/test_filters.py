@@ -66,9 +66,25 @@ def test_rollout_drops_are_carried_into_final_labels_and_queryable(tmp_path):
     assert [(r["rollout_id"], r["kept"]) for r in marked] == [("a", False), ("a", False), ("b", True), ("b", True)]
     wh = Warehouse(tmp_path)
     write_final_labels(wh, to_table("final_labels", marked), "run-1", "filtered")
-    rows = wh.rows("SELECT rollout_id, count(*) AS n, any_value(drop_reason) AS why FROM final_labels "
-                   "WHERE NOT kept GROUP BY rollout_id")
-    assert rows == [{"rollout_id": "a", "n": 2, "why": "unparseable: no final answer could be extracted"}]
+    rows = wh.rows("SELECT drop_reason, count(*) AS n, any_value(rollout_id) AS rollout, "
+                   "any_value(drop_detail) AS detail FROM final_labels WHERE NOT kept GROUP BY drop_reason")
+    assert rows == [{"drop_reason": "unparseable", "n": 2, "rollout": "a",
+                     "detail": "no final answer could be extracted"}]
+
+
+def test_drop_reason_is_a_category_and_the_ids_go_to_drop_detail():
+    labels = final("a", [True, False]) + final("b", [True, True]) + final("c", [True, True])
+    labels[0:2] = [{**r, "kept": False, "drop_reason": "consensus: MC first error 1 != judges' first error 0"}
+                   for r in labels[0:2]]
+    dup = drop_duplicate_rollouts([rollout("b", "x"), rollout("c", "x")]).dropped  # c duplicates b
+    marked = mark_dropped(labels, dup + [{**labels[0], "drop_reason": "injection: step 1 asks to ignore"}],
+                          override=True)
+    by_rollout = {r["rollout_id"]: (r["drop_reason"], r["drop_detail"]) for r in marked}
+    assert by_rollout == {
+        "a": ("injection", "step 1 asks to ignore; also consensus: MC first error 1 != judges' first error 0"),
+        "b": (None, None),
+        "c": ("duplicate_rollout", "normalized duplicate of b"),
+    }
 
 
 def test_class_balance_drops_whole_majority_rollouts_down_to_the_ratio():
@@ -79,7 +95,7 @@ def test_class_balance_drops_whole_majority_rollouts_down_to_the_ratio():
     kept_labels = [r["label"] for r in result.kept]
     assert kept_labels.count(True) <= 3 * kept_labels.count(False)
     assert {r["rollout_id"] for r in result.kept} >= {"mixed"}  # a rollout with both classes is never dropped
-    assert all(r["drop_reason"].startswith("class_balance: problem p1 has too many good steps")
+    assert all(r["drop_reason"] == "class_balance" and r["drop_detail"].startswith("problem p1 has too many good")
                and not r["kept"] for r in result.dropped)
     assert len(result.kept) + len(result.dropped) == len(labels)
 

@@ -96,6 +96,7 @@ def test_push_twice_then_load_dataset_reads_back_exactly_the_second_export(tmp_p
                               capture_output=True, text=True, timeout=300)
         assert read.returncode == 0, read.stderr[-3000:]
         card = yaml.safe_load(hub.files(REPO)["README.md"].decode().split("---")[1])
+        provenance = json.loads(hub.files(REPO)["export.json"])
 
     from_hub = json.loads(read.stdout.strip().splitlines()[-1])
     expected = _local_rows(tmp_path / "out2")
@@ -103,11 +104,13 @@ def test_push_twice_then_load_dataset_reads_back_exactly_the_second_export(tmp_p
     assert from_hub["processbench"] == expected["processbench"]
     assert set(expected) == {"stepwise", "processbench"} and "error" in from_hub["pairs"]
     assert sum(len(rows) for rows in from_hub["stepwise"].values()) == 4
-    # the card keeps our provenance next to the dataset_info that push_to_hub added
-    assert card["prm_data"]["counts"]["stepwise"] == {"train": 0, "test": 4}
-    assert card["prm_data"]["runs"][0]["git_sha"] == "abc123"
+    # the provenance file is pushed beside the card, which keeps its metadata next to push_to_hub's dataset_info
+    assert provenance["counts"]["stepwise"] == {"train": 0, "test": 4}
+    assert provenance["runs"][0]["git_sha"] == "abc123"
+    assert card["license"] == "unknown" and card["size_categories"] == ["n<1K"]
     assert {c["config_name"] for c in card["configs"]} == {"stepwise", "processbench"}
     assert "dataset_info" in card
+    assert f"{hub.url}/datasets/{REPO}" in first.stdout  # the dataset's URL, to click
     for proc in (first, second, read):
         assert TOKEN not in proc.stdout + proc.stderr
     # HF_DEBUG logged every request (as curl commands) on stderr, so the check above covered the debug logs
@@ -135,3 +138,16 @@ def test_a_wrong_token_is_refused_by_the_server_and_not_echoed(tmp_path):
     assert proc.returncode == 1
     assert "401" in proc.stderr or "Unauthorized" in proc.stderr or "credentials" in proc.stderr
     assert TOKEN not in proc.stdout + proc.stderr
+
+
+def test_a_missing_token_is_said_in_one_line_before_anything_is_exported_or_uploaded(tmp_path):
+    wh = build_fixture_warehouse(tmp_path / "wh")
+    with HubServer(token=TOKEN) as hub:
+        env = {k: v for k, v in _env(hub, tmp_path).items() if k != "HF_TOKEN"}
+        proc = _cli(env, "--warehouse", str(wh.root), "export", "--out", str(tmp_path / "out"), "--push-to-hub", REPO)
+        assert hub.requests == [] and hub.repos == {}
+    assert proc.returncode == 1
+    assert [l for l in proc.stderr.splitlines() if l.strip()] == [
+        "error: --push-to-hub needs a Hugging Face token: set HF_TOKEN or run `hf auth login` (nothing was "
+        "exported or uploaded)"]
+    assert not (tmp_path / "out").exists()

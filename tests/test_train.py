@@ -184,3 +184,45 @@ def test_a_bad_option_is_refused_before_training(exported):
     _, export_dir, tiny, root = exported
     result = CliRunner().invoke(app, ["train", "-d", str(export_dir), "-m", str(tiny), "--set", "label_mode=fuzzy"])
     assert result.exit_code == 2 and "label_mode" in result.output
+
+
+def test_training_evaluates_on_the_test_split_and_logs_lr_grad_norm_and_eval_loss(exported):
+    _, export_dir, tiny, root = exported
+    result = train_prm(TrainConfig(dataset=str(export_dir), model=str(tiny), output_dir=str(root / "evald"),
+                                   learning_rate=3e-3, max_steps=6, eval_steps=3, per_device_batch_size=8,
+                                   warmup_ratio=0.5))
+    log = [json.loads(line) for line in (root / "evald" / "train_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [1, 2, 3, 4, 5, 6]
+    assert [e["step"] for e in log if "eval_loss" in e] == [3, 6]
+    lrs = [e["learning_rate"] for e in log]
+    assert lrs[0] < lrs[2] and lrs[-1] < lrs[2]  # warmup then linear decay: the schedule is what is logged
+    assert all(e["grad_norm"] > 0 for e in log)
+    # the eval loss is the loss on the test split, measured with the model as it was at that step
+    from prm_data.train.data import tokenize_dataset
+
+    tokenizer = load_tokenizer(str(tiny))
+    test = tokenize_dataset(load_export(export_dir)["test"], tokenizer, "\n", 1024)
+    batch = PadCollator(tokenizer.pad_token_id)([test[i] for i in range(len(test))])
+    with torch.no_grad():
+        logits = result.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    final = prm_loss(logits, batch["labels"], batch["soft_labels"], "hard").item()
+    # the eval loss averages per-batch losses (batches of 8), this one is over the whole split at once
+    assert log[-1]["eval_loss"] == pytest.approx(final, rel=0.05)
+    assert json.loads((root / "evald" / "metrics.json").read_text())["final_eval_loss"] == log[-1]["eval_loss"]
+
+
+def test_train_shows_a_progress_bar_and_refuses_a_tracker_that_is_not_installed(exported):
+    import importlib.util
+
+    _, export_dir, tiny, root = exported
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "-d", str(export_dir), "-m", str(tiny), "--out", str(root / "bar"),
+                                  "--max-steps", "2", "--batch-size", "4"])
+    assert trained.exit_code == 0, trained.output
+    assert "train: 100%" in trained.output and "2/2" in trained.output
+    if importlib.util.find_spec("tensorboard") is None:
+        refused = runner.invoke(app, ["train", "-d", str(export_dir), "-m", str(tiny), "--out", str(root / "tb"),
+                                      "--set", "report_to=[tensorboard]"])
+        assert refused.exit_code == 1
+        assert "report_to tensorboard needs the package `tensorboard`: pip install tensorboard" in refused.output
+        assert not (root / "tb").exists()

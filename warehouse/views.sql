@@ -1,14 +1,15 @@
 -- Convenience views over the base table views (one base view per table in prm_data/schema.py).
 -- Loaded by prm_data.warehouse after the base views; statements separated by ';'.
 
--- First negative step per rollout per labeler (-1 when every labeled step is good).
+-- First negative step per rollout per labeler (-1 when every labeled step is good); labeled_steps counts
+-- the steps it labeled good or bad, not those it abstained on.
 CREATE OR REPLACE VIEW first_error AS
 SELECT rollout_id,
        any_value(problem_id) AS problem_id,
        labeler,
        labeler_version,
        coalesce(min(step_index) FILTER (WHERE hard_label = false), -1) AS first_error_step,
-       count(*) AS labeled_steps
+       count(hard_label) AS labeled_steps
 FROM step_labels
 GROUP BY rollout_id, labeler, labeler_version;
 

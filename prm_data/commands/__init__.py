@@ -32,9 +32,36 @@ def warehouse_root(ctx: typer.Context) -> Path:
 
 
 def open_warehouse(ctx: typer.Context):
+    """The chosen warehouse, created if absent (for the verbs that write: problems, eval of a new set)."""
     from prm_data.warehouse import Warehouse
 
     return Warehouse(warehouse_root(ctx))
+
+
+def open_existing_warehouse(ctx: typer.Context):
+    """The chosen warehouse; a path that holds none is refused (a read must not create one at a typo)."""
+    root = warehouse_root(ctx)
+    if not (root / "tables").is_dir():
+        fail(f"no warehouse at {root.resolve()}: give the right --warehouse PATH (or PRM_DATA_WAREHOUSE); "
+             "`prm-data run` creates one")
+    return open_warehouse(ctx)
+
+
+EXIT_CODES_HELP = ("Exit codes: 0 done (also when there was nothing new to do), 1 failed (the message says why), "
+                   "2 usage error (bad options, a bad config file, a write sent to `query`).")
+
+
+def config_error(path, exc: BaseException) -> str:
+    """One line for a config that cannot be loaded: a YAML syntax error as `file:line:column: problem`."""
+    import yaml
+
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{path}:{mark.line + 1}:{mark.column + 1}: YAML syntax error: {exc.problem or exc}"
+    if isinstance(exc, yaml.YAMLError):
+        return f"{path}: YAML error: {' '.join(str(exc).split())}"
+    text = " ".join(str(exc).split())
+    return f"{path}: {text if len(text) < 400 else text[:400] + ' ...'}"
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:

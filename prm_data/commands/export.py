@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from prm_data.commands import EXIT_ERROR, EXIT_USAGE, console, fail, open_warehouse
+from prm_data.commands import EXIT_ERROR, EXIT_USAGE, console, fail, open_existing_warehouse
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
 def export(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write (replaced whole)."),
-    policy: str = typer.Option("consensus", help="final_labels.policy to export."),
+    policy: str = typer.Option(None, help="final_labels.policy to export (default: the newest run's; "
+                               "an absent one is refused with the list of those present)."),
     run_id: str = typer.Option(None, "--run-id", help="Only final labels of this run (default: every run)."),
     formats: list[str] = typer.Option(None, "--format", "-f",
                                       help="stepwise, pairs, processbench (repeat; default: all)."),
@@ -30,7 +31,8 @@ def export(
     pair_margin: float = typer.Option(0.5, help="Minimum MC-value gap of a step preference pair."),
     pair_min_samples: int = typer.Option(4, help="Minimum MC samples behind each step of a pair."),
     max_pairs_per_node: int = typer.Option(4, help="At most this many pairs per tree node."),
-    license: str = typer.Option(None, "--license", help="License id for the dataset card."),
+    license: str = typer.Option(None, "--license", help="Hub license id for the dataset card (default `unknown`; "
+                                "`prm-data run` takes export.options.license from the run config)."),
     push_to_hub: str = typer.Option(None, "--push-to-hub", metavar="REPO",
                                     help="Also push to this Hub dataset repo (token: HF_TOKEN or hf login)."),
     private: bool = typer.Option(False, "--private", help="Create the Hub repo private."),
@@ -46,20 +48,31 @@ def export(
 
     if private and not push_to_hub:
         fail("--private only applies with --push-to-hub REPO", EXIT_USAGE)
+    if push_to_hub:
+        from huggingface_hub import get_token
+
+        if not get_token():  # say so before anything is built, written or uploaded
+            fail("--push-to-hub needs a Hugging Face token: set HF_TOKEN or run `hf auth login` "
+                 "(nothing was exported or uploaded)", EXIT_ERROR)
     try:
         config = ExportConfig(
             policy=policy, run_id=run_id, formats=tuple(formats) if formats else ExportConfig().formats,
             test_fraction=test_fraction, split_salt=split_salt, pair_margin=pair_margin,
-            pair_min_samples=pair_min_samples, max_pairs_per_node=max_pairs_per_node, license=license)
+            pair_min_samples=pair_min_samples, max_pairs_per_node=max_pairs_per_node,
+            **({"license": license} if license else {}))
     except ValidationError as exc:
         fail(f"invalid export options: {exc}", EXIT_USAGE)
     try:
-        result = run_export(open_warehouse(ctx), out, config, push_to_hub=push_to_hub, private=private,
+        result = run_export(open_existing_warehouse(ctx), out, config, push_to_hub=push_to_hub, private=private,
                             max_shard_size=max_shard_size)
     except (HubPushError, EmptyExport, FileExistsError) as exc:  # a HubPushError is already scrubbed of the token
         fail(str(exc), EXIT_ERROR)
+    console.print(f"policy {result.policy}", markup=False, highlight=False)
     for fmt, by_split in result.counts.items():
         console.print(f"{fmt}: train {by_split['train']}, test {by_split['test']}")
     console.print(f"wrote {result.path}")
     if result.repo_id:
-        console.print(f"pushed to the Hub dataset {result.repo_id}")
+        from huggingface_hub import constants
+
+        console.print(f"pushed to the Hub dataset {result.repo_id}: {constants.ENDPOINT}/datasets/{result.repo_id}",
+                      markup=False, highlight=False, soft_wrap=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import typer
 
-from prm_data.commands import EXIT_ERROR, EXIT_USAGE, console, fail, open_warehouse
+from prm_data.commands import EXIT_ERROR, EXIT_USAGE, console, fail, open_existing_warehouse
 
 
 class OutputFormat(str, Enum):
@@ -52,7 +52,7 @@ def query(
     if fmt == OutputFormat.parquet and output is None:
         fail("--format parquet needs --output FILE", EXIT_USAGE)
     try:
-        result = run_read_only(open_warehouse(ctx), sql, list(param or []))
+        result = run_read_only(open_existing_warehouse(ctx), sql, list(param or []))
     except ReadOnlyViolation as exc:
         fail(f"refused: {exc}", EXIT_USAGE)
     except WarehouseBusy as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from prm_data.commands import EXIT_USAGE, console, fail
+from prm_data.commands import EXIT_ERROR, EXIT_USAGE, config_error, console, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +22,10 @@ def register(app: typer.Typer) -> None:
 
 def train(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Export folder or Hub dataset repo id."),
-    model: str = typer.Option(..., "--model", "-m", help="Checkpoint (with weights) or config folder/file."),
+    model: str = typer.Option(None, "--model", "-m", help="Checkpoint (with weights) or config folder/file "
+                              "(required unless --tiny)."),
+    tiny: bool = typer.Option(False, "--tiny", help="Only build the offline test model into --out: a tokenizer "
+                              "trained on the export, a small Llama, random weights; no download, no training."),
     out: Path = typer.Option(Path("checkpoints/prm"), "--out", "--output-dir", "-o",
                              help="Checkpoint folder to write."),
     config_file: Path = typer.Option(None, "--config", help="YAML with TrainConfig fields."),
@@ -33,14 +36,35 @@ def train(
     lora: bool = typer.Option(None, "--lora/--no-lora", help="Train LoRA adapters (peft) and the head only."),
     overrides: list[str] = typer.Option(None, "--set", help="Any TrainConfig field: --set warmup_ratio=0.1."),
 ) -> None:
-    """Train a token-classification PRM; prints tokens/s and peak GPU memory when done."""
+    """Train a token-classification PRM; prints tokens/s and peak GPU memory when done.
+
+    Offline test model: prm-data train --tiny --dataset exports/v1 --out checkpoints/tiny
+    """
     import yaml
     from pydantic import ValidationError
 
     from prm_data.train.config import TrainConfig
     from prm_data.train.loop import train_prm
 
-    fields: dict = yaml.safe_load(config_file.read_text()) if config_file else {}
+    from prm_data.export import is_local_path
+
+    if is_local_path(dataset) and not Path(dataset).exists():  # before any model is loaded
+        fail(f"{dataset}: no such export folder (write one with `prm-data export --out {dataset}`)", EXIT_ERROR)
+    if tiny:
+        from prm_data.train.tiny import make_tiny_model
+
+        try:
+            path = make_tiny_model(dataset, out, with_weights=True)
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            fail(str(exc), EXIT_ERROR)
+        console.print(f"tiny model: {path} (tokenizer, config, random weights)")
+        return
+    if model is None:
+        fail("--model is required (or --tiny to build the offline test model)", EXIT_USAGE)
+    try:
+        fields: dict = (yaml.safe_load(config_file.read_text()) or {}) if config_file else {}
+    except (OSError, yaml.YAMLError) as exc:
+        fail(f"bad --config {config_error(config_file, exc)}", EXIT_USAGE)
     fields.update({"dataset": dataset, "model": model, "output_dir": str(out)})
     flags = {"label_mode": label_mode, "max_steps": max_steps, "learning_rate": learning_rate,
              "per_device_batch_size": batch_size, "lora": lora}
@@ -54,7 +78,10 @@ def train(
         config = TrainConfig(**fields)
     except ValidationError as exc:
         fail(f"invalid training options: {exc}", EXIT_USAGE)
-    result = train_prm(config)
+    try:
+        result = train_prm(config)
+    except (FileNotFoundError, OSError, ValueError) as exc:  # a wrong path or id: one line, no Hub traceback
+        fail(_one_line(exc), EXIT_ERROR)
     if int(os.environ.get("RANK", "0")) == 0:
         memory = (f"{result.peak_gpu_memory_bytes / 2**30:.2f} GiB" if result.peak_gpu_memory_bytes is not None
                   else "n/a (no GPU)")
@@ -62,3 +89,8 @@ def train(
                       f"precision {result.mixed_precision}; loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}")
         console.print(f"tokens/s {result.tokens_per_second:.0f}; peak GPU memory {memory}")
         console.print(f"checkpoint: {result.output_dir} (metrics.json, train_log.jsonl)")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) < 400 else text[:400] + " ..."

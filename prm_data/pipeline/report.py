@@ -34,8 +34,14 @@ def _empty(ax, what: str) -> None:
     ax.set_yticks([])
 
 
-def write_report(config: RunConfig, run_id: str, agreement: list[dict]) -> list[str]:
-    """The run's PNGs; `agreement` is the run summary's labeler pairs (labeler_a < labeler_b, agreement)."""
+def _legend_outside(ax) -> None:
+    """The legend right of the axes, where it can never cover a bar."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+
+
+def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: list[dict] | None = None) -> list[str]:
+    """The run's PNGs; `agreement` is the run summary's labeler pairs (labeler_a < labeler_b, agreement),
+    `costs` its cost table (`prm_data.pipeline.summary.cost_table`: one row per purpose paid for)."""
     wh = Warehouse(config.warehouse)
     out = Path(config.reports_dir) / run_id
     out.mkdir(parents=True, exist_ok=True)
@@ -61,7 +67,7 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict]) -> list[
         ax.barh(names, bad, left=good, color="#e76f51", label="bad")
         ax.barh(names, ab, left=[g + b for g, b in zip(good, bad)], color="#bbbbbb", label="abstain")
         ax.set_xlabel("step labels")
-        ax.legend(loc="lower right")
+        _legend_outside(ax)
     else:
         _empty(ax, "step labels")
     ax.set_title("Label balance per labeler")
@@ -78,7 +84,7 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict]) -> list[
         ax.set_xlabel("first wrong step (-1 = no error)")
         ax.set_xticks(range(-1, top + 1))
         ax.set_ylabel("rollouts")
-        ax.legend()
+        _legend_outside(ax)
     else:
         _empty(ax, "labeled rollouts")
     ax.set_title("First-error position")
@@ -86,16 +92,25 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict]) -> list[
 
     mc = wh.rows("SELECT labeler, value FROM step_labels WHERE run_id = ? AND value IS NOT NULL "
                  "AND labeler IN ('mc_value', 'omega_prm', 'sibling', 'progress')", p)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if mc:
-        by = _by_labeler(mc, "value")
-        ax.hist(list(by.values()), bins=20, label=list(by))
-        ax.set_xlabel("value (MC estimate; progress: advantage)")
+    by = _by_labeler(mc, "value")
+    advantages = {n: by.pop(n) for n in ("progress", "sibling") if n in by}  # in [-1, 1], not probabilities
+    fig, axes = plt.subplots(1, 2 if advantages else 1, figsize=(11 if advantages else 7, 4), squeeze=False)
+    ax = axes[0][0]
+    if by:
+        ax.hist(list(by.values()), bins=20, range=(0.0, 1.0), label=list(by))
+        ax.set_xlabel("Monte Carlo value (share of completions reaching the answer)")
         ax.set_ylabel("steps")
-        ax.legend()
+        _legend_outside(ax)
     else:
         _empty(ax, "Monte Carlo values")
     ax.set_title("Monte Carlo value distribution")
+    if advantages:
+        ax = axes[0][1]
+        ax.hist(list(advantages.values()), bins=20, range=(-1.0, 1.0), label=list(advantages))
+        ax.set_xlabel("advantage (value after the step - value before)")
+        ax.set_ylabel("steps")
+        _legend_outside(ax)
+        ax.set_title("Progress advantages")
     paths.append(_save(fig, out / "mc_values.png"))
 
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -118,22 +133,17 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict]) -> list[
     ax.set_title("Agreement between labelers (hard labels)")
     paths.append(_save(fig, out / "label_agreement.png"))
 
-    cost = wh.rows("SELECT labeler, sum(prompt_tokens) AS pt, sum(completion_tokens) AS ct FROM step_labels "
-                   "WHERE run_id = ? GROUP BY labeler ORDER BY labeler", p)
-    roll = wh.rows("SELECT sum(prompt_tokens) AS pt, sum(completion_tokens) AS ct FROM rollouts WHERE run_id = ?", p)
-    if roll and roll[0]["ct"]:
-        cost.insert(0, {"labeler": "rollouts", "pt": roll[0]["pt"] or 0, "ct": roll[0]["ct"] or 0})
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if cost:
-        names = [c["labeler"] for c in cost]
-        ax.bar(names, [c["pt"] or 0 for c in cost], label="prompt tokens", color="#8ecae6")
-        ax.bar(names, [c["ct"] or 0 for c in cost], bottom=[c["pt"] or 0 for c in cost],
+    fig, ax = plt.subplots(figsize=(8, 4))
+    if costs:
+        names = [c["purpose"] for c in costs]
+        ax.bar(names, [c["prompt_tokens"] for c in costs], label="prompt tokens", color="#8ecae6")
+        ax.bar(names, [c["completion_tokens"] for c in costs], bottom=[c["prompt_tokens"] for c in costs],
                label="completion tokens", color="#219ebc")
-        ax.set_ylabel("tokens")
+        ax.set_ylabel("tokens paid (this process)")
         ax.tick_params(axis="x", rotation=20)
-        ax.legend()
+        _legend_outside(ax)
     else:
-        _empty(ax, "costs")
-    ax.set_title("Cost per labeler")
+        _empty(ax, "paid model calls")
+    ax.set_title("Cost per purpose (every paid token in one bar)")
     paths.append(_save(fig, out / "cost_per_labeler.png"))
     return paths

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
+from prm_data.config import MODEL_LABELERS as TREE_LABELERS
 from prm_data.config import RunConfig
 from prm_data.llm.cache import paid_by_run
 from prm_data.warehouse import Warehouse
@@ -44,6 +47,7 @@ def run_summary(config: RunConfig, run_id: str, timings: dict | None = None, usa
     for u in (usage or {}).values():
         for k in totals:
             totals[k] += int(u.get(k, 0))
+    started = one("SELECT min(started_at) AS t FROM runs WHERE run_id = ?")["t"]
     return {
         "run_id": run_id,
         "labeling_version": config.labeling_version(),
@@ -54,8 +58,39 @@ def run_summary(config: RunConfig, run_id: str, timings: dict | None = None, usa
         "labelers": labelers, "final": final, "drops": drops, "agreement": agreement,
         "failures": failures, "failures_total": sum(f["n"] for f in failures), "failure_reasons": failure_reasons,
         "usage": usage or {}, "tokens": totals, "paid": paid_by_run(wh, run_id), "timings": timings or {},
+        "costs": cost_table(usage or {}, [l["labeler"] for l in labelers]),
+        "stage_seconds": sum((timings or {}).values()),
+        "wall_seconds": _seconds_since(started),
         "warehouse": str(wh.root), "duckdb": str(wh.db_path),
     }
+
+
+def _seconds_since(started: datetime | None) -> float | None:
+    if started is None:
+        return None
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - started).total_seconds()
+
+
+def cost_table(usage: dict[str, dict], labelers: list[str]) -> list[dict]:
+    """What this process paid, one row per purpose the model requests were made for, so every paid token is
+    in exactly one row and the rows sum to what the servers served (cache hits cost nothing).
+
+    The purpose is the one of the request that paid for an answer: a prefix-tree sample bought for
+    mc_value and reused by omega_prm or progress stays in mc_value's row; `reused_by` names the tree
+    labelers that paid nothing of their own.
+    """
+    reusers = [n for n in labelers if n in TREE_LABELERS and not (usage.get(n) or {}).get("calls")]
+    rows = []
+    for purpose in sorted(usage):
+        u = usage[purpose]
+        rows.append({"purpose": purpose, "calls": int(u.get("calls", 0)),
+                     "prompt_tokens": int(u.get("prompt_tokens", 0)),
+                     "completion_tokens": int(u.get("completion_tokens", 0)),
+                     "cache_hits": int(u.get("cache_hits", 0)), "failures": int(u.get("failures", 0)),
+                     "reused_by": [n for n in reusers if n != purpose] if purpose in TREE_LABELERS else []})
+    return rows
 
 
 def _cell(text: str) -> str:
@@ -86,11 +121,21 @@ def summary_markdown(s: dict, export: dict | None = None) -> str:
              f"| paid by the run, all its processes: requests (prompt / completion tokens) | "
              f"{s['paid']['requests']} ({s['paid']['prompt_tokens']} / {s['paid']['completion_tokens']}) |",
              f"| failures | {s['failures_total']} |",
-             f"| seconds | {_fmt(sum(s['timings'].values()) if s['timings'] else None)} |", "",
-             "| labeler | steps | good share | abstained | completion tokens | calls |", "|---|---|---|---|---|---|"]
+             f"| seconds: sum over stages / wall time since the run started | "
+             f"{_fmt(s.get('stage_seconds'))} / {_fmt(s.get('wall_seconds'))} |", "",
+             "| labeler | steps | good share | abstained |", "|---|---|---|---|"]
     for l in s["labelers"]:
-        lines.append(f"| {l['labeler']} | {l['steps']} | {_fmt(l['good_share'])} | {l['abstained']} | "
-                     f"{l['completion_tokens']} | {l['calls']} |")
+        lines.append(f"| {l['labeler']} | {l['steps']} | {_fmt(l['good_share'])} | {l['abstained']} |")
+    if s.get("costs"):
+        lines += ["", "| paid for (this process) | calls | prompt tokens | completion tokens | cache hits |",
+                  "|---|---|---|---|---|"]
+        for c in s["costs"]:
+            reuse = f" (samples reused by {', '.join(c['reused_by'])})" if c["reused_by"] else ""
+            lines.append(f"| {c['purpose']}{reuse} | {c['calls']} | {c['prompt_tokens']} | "
+                         f"{c['completion_tokens']} | {c['cache_hits']} |")
+        lines.append(f"| total | {sum(c['calls'] for c in s['costs'])} | "
+                     f"{sum(c['prompt_tokens'] for c in s['costs'])} | "
+                     f"{sum(c['completion_tokens'] for c in s['costs'])} | {sum(c['cache_hits'] for c in s['costs'])} |")
     if s["agreement"]:
         lines += ["", "| labeler A | labeler B | steps | agreement |", "|---|---|---|---|"]
         lines += [f"| {a['labeler_a']} | {a['labeler_b']} | {a['steps']} | {_fmt(a['agreement'])} |"

@@ -49,4 +49,13 @@ class TrainConfig(BaseModel):
     lora_dropout: float = Field(0.05, ge=0, le=1, description="LoRA dropout.")
     lora_target_modules: str = Field("all-linear", description="peft target_modules ('all-linear' or a comma list).")
     seed: int = Field(0, description="Seed of initialisation, shuffling and dropout.")
-    logging_steps: int = Field(10, ge=1, description="Print the loss every this many optimizer steps.")
+    logging_steps: int = Field(10, ge=1, description="Log loss, learning rate and gradient norm every this many "
+                               "optimizer steps.")
+    eval_split: str | None = Field("test", description="Split evaluated during training (eval loss); skipped "
+                                   "when the export has none (a small export may have no test split).")
+    eval_steps: int | None = Field(None, ge=1, description="Evaluate every this many optimizer steps; None = "
+                                   "at every epoch's end and after the last step.")
+    report_to: tuple[str, ...] = Field((), description="Experiment trackers, as transformers' `report_to`: "
+                                       "tensorboard, wandb, mlflow, ... (accelerate's trackers; the package must "
+                                       "be installed). The metrics always go to train_log.jsonl.")
+    progress_bar: bool = Field(True, description="Show a progress bar of the optimizer steps (main process).")

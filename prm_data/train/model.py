@@ -109,6 +109,10 @@ class PRMScorer:
         import json
 
         p = Path(path)
+        if not (p / "config.json").is_file():
+            raise FileNotFoundError(f"no PRM checkpoint at {p}" + (" (the folder has no config.json)" if p.is_dir()
+                                                                     else "") + ": give a folder written by "
+                                    "`prm-data train --output-dir`")
         if step_separator is None:
             cfg = p / "train_config.json"
             step_separator = json.loads(cfg.read_text())["step_separator"] if cfg.exists() else "\n"

@@ -32,8 +32,13 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
 
 def make_tiny_model(export_dir: str | os.PathLike, out_dir: str | os.PathLike, vocab_size: int = 1024,
                     hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
-                    max_positions: int = 2048) -> Path:
-    """Write a tokenizer trained on the export's stepwise train text and a small Llama config to `out_dir`."""
+                    max_positions: int = 2048, with_weights: bool = False, seed: int = 0) -> Path:
+    """Write a tokenizer trained on the export's stepwise train text and a small Llama config to `out_dir`.
+
+    With `with_weights`, also randomly initialised weights (seeded) of a 2-label token classifier, so
+    `AutoModelForTokenClassification.from_pretrained(out_dir)` works as for a Hub model
+    (`prm-data train --tiny`).
+    """
     from transformers import LlamaConfig
 
     from prm_data.export import load_export
@@ -44,10 +49,18 @@ def make_tiny_model(export_dir: str | os.PathLike, out_dir: str | os.PathLike, v
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(out))
-    LlamaConfig(
+    config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 4,
         num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
         max_position_embeddings=max_positions, pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
-    ).save_pretrained(str(out))
+    )
+    config.save_pretrained(str(out))
+    if with_weights:
+        import torch
+
+        from prm_data.train.model import load_model
+
+        torch.manual_seed(seed)
+        load_model(str(out), tokenizer.pad_token_id).save_pretrained(str(out), safe_serialization=True)
     return out

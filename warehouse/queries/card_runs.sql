@@ -10,7 +10,7 @@ WITH fl AS (
 ), r AS (
     SELECT * FROM runs QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY finished_at DESC NULLS LAST) = 1
 )
-SELECT ids.run_id, r.flow, r.status, r.config_version, r.git_sha, r.config_json,
+SELECT ids.run_id, r.flow, r.status, r.config_version, r.git_sha, r.config_json, r.summary,
        CAST(r.started_at AS VARCHAR) AS started_at, CAST(r.finished_at AS VARCHAR) AS finished_at
 FROM ids LEFT JOIN r USING (run_id)
 ORDER BY ids.run_id;
