@@ -19,6 +19,7 @@ import yaml
 from datasets import DatasetDict
 
 from prm_data.export import DEFAULT_FORMAT, FEATURES, SPLITS, ExportConfig, counts_of
+from prm_data.exports import formats as trainer_formats
 from prm_data.warehouse import Warehouse, load_query
 
 COLUMN_DOCS = {
@@ -59,6 +60,8 @@ COLUMN_DOCS = {
         "final_answer_correct": "whether the final answer is correct",
     },
 }
+
+COLUMN_DOCS.update(trainer_formats.COLUMN_DOCS)  # rl_rewards, openrlhf, verifier_sft
 
 TRL_SNIPPET = '''```python
 from datasets import load_dataset
@@ -173,4 +176,5 @@ def render_card(metadata: dict, config: ExportConfig, repo_id: str = "<user>/<da
               f"- exported from git commit `{metadata['export_git_sha']}` at {metadata['created_at']}",
               "- the full run configs are in the `prm_data` key of this card's YAML header", "",
               "## Train a PRM with TRL", "", TRL_SNIPPET.format(repo=repo_id), ""]
+    lines += trainer_formats.card_markdown(metadata.get("trainer_formats", {}))
     return "\n".join(lines)
