@@ -152,3 +152,107 @@ def test_a_one_rollout_export_is_the_same_as_that_rollout_inside_a_larger_one():
         whole = apply_transform(config, values, offsets, outcome, start)[a:b]
         alone = apply_transform(config, values[a:b], np.array([0, b - a]), outcome[i:i + 1], start[i:i + 1])
         assert np.allclose(whole, alone), name
+
+
+# ------------------------------------------------------------------ the rl_rewards export
+@pytest.fixture(scope="module")
+def sim_rows(tmp_path_factory):
+    """The stepwise rows of a real sim run (tests/sim_warehouse.py), with its step texts in several styles."""
+    from sim_warehouse import build_sim_warehouse
+
+    from prm_data.export import ExportConfig, _query
+
+    wh = build_sim_warehouse(tmp_path_factory.mktemp("rl"), problems=10, rollouts=4)
+    return wh, _query(wh, "stepwise", ExportConfig())
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer(sim_rows, tmp_path_factory):
+    from prm_data.train.tiny import train_tokenizer
+
+    _, rows = sim_rows
+    texts = rows["prompt"].to_pylist() + [s for steps in rows["completions"].to_pylist() for s in steps]
+    path = tmp_path_factory.mktemp("tok")
+    train_tokenizer(texts, 300).save_pretrained(str(path))
+    return str(path)
+
+
+def check_offsets_against(tokenizer, table):
+    """Each step ends at its character offset, and its token index holds the step's last character."""
+    steps_checked = 0
+    for row in table.to_pylist():
+        response = row["response"]
+        enc = tokenizer(response, add_special_tokens=False, return_offsets_mapping=True)
+        spans = enc["offset_mapping"]
+        start = 0
+        for step, end, token in zip(row["steps"], row["step_end_char"], row["step_end_token"]):
+            assert response[end - len(step):end] == step and end - len(step) >= start
+            start = end
+            token_start, token_end = spans[token]
+            assert token_start <= end - 1 < token_end or (token_start < end <= token_end)
+            assert token == len(spans) - 1 or spans[token + 1][0] >= end  # the next token starts after the step
+            steps_checked += 1
+        assert tokenizer.decode(enc["input_ids"]) == response
+    assert steps_checked > 20
+
+
+@pytest.mark.slow
+def test_rl_rows_place_each_step_end_at_its_character_and_token_for_a_local_bpe_tokenizer(sim_rows, tiny_tokenizer):
+    from prm_data.exports.rl_rows import build_rl_rows
+    from prm_data.exports.step_offsets import load_tokenizer
+
+    _, rows = sim_rows
+    table, card = build_rl_rows(rows, RewardTransformConfig(transform="raw"), "\n\n", tiny_tokenizer)
+    assert card["tokenizer"] == tiny_tokenizer and table.num_rows == rows.num_rows
+    check_offsets_against(load_tokenizer(tiny_tokenizer), table)
+
+
+@pytest.mark.slow
+def test_rl_rows_token_offsets_hold_for_the_bundled_smollm2_tokenizer(sim_rows):
+    from prm_data.exports.rl_rows import build_rl_rows
+    from prm_data.exports.step_offsets import load_tokenizer
+    from prm_data.llm.local_backend import bundled_gguf
+
+    _, rows = sim_rows
+    gguf = str(bundled_gguf())
+    table, _ = build_rl_rows(rows, RewardTransformConfig(), "\n", gguf)
+    check_offsets_against(load_tokenizer(gguf), table)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_the_export_writes_the_chosen_transforms_rewards_of_each_rollouts_values(sim_rows, transform):
+    from prm_data.exports.rl_rows import build_rl_rows
+
+    _, rows = sim_rows
+    config = RewardTransformConfig(transform=transform, gamma=0.9)
+    table, card = build_rl_rows(rows, config, "\n\n", None)
+    assert card["transform"]["transform"] == transform and card["transform"]["gamma"] == 0.9
+    assert table["step_end_token"].null_count == table.num_rows  # no tokenizer named
+    outcome = [1.0 if ok else 0.0 for ok in rows["is_correct"].to_pylist()]
+    by_problem = {}
+    for pid, r in zip(rows["problem_id"].to_pylist(), outcome):
+        by_problem.setdefault(pid, []).append(r)
+    for i, row in enumerate(table.to_pylist()):
+        values = np.array(row["step_values"])
+        start = np.array([np.mean(by_problem[row["problem_id"]])])  # V(s_0): the problem's pass rate
+        alone = apply_transform(config, values, np.array([0, len(values)]), np.array([outcome[i]]), start)
+        assert row["outcome_reward"] == outcome[i]
+        assert np.allclose(row["step_rewards"], alone)
+
+
+def test_a_rollout_with_an_unknown_outcome_is_left_out_of_the_rl_rows_and_counted():
+    import pyarrow as pa
+
+    from prm_data.exports.rl_rows import build_rl_rows
+
+    rows = pa.table({"problem_id": ["p", "p", "q"], "rollout_id": ["a", "b", "c"], "prompt": ["x", "x", "y"],
+                     "completions": [["s1", "s2"], ["t1"], ["u1"]], "labels": [[True, False], [True], [False]],
+                     "values": [[0.9, 0.1], [1.0], [0.0]], "is_correct": [True, None, False],
+                     "policy_model": ["m", "m", "m"]})
+    table, card = build_rl_rows(rows, RewardTransformConfig(transform="gated", gate=1.0), "\n", None)
+    assert table["rollout_id"].to_pylist() == ["a", "c"]
+    assert card["left_out"] == {"outcome_unknown": 1}
+    assert table["step_rewards"].to_pylist() == [[0.9, 0.1], [0.0]]
+    assert table["step_end_char"].to_pylist() == [[2, 5], [2]]
+    assert table["response"].to_pylist() == ["s1\ns2", "u1"]
