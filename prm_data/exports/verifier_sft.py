@@ -81,7 +81,9 @@ def build_verifier_rows(warehouse: Warehouse, stepwise: pa.Table) -> tuple[pa.Ta
     """The `verifier_sft` rows of these stepwise rows, and what the card says about them."""
     cands = candidates(warehouse, stepwise)
     reasons = reasons_of(cands).astype(object)
-    kept = cands.filter(pa.array(reasons == REASONS[0]))
+    kept = cands.filter(pa.array(reasons == REASONS[0])).sort_by(
+        [("problem_id", "ascending"), ("rollout_id", "ascending"), ("critic", "ascending"),
+         ("judgment_id", "ascending")])  # the query leaves rows unordered; the first of equal critiques stays
     system, (before, middle, after) = _template()
     steps_flat, offsets = list_offsets(kept["completions"])
     numbers, texts = _numbered(steps_flat, offsets)
