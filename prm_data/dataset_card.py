@@ -21,6 +21,7 @@ import yaml
 from datasets import DatasetDict
 
 from prm_data.export import DEFAULT_FORMAT, FEATURES, PROVENANCE_FILE, SPLITS, ExportConfig, counts_of
+from prm_data.exports import formats as trainer_formats
 from prm_data.warehouse import Warehouse, load_query
 
 COLUMN_DOCS = {
@@ -61,6 +62,8 @@ COLUMN_DOCS = {
         "final_answer_correct": "whether the final answer is correct",
     },
 }
+
+COLUMN_DOCS.update(trainer_formats.COLUMN_DOCS)  # rl_rewards, openrlhf, verifier_sft
 
 TRL_SNIPPET = '''```python
 from datasets import load_dataset
@@ -209,5 +212,6 @@ def render_card(metadata: dict, config: ExportConfig, repo_id: str = "<user>/<da
               "this card", "",
               "## What the runs paid", "", *_cost_lines(metadata), "",
               "## Train a PRM with TRL", "", TRL_SNIPPET.format(repo=repo_id), ""]
+    lines += trainer_formats.card_markdown(metadata.get("trainer_formats", {}))
     card = DatasetCard(f"---\n{card_data(metadata, config).to_yaml()}\n---\n\n" + "\n".join(lines))
     return str(card)

