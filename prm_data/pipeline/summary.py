@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from prm_data.config import MODEL_LABELERS as TREE_LABELERS
+from prm_data.labelers.registry import LABELERS
 from prm_data.config import RunConfig
 from prm_data.llm.cache import paid_by_run
 from prm_data.warehouse import Warehouse
@@ -81,7 +81,8 @@ def cost_table(usage: dict[str, dict], labelers: list[str]) -> list[dict]:
     mc_value and reused by omega_prm or progress stays in mc_value's row; `reused_by` names the tree
     labelers that paid nothing of their own.
     """
-    reusers = [n for n in labelers if n in TREE_LABELERS and not (usage.get(n) or {}).get("calls")]
+    tree_labelers = [n for n, entry in LABELERS.items() if "tree" in entry.needs]
+    reusers = [n for n in labelers if n in tree_labelers and not (usage.get(n) or {}).get("calls")]
     rows = []
     for purpose in sorted(usage):
         u = usage[purpose]
@@ -89,7 +90,7 @@ def cost_table(usage: dict[str, dict], labelers: list[str]) -> list[dict]:
                      "prompt_tokens": int(u.get("prompt_tokens", 0)),
                      "completion_tokens": int(u.get("completion_tokens", 0)),
                      "cache_hits": int(u.get("cache_hits", 0)), "failures": int(u.get("failures", 0)),
-                     "reused_by": [n for n in reusers if n != purpose] if purpose in TREE_LABELERS else []})
+                     "reused_by": [n for n in reusers if n != purpose] if purpose in tree_labelers else []})
     return rows
 
 
