@@ -16,11 +16,11 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.runners import night_cluster, task_runner_for
-from flows.tasks import STAGE_TASKS
+from flows.tasks import STAGE_TASKS, process_context
 from prm_data.config import RunConfig
 from prm_data.pipeline.close import close_run, open_run
 from prm_data.pipeline.context import latest_usage, merge_usage
-from prm_data.pipeline.plan import Stage, stages_for
+from prm_data.pipeline.plan import STAGES, Stage, call, stages_for
 from prm_data.pipeline.runs import write_run
 from prm_data.pipeline.summary import summary_markdown
 
@@ -75,3 +75,11 @@ def nightly(config: RunConfig = RunConfig(), run_id: str | None = None, new_run:
     create_markdown_artifact(key="prm-data-run-summary", markdown=summary_markdown(summary, export),
                              description=f"prm-data run {run_id}")
     return summary
+
+
+@flow(name="train_prm")
+def train_prm(config: RunConfig, export_dir: str | None = None) -> dict:
+    """The plan's train stage alone, on `export_dir` (default export.out_dir): the GPU deployment's flow."""
+    stage = STAGES["train"]
+    ctx = process_context(config, "train-prm")
+    return call(stage, ctx.scope(stage.name), (), config, {"path": export_dir or config.export.out_dir})

@@ -21,7 +21,7 @@ from prm_data.aggregate import AggregateConfig, check_labelers
 from prm_data.export import ExportConfig
 from prm_data.filters import BalanceConfig, LengthLimits
 from prm_data.labelers.judge_probes import JudgeProbeConfig
-from prm_data.labelers.registry import LABELERS, spec
+from prm_data.labelers.registry import LABELERS, PANEL, spec
 from prm_data.labelers.sandbox import require_isolation
 from prm_data.llm.factory import BackendConfig
 from prm_data.rollouts import RolloutConfig
@@ -34,9 +34,6 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 # BackendConfig fields that say how a model is reached, not which model answers: not part of a labeling version.
 TRANSPORT_FIELDS = ("base_urls", "api_key_env", "timeout_s", "max_retries", "max_batch_retries", "backoff_base_s",
                     "backoff_max_s", "concurrency")
-# The judge panel's voting settings (which judges, how many samples): `labeling.judge_vote`, read by every
-# labeler that needs judges (judge_vote itself, rubric).
-PANEL = "judge_vote"
 
 
 class ProblemsConfig(BaseModel):

@@ -62,6 +62,7 @@ def sim_run_config(path: Path, source: Path) -> Path:
     path.write_text(yaml.safe_dump({
         "name": "bad-source", "problems": {"source": str(source)}, "rollouts": {"n": 2},
         "labeling": {"labelers": ["mc_value", "tool_verify"], "mc_value": {"k": 2}},
+        "aggregate": {"policy": "hybrid"},  # the policy that fuses MC and tool labels
         "export": {"enabled": False}}))
     return path
 

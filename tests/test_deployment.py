@@ -252,6 +252,7 @@ def _tiny_sim_config(root: Path) -> RunConfig:
         "problems": {"source": "bank:4:2:0"}, "rollouts": {"n": 2},
         "policy": {"kind": "sim", "model": "sim-policy"},
         "labeling": {"labelers": ["mc_value", "tool_verify"], "mc_value": {"k": 2}},
+        "aggregate": {"policy": "hybrid"},  # the policy that fuses MC and tool labels
         "export": {"out_dir": str(root / "export")}, "shard_size": 4})
 
 

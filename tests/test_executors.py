@@ -1,14 +1,15 @@
-"""One plan, several executors: `configs/sim.yaml` run serially, under Prefect with threads and
-under Prefect on a local Dask cluster writes the same rows in every table.
+"""One plan, several executors: `configs/sim.yaml` run serially, under Prefect with threads, on a
+local Dask cluster and on a local Ray instance (when prefect-ray is installed) writes the same rows
+in every table.
 
 Specifications:
 - every table the run writes holds the same rows whichever executor ran the
   plan: ids, texts, labels, values, costs (only wall-clock columns, random
   failure ids and the config's own paths may differ);
 - `runs.timings` has the same keys (one per stage of the plan) every way;
-- the Dask run accounts for every model call its worker processes made (the
-  flow process itself ran no stage), so its `runs` row counts what the serial
-  run counts.
+- the Dask and Ray runs account for every model call their worker processes
+  made (the flow process itself ran no stage), so their `runs` rows count what
+  the serial run counts.
 
 Only the warehouse, reports and export folders differ from configs/sim.yaml.
 """
@@ -67,7 +68,16 @@ def serial_run(tmp_path_factory):
     return config, run_serial(config)
 
 
-@pytest.mark.parametrize("runner", ["thread", "dask"])
+def _ray_installed() -> bool:
+    try:
+        import prefect_ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("runner", ["thread", "dask", pytest.param("ray", marks=pytest.mark.skipif(
+    not _ray_installed(), reason="needs `pip install prefect-ray ray` (optional, see docs/scaling.md)"))])
 def test_prefect_writes_the_same_rows_as_the_serial_runner(serial_run, tmp_path, runner):
     serial_config, serial_summary = serial_run
     config = sim_yaml(tmp_path, task_runner=runner, max_workers=2)
@@ -82,5 +92,5 @@ def test_prefect_writes_the_same_rows_as_the_serial_runner(serial_run, tmp_path,
     assert timings_keys(config) == timings_keys(serial_config) == [stage_names]
     assert set(summary["timings"]) == set(serial_summary["timings"]) == stage_names
     assert summary["tokens"] == serial_summary["tokens"] and summary["tokens"]["calls"] > 0
-    if runner == "dask":  # every stage ran in the cluster's worker processes, none in this one
+    if runner in ("dask", "ray"):  # every stage ran in the cluster's worker processes, none in this one
         assert not [key for key in tasks._CONTEXTS if key[0] == config.warehouse]

@@ -38,6 +38,9 @@ from prm_data.labelers.protocol import LabelerInputs, LabelerOutput
 Need = Literal["completer", "prover", "tree", "judges"]
 Role = Literal["mc", "judge", "tool"]
 ROLES: tuple[Role, ...] = ("mc", "judge", "tool")
+# The labeling key holding the judge panel's voting settings (which judges, how many samples each), read by
+# every labeler that needs judges (judge_vote itself, rubric): `labeling.judge_vote`.
+PANEL = "judge_vote"
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 from prm_data.labelers.judge_probes import check_judges
 from prm_data.labelers.protocol import LabelerInputs, LabelerOutput
-from prm_data.labelers.registry import spec
+from prm_data.labelers.registry import PANEL, spec
 from prm_data.pipeline.context import StageScope
 from prm_data.pipeline.inputs import rollout_steps, shard_problems
 from prm_data.records import labels_table
 from prm_data.trees.prefix_tree import PrefixTree
 from prm_data.trees.sampling import Completer
 from prm_data.warehouse import Warehouse
-
-PANEL = "judge_vote"  # the labeling key holding the judge panel's voting settings (prm_data/config.py)
 
 
 def _load_tree(wh: Warehouse, problem_ids: list[str], model: str) -> PrefixTree:
