@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "prm_data.commands.eval",
     "prm_data.commands.serve_sim",
     "prm_data.commands.judge_check",
+    "prm_data.commands.report",
     "flows.commands",  # run, schedule (Prefect imported only when they run)
 ]
 
