@@ -34,7 +34,8 @@ from prm_data.warehouse import Warehouse  # noqa: E402
 CALIBRATION_BINS = 10
 
 
-def _legend_outside(ax) -> None:
+def legend_outside(ax) -> None:
+    """The legend right of the axes, where it can never cover a bar."""
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
 
 
@@ -170,7 +171,7 @@ def write_warehouse_report(warehouse: Warehouse, out_dir: str | Path, rollout_id
                color="#e76f51", label="bad")
         ax.set_xlabel("step index")
         ax.set_ylabel("share of kept final labels")
-        _legend_outside(ax)
+        legend_outside(ax)
     else:
         _empty(ax, "kept final labels")
     ax.set_title("Label balance by step index")
@@ -199,7 +200,7 @@ def write_warehouse_report(warehouse: Warehouse, out_dir: str | Path, rollout_id
         ax.set_xticks(positions)
         ax.set_xlabel("first wrong step (-1 = no error)")
         ax.set_ylabel("rollouts")
-        _legend_outside(ax)
+        legend_outside(ax)
     else:
         _empty(ax, "labeled rollouts")
     ax.set_title("First-error positions per labeler")
@@ -216,7 +217,7 @@ def write_warehouse_report(warehouse: Warehouse, out_dir: str | Path, rollout_id
         ax.axhline(0, color="black", linewidth=0.5)
         ax.set_xticks(list(x), names, fontsize=7)
         ax.set_ylim(min(-0.1, min((r["kappa"] or 0) for r in pairs) - 0.05), 1.05)
-        _legend_outside(ax)
+        legend_outside(ax)
     else:
         _empty(ax, "steps labeled by two labelers")
     ax.set_title("Agreement between labelers (hard labels)")
@@ -231,7 +232,7 @@ def write_warehouse_report(warehouse: Warehouse, out_dir: str | Path, rollout_id
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="perfectly calibrated")
         ax.set_xlabel("labeler value (binned mean)")
         ax.set_ylabel("share good by the reference (true first error)")
-        _legend_outside(ax)
+        legend_outside(ax)
     else:
         _empty(ax, "reference labels (true_first_error) to calibrate against")
     ax.set_title("Calibration against the reference")
@@ -246,7 +247,7 @@ def write_warehouse_report(warehouse: Warehouse, out_dir: str | Path, rollout_id
                 label="accumulated over runs")
         ax.set_xticks(list(x), [c["run_id"] for c in cost], rotation=30, ha="right", fontsize=7)
         ax.set_ylabel("tokens paid per kept step")
-        _legend_outside(ax)
+        legend_outside(ax)
     else:
         _empty(ax, "runs with a cost table and kept steps")
     ax.set_title("Cost per kept step, night by night")
