@@ -63,39 +63,33 @@ def cohen_kappa(both_good: int, a_only: int, b_only: int, both_bad: int) -> floa
     return None if p_e == 1 else (p_o - p_e) / (1 - p_e)
 
 
-def _scope(rollout_ids: list[str] | None) -> tuple[str, list]:
-    """A WHERE clause limiting a query to the export's rollouts (or nothing)."""
-    if rollout_ids is None:
-        return "TRUE", []
-    return "list_contains(?::VARCHAR[], rollout_id)", [rollout_ids]
+IN_SCOPE = "($ids::VARCHAR[] IS NULL OR list_contains($ids::VARCHAR[], rollout_id))"  # the export's rollouts, or all
 
 
 def report_data(warehouse: Warehouse, rollout_ids: list[str] | None = None) -> dict:
     """The numbers behind every plot, over the whole warehouse or the given rollouts."""
-    where, p = _scope(rollout_ids)
-    wh = warehouse
-    balance = wh.rows(f"SELECT step_index, count(*) FILTER (WHERE label) AS good, "
-                      f"count(*) FILTER (WHERE NOT label) AS bad FROM final_labels WHERE kept AND {where} "
-                      f"GROUP BY step_index ORDER BY step_index", p)
-    steps = wh.rows(f"SELECT num_steps, count(*) AS rollouts FROM rollouts WHERE {where} GROUP BY ALL ORDER BY 1", p)
-    first = wh.rows(f"SELECT labeler, first_error_step, count(*) AS rollouts FROM first_error WHERE {where} "
-                    f"GROUP BY ALL ORDER BY 1, 2", p)
-    patterns = wh.rows(f"""
-        WITH names AS (SELECT labeler, (row_number() OVER (ORDER BY labeler) - 1)::INTEGER AS bit
-                       FROM (SELECT DISTINCT labeler FROM step_labels WHERE hard_label IS NOT NULL AND {where})),
+    wh, p = warehouse, {"ids": rollout_ids}
+    balance = wh.rows("SELECT step_index, count(*) FILTER (WHERE label) AS good, "
+                      "count(*) FILTER (WHERE NOT label) AS bad FROM final_labels WHERE kept AND " + IN_SCOPE +
+                      " GROUP BY step_index ORDER BY step_index", p)
+    steps = wh.rows("SELECT num_steps, count(*) AS rollouts FROM rollouts WHERE " + IN_SCOPE +
+                    " GROUP BY ALL ORDER BY 1", p)
+    first = wh.rows("SELECT labeler, first_error_step, count(*) AS rollouts FROM first_error WHERE " + IN_SCOPE +
+                    " GROUP BY ALL ORDER BY 1, 2", p)
+    patterns = wh.rows("""
+        WITH scoped AS (SELECT * FROM step_labels WHERE hard_label IS NOT NULL AND """ + IN_SCOPE + """),
+        names AS (SELECT labeler, (row_number() OVER (ORDER BY labeler) - 1)::INTEGER AS bit
+                  FROM (SELECT DISTINCT labeler FROM scoped)),
         per_step AS (
             SELECT bit_or(1::BIGINT << n.bit) AS present,
                    bit_or(CASE WHEN s.hard_label THEN 1::BIGINT << n.bit ELSE 0::BIGINT END) AS good
-            FROM step_labels s JOIN names n USING (labeler)
-            WHERE s.hard_label IS NOT NULL AND {where.replace('rollout_id', 's.rollout_id')}
+            FROM scoped s JOIN names n USING (labeler)
             GROUP BY s.run_id, s.rollout_id, s.step_index)
         SELECT present, good, count(*) AS steps, (SELECT list(labeler ORDER BY bit) FROM names) AS names
-        FROM per_step GROUP BY ALL""", p + p)
-    agreement = _pairwise(patterns)
-    calibration = _calibration(wh, where, p)
-    cost = _costs(wh, where, p)
+        FROM per_step GROUP BY ALL""", p)
     return {"label_balance_by_step": balance, "steps_per_rollout": steps, "first_error_positions": first,
-            "agreement": agreement, "calibration": calibration, "cost_per_kept_step": cost,
+            "agreement": _pairwise(patterns), "calibration": _calibration(wh, p),
+            "cost_per_kept_step": _costs(wh, p),
             "scope": "warehouse" if rollout_ids is None else f"{len(rollout_ids)} rollouts"}
 
 
@@ -118,26 +112,31 @@ def _pairwise(patterns: list[dict]) -> list[dict]:
     return out
 
 
-def _calibration(wh: Warehouse, where: str, p: list) -> dict:
-    """Per labeler and value bin: steps and the share the reference (true_first_error) calls good."""
-    rows = wh.rows(f"""
-        SELECT s.labeler, least(floor(greatest(s.value, 0.0) * {CALIBRATION_BINS}), {CALIBRATION_BINS - 1})::INT AS bin,
+def _calibration(wh: Warehouse, p: dict) -> dict:
+    """Per labeler and value bin: steps and the share the reference (true_first_error) calls good.
+
+    Progress and sibling values are advantages in [-1, 1], not probabilities: left out.
+    """
+    rows = wh.rows("""
+        WITH scoped AS (SELECT * FROM step_labels WHERE value IS NOT NULL
+                        AND labeler NOT IN ('progress', 'sibling') AND """ + IN_SCOPE + """)
+        SELECT s.labeler, least(floor(greatest(s.value, 0.0) * $bins), $bins - 1)::INT AS bin,
                count(*) AS steps,
                avg(CASE WHEN r.true_first_error = -1 OR s.step_index < r.true_first_error THEN 1.0 ELSE 0.0 END)
                    AS reference_good, avg(s.value) AS mean_value
-        FROM step_labels s JOIN rollouts r ON r.rollout_id = s.rollout_id AND r.run_id = s.run_id
-        WHERE r.true_first_error IS NOT NULL AND s.value IS NOT NULL AND s.labeler NOT IN ('progress', 'sibling')
-              AND {where.replace('rollout_id', 's.rollout_id')}
-        GROUP BY ALL ORDER BY 1, 2""", p)
+        FROM scoped s JOIN rollouts r ON r.rollout_id = s.rollout_id AND r.run_id = s.run_id
+        WHERE r.true_first_error IS NOT NULL
+        GROUP BY ALL ORDER BY 1, 2""", {**p, "bins": CALIBRATION_BINS})
     return {"reference": "rollouts.true_first_error" if rows else None, "bins": rows}
 
 
-def _costs(wh: Warehouse, where: str, p: list) -> list[dict]:
+def _costs(wh: Warehouse, p: dict) -> list[dict]:
     runs = wh.rows("SELECT run_id, any_value(summary) AS summary, min(started_at) AS started_at, "
                    "max(coalesce(paid_prompt_tokens, 0) + coalesce(paid_completion_tokens, 0)) AS paid "
                    "FROM runs WHERE status = 'completed' GROUP BY run_id ORDER BY started_at, run_id")
     kept = {r["run_id"]: r["kept"] for r in wh.rows(
-        f"SELECT run_id, count(*) FILTER (WHERE kept) AS kept FROM final_labels WHERE {where} GROUP BY run_id", p)}
+        "SELECT run_id, count(*) FILTER (WHERE kept) AS kept FROM final_labels WHERE " + IN_SCOPE +
+        " GROUP BY run_id", p)}
     out, tokens_total, kept_total = [], 0, 0
     for run in runs:
         if run["run_id"] not in kept:
