@@ -126,7 +126,7 @@ def run(
     console.print(Markdown(summary_markdown(summary, summary.get("export"))))
     console.print(f"Report plots: {', '.join(summary.get('report', []))}")
     console.print(f"Done in {time.perf_counter() - t0:.1f} s.")
-    if summary["problems"] == 0:  # the normal nothing-left-tonight case: success for cron and CI
+    if summary["problems"] == 0 and not summary["failures_total"]:  # nothing left tonight: success for cron and CI
         console.print("nothing new to label: every selected problem is already labeled under this config")
     elif summary["rollouts"] == 0:
         raise typer.Exit(EXIT_ERROR)

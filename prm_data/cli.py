@@ -16,9 +16,9 @@ import typer
 from flows import commands as flow_commands  # run, schedule: Prefect is imported only when they run
 from prm_data.commands import EXIT_CODES_HELP
 from prm_data.commands import eval as eval_verb
-from prm_data.commands import export, judge_check, problems, query, serve_sim, tables, train
+from prm_data.commands import export, judge_check, problems, query, report, serve_sim, tables, train
 
-COMMAND_MODULES = [query, tables, problems, export, train, eval_verb, serve_sim, judge_check, flow_commands]
+COMMAND_MODULES = [query, tables, problems, export, train, eval_verb, serve_sim, judge_check, report, flow_commands]
 
 app = typer.Typer(
     name="prm-data",

@@ -199,6 +199,9 @@ def label_outside_set(warehouse: Warehouse, rows: Sequence[OutsideRow], labelers
             jv = _judge_config(config, judge)
             clients = {j.name: make_client(config.judges[j.name], warehouse, run_id, failures) for j in jv.judges}
             result = LABELERS["judge_vote"].function(solutions, clients, jv, run_id, failures=failures)
+            for judge_client in clients.values():
+                if getattr(judge_client, "cache", None) is not None:
+                    judge_client.cache.flush()
             if result.judgments:
                 warehouse.write_shard("judgments", result.judgments, run_id=run_id, shard=f"{name}".replace(":", "-"))
             labels = result.labels

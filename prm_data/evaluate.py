@@ -83,8 +83,12 @@ def check_sources(warehouse: Warehouse, sources: Sequence[str]) -> None:
     valid = available_sources(warehouse)
     unknown = [s for s in sources if s not in valid]
     if unknown:
+        models = {r["model"]: r["judge"] for r in warehouse.rows("SELECT DISTINCT model, judge FROM judgments")}
+        hints = [f"judge:{models[s[6:]]} is the judge whose model is {s[6:]}" for s in unknown
+                 if s.startswith("judge:") and s[6:] in models]
         raise ValueError(f"unknown source {', '.join(map(repr, unknown))}: the warehouse has "
-                         f"{', '.join(valid) or 'no step labels or judgments'}")
+                         f"{', '.join(valid) or 'no step labels or judgments'}"
+                         + (f" ({'; '.join(hints)})" if hints else ""))
 
 
 def source_first_errors(warehouse: Warehouse, source: str) -> dict[str, int]:

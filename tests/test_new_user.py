@@ -221,3 +221,46 @@ def test_eval_with_a_missing_checkpoint_is_one_line(home):
     error = one_line_error(prm_data("--warehouse", "wh", "eval", "-d", "exports/v1", "--checkpoint", "/nope",
                                     cwd=home))
     assert "no PRM checkpoint at /nope" in error
+
+
+# ------------------------------------------------------------------ convention: a report over the warehouse
+def _kappa_by_hand(a: list[bool], b: list[bool]) -> float:
+    n = len(a)
+    p_o = sum(x == y for x, y in zip(a, b)) / n
+    pa, pb = sum(a) / n, sum(b) / n
+    p_e = pa * pb + (1 - pa) * (1 - pb)
+    return (p_o - p_e) / (1 - p_e)
+
+
+def test_report_plots_the_whole_warehouse_with_kappa_calibration_and_cost(home):
+    done = prm_data("--warehouse", "wh", "report", "--out", "reports/all", cwd=home)
+    assert done.returncode == 0, done.stderr
+    out = home / "reports/all"
+    for name in ("label_balance_by_step", "steps_per_rollout", "first_error_positions", "agreement_kappa",
+                 "calibration", "cost_per_kept_step"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((out / "report.json").read_text())
+    labels = Warehouse(home / "wh").rows("SELECT run_id, rollout_id, step_index, labeler, hard_label "
+                                         "FROM step_labels WHERE hard_label IS NOT NULL")
+    by = {}
+    for r in labels:
+        by.setdefault((r["run_id"], r["rollout_id"], r["step_index"]), {})[r["labeler"]] = r["hard_label"]
+    for pair in data["agreement"]:
+        both = [v for v in by.values() if pair["labeler_a"] in v and pair["labeler_b"] in v]
+        a, b = [v[pair["labeler_a"]] for v in both], [v[pair["labeler_b"]] for v in both]
+        assert pair["steps"] == len(both)
+        assert pair["kappa"] == pytest.approx(_kappa_by_hand(a, b))
+    assert data["calibration"]["reference"] == "rollouts.true_first_error" and data["calibration"]["bins"]
+    costs = data["cost_per_kept_step"]
+    assert costs and all(c["tokens_from"] == "cost table" and c["tokens"] > 0 for c in costs)
+
+
+def test_report_of_an_export_covers_only_its_rollouts(home):
+    if not (home / "exports/v1/export.json").exists():
+        assert prm_data("--warehouse", "wh", "export", "--out", "exports/v1", cwd=home).returncode == 0
+    done = prm_data("--warehouse", "wh", "report", "--export", "exports/v1", "--out", "reports/v1", cwd=home)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((home / "reports/v1/report.json").read_text())
+    ids = {r for f in (home / "exports/v1").glob("*/*.parquet") if f.parent.name in ("stepwise", "processbench")
+           for r in pq.read_table(f, columns=["rollout_id"]).column("rollout_id").to_pylist()}
+    assert sum(r["rollouts"] for r in data["steps_per_rollout"]) == len(ids)

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from prm_data.config import RunConfig  # noqa: E402
 from prm_data.warehouse import Warehouse  # noqa: E402
+from prm_data.warehouse_report import legend_outside  # noqa: E402
 
 
 def _save(fig, path: Path) -> str:
@@ -32,11 +33,6 @@ def _empty(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} in this run", ha="center", va="center", transform=ax.transAxes)
     ax.set_xticks([])
     ax.set_yticks([])
-
-
-def _legend_outside(ax) -> None:
-    """The legend right of the axes, where it can never cover a bar."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
 
 
 def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: list[dict] | None = None) -> list[str]:
@@ -67,7 +63,7 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: l
         ax.barh(names, bad, left=good, color="#e76f51", label="bad")
         ax.barh(names, ab, left=[g + b for g, b in zip(good, bad)], color="#bbbbbb", label="abstain")
         ax.set_xlabel("step labels")
-        _legend_outside(ax)
+        legend_outside(ax)
     else:
         _empty(ax, "step labels")
     ax.set_title("Label balance per labeler")
@@ -84,7 +80,7 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: l
         ax.set_xlabel("first wrong step (-1 = no error)")
         ax.set_xticks(range(-1, top + 1))
         ax.set_ylabel("rollouts")
-        _legend_outside(ax)
+        legend_outside(ax)
     else:
         _empty(ax, "labeled rollouts")
     ax.set_title("First-error position")
@@ -100,7 +96,7 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: l
         ax.hist(list(by.values()), bins=20, range=(0.0, 1.0), label=list(by))
         ax.set_xlabel("Monte Carlo value (share of completions reaching the answer)")
         ax.set_ylabel("steps")
-        _legend_outside(ax)
+        legend_outside(ax)
     else:
         _empty(ax, "Monte Carlo values")
     ax.set_title("Monte Carlo value distribution")
@@ -109,7 +105,7 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: l
         ax.hist(list(advantages.values()), bins=20, range=(-1.0, 1.0), label=list(advantages))
         ax.set_xlabel("advantage (value after the step - value before)")
         ax.set_ylabel("steps")
-        _legend_outside(ax)
+        legend_outside(ax)
         ax.set_title("Progress advantages")
     paths.append(_save(fig, out / "mc_values.png"))
 
@@ -141,7 +137,7 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: l
                label="completion tokens", color="#219ebc")
         ax.set_ylabel("tokens paid (this process)")
         ax.tick_params(axis="x", rotation=20)
-        _legend_outside(ax)
+        legend_outside(ax)
     else:
         _empty(ax, "paid model calls")
     ax.set_title("Cost per purpose (every paid token in one bar)")
