@@ -51,10 +51,10 @@ import sympy
 from pydantic import BaseModel, ConfigDict, Field
 
 from prm_data.failures import FailureLog
-from prm_data.labelers.arith import ArithError, Chain, chains_in_line, numbers_in, word_numbers
+from prm_data.labelers.arith import ArithError, Chain, chains_in_line
 from prm_data.labelers.inputs import SolutionLike as Solution
 from prm_data.labelers.latex_claims import formula_chains, split_math
-from prm_data.labelers.notation import calculator_annotations, normalize_math
+from prm_data.labelers.notation import calculator_annotations, normalize_math, numbers_in, word_numbers
 from prm_data.labelers.sandbox import SandboxConfig
 from prm_data.labelers.step_scope import StepScope, scope_of
 from prm_data.labelers.tool_checks import check_code, check_grounding, compare, show
