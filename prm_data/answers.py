@@ -26,6 +26,7 @@ problem needs a judge or a rubric: `grade` returns the status `ungradeable`, nev
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
@@ -76,9 +77,15 @@ def _extracted_string(found: list) -> str | None:
     return answer
 
 
+def _timeout() -> int | None:
+    """math-verify bounds parsing with SIGALRM, which only the main thread may use; elsewhere (a Prefect
+    task runner's threads) it would raise and every answer would read as missing, so there it runs unbounded."""
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
 def _quiet_parse(text: str, config) -> list:
     try:
-        return parse(text, list(config))
+        return parse(text, list(config), parsing_timeout=_timeout())
     except Exception:  # math-verify can raise on exotic input: then it found nothing
         return []
 
@@ -149,10 +156,10 @@ def _parsed(expr: str):
     # Bare LaTeX must be wrapped in math delimiters: math-verify reads an undelimited
     # `\dfrac{3}{4}` as nothing and `2\sqrt{2}` as just `2` (a false match with "2").
     if "$" not in expr and not expr.lstrip().startswith(("\\(", "\\[")):
-        out = parse(f"${expr}$")
+        out = parse(f"${expr}$", parsing_timeout=_timeout())
         if out:
             return out
-    return parse(expr)
+    return parse(expr, parsing_timeout=_timeout())
 
 
 def _as_number(expr: str) -> float | None:
@@ -186,7 +193,7 @@ def _choice(text: str) -> str | None:
 
 def _math_match(p: str, g: str) -> bool:
     try:
-        if verify(_parsed(g), _parsed(p)):
+        if verify(_parsed(g), _parsed(p), timeout_seconds=_timeout()):
             return True
     except Exception:  # math-verify can raise on exotic input; fall back to numbers
         pass

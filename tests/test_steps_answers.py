@@ -213,3 +213,15 @@ def test_gold_answers_that_need_a_judge_are_refused_with_the_reason(gold, reason
                                   "(1, 2), (2, 1)", "(B)", "-\\frac{1}{2}", "1,234", "\\{1,2\\}"])
 def test_values_are_gradeable(gold):
     assert gradeable(gold) and ungradeable_reason(gold) is None
+
+
+def test_grading_works_the_same_in_a_worker_thread():
+    # math-verify's timeout uses SIGALRM, which only the main thread may set; task runners use threads
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [("The answer is \\boxed{\\frac{7}{2}}.", "3.5"), ("So Kim has **19** stamps left.", "19"),
+             ("Therefore, $x = 3$.", "3"), ("The answer is 5.", "4")]
+    with ThreadPoolExecutor(2) as pool:
+        threaded = list(pool.map(lambda c: grade(*c), cases))
+    assert threaded == [grade(*c) for c in cases]
+    assert [status for status, _ in threaded] == ["correct", "correct", "correct", "incorrect"]
