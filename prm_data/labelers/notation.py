@@ -21,6 +21,7 @@ An unknown LaTeX command is a `§`, not deleted: deleting `\\log_2` would leave
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import sympy
 
@@ -121,6 +122,7 @@ def normalize_latex(s: str) -> str:
     return s.replace("{", "(").replace("}", ")")
 
 
+@lru_cache(maxsize=8192)
 def normalize_math(text: str) -> str:
     """Rewrite a step's text into the parser's grammar, line by line (see the module docstring)."""
     s = _STEP_MARK.sub(" ", text)

@@ -35,15 +35,20 @@ def compare(computed: sympy.Expr, claimed: sympy.Expr, written: str, approx: boo
     """(holds, exact): exact equality; a value written with d decimals may be the computed one rounded
     or truncated to d decimals; `≈` allows `approx_rel_tol`. `exact` is False when only a tolerance
     (≈) decided a contradiction."""
-    diff = abs(sympy.N(computed - claimed, 40))
-    if diff == 0 or diff < sympy.Float("1e-25") * max(1, abs(sympy.N(computed, 40))):
-        return True, True
+    if computed.is_Rational and claimed.is_Rational:  # the common case, exact and fast
+        diff = abs(computed - claimed)
+        if diff == 0:
+            return True, True
+    else:
+        diff = abs(sympy.N(computed - claimed, 40))
+        if diff == 0 or diff < sympy.Float("1e-25") * max(1, abs(sympy.N(computed, 40))):
+            return True, True
     d = _decimals(written)
     if d:
         unit = sympy.Rational(1, 10 ** d)
         if diff <= unit / 2:
             return True, True
-        truncated = sympy.Integer(int(sympy.N(computed, 40) * 10 ** d)) * unit
+        truncated = sympy.Integer(int(sympy.N(computed, 40) * 10 ** d)) * unit  # toward zero
         if truncated == claimed:
             return True, True
     if approx:
