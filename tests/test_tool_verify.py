@@ -199,6 +199,8 @@ def claims(question: str, step: str) -> set[str]:
     ("The area is 10² = 100 cm².", "verified", {"10^2 = 100"}),
     ("Two operands side by side: x_1 x_2 = 12 and 2 3 = 6.", "not_checkable", set()),
     ("He walked 3 feet = 36 inches.", "not_checkable", set()),  # a unit conversion, not 3 = 36
+    ("1 hour = 60 minutes, so 3 hours = 3 * 60 = 180 minutes.", "verified", {"3 * 60 = 180"}),  # not 3 = 3 * 60
+    ("So 2^10 = 1024 ≈ 10^3.", "verified", {"2^10 = 1024", "1024 ≈ 10^3"}),  # one significant digit written
     ("20% of 50 = 10", "not_checkable", set()),
 ])
 def test_notation_of_real_solutions_is_read_whole_or_not_at_all(step, verdict, checked):

@@ -82,11 +82,12 @@ def _singular(word: str) -> str:
 
 
 def _drop_matching_units(line: str) -> str:
-    """`24 hours * 60 minutes = 1440 minutes`: a unit before `=` goes when the right side names the same
-    unit or none; a different one (`3 feet = 36 inches`) is a conversion and stays, ending the claim."""
+    """`24 hours * 60 minutes = 1440 minutes`: a unit before `=` goes only when the chain ends in the same
+    unit; another unit or none (`3 feet = 36 inches`, `3 hours = 3 * 60 = 180`) may be a conversion, so
+    the word stays and ends the claim."""
     def repl(m: re.Match) -> str:
-        after = re.match(r"\s*=\s*[-\d.()/*+ ]+([A-Za-z]{2,})?", line[m.end():])
-        if after is None or after.group(1) is None or _singular(after.group(1)) == _singular(m.group(2)):
+        after = re.match(r"\s*=\s*(?:[-\d.()/*+ ]+=\s*)*[-\d.()/*+ ]+([A-Za-z]{2,})", line[m.end():])
+        if after is not None and _singular(after.group(1)) == _singular(m.group(2)):
             return m.group(1) + " "
         return m.group(0)
     return _UNIT_BEFORE_EQ.sub(repl, line)

@@ -296,7 +296,8 @@ def _check_arithmetic(chain: Chain, values: list, pairs: list[int], substituted:
         left, right = chain.sides[i], chain.sides[i + 1]
         written = left if (left.is_bare and not right.is_bare) else right  # "12 = 3 * 4": the claim is written first
         computed, claimed = (values[i + 1], values[i]) if written is left else (values[i], values[i + 1])
-        ok, exact = compare(computed, claimed, written.text, chain.approx[i], config.approx_rel_tol)
+        other = right if written is left else left
+        ok, exact = compare(computed, claimed, written.text, chain.approx[i], config.approx_rel_tol, other.text)
         check = {"check": "arithmetic", "claim": f"{left.text} = {right.text}" if not chain.approx[i]
                  else f"{left.text} ≈ {right.text}", "computed": show(computed), "claimed": show(claimed), "ok": ok}
         if substituted:
