@@ -116,17 +116,29 @@ def extract_answer(text: str) -> str | None:
 
 
 def _closing_value(text: str) -> str | None:
-    """The rightmost value of the last sentence ("This is 9*10/2 = 45.", "Therefore, $x = 3$.",
-    "So Kim has **19** stamps left."), read by math-verify. A last line that is still a numbered step
-    ("Step 4: ..., so 12 / 4 = 3.") closes nothing: the output stated no answer."""
+    """The rightmost value of the last sentence that holds one ("This is 9*10/2 = 45.", "Therefore,
+    $x = 3$.", "So Kim has **19** stamps left."; a last line like "I hope this helps!" is passed over), read by
+    math-verify, or a lone choice "(B)". A line that is still a numbered step ("Step 4: ..., so
+    12 / 4 = 3.") closes nothing: the output stated no answer."""
     lines = [line for line in text.splitlines() if line.strip()]
-    if not lines or _STEP_MARK.match(lines[-1]):
-        return None
-    last = re.split(r"(?<=[.!?])\s+(?=[A-Z\\$])", _MARKDOWN.sub("", lines[-1]).strip())[-1]
-    answer = _extracted_string(_quiet_parse(last, _ANYWHERE))
-    return _whole_expression(answer, last) if answer else None
+    if len(lines) > 1 and not re.search(r"[\d\\$]", lines[-1]) and not _CONCLUDES.match(lines[-1]):
+        lines = lines[:-1]  # a closing "I hope this helps!"; "So there is no solution." is a (prose) answer
+    for line in reversed(lines[-1:]):
+        sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z\\$])", _MARKDOWN.sub("", line).strip())
+        for sentence in reversed(sentences):
+            if not re.search(r"[\d\\$]|\([A-E]\)", sentence):
+                continue  # no value here: look one sentence back
+            if _STEP_MARK.match(line):
+                return None
+            choice = re.fullmatch(r".*?\(([A-E])\)[^()\d]*", sentence)
+            if choice and not re.search(r"\d", sentence):
+                return f"({choice.group(1)})"
+            answer = _extracted_string(_quiet_parse(sentence, _ANYWHERE))
+            return _whole_expression(answer, sentence) if answer else None
+    return None
 
 
+_CONCLUDES = re.compile(r"\W*(?:so|thus|hence|therefore|consequently|the answer|answer|final|in conclusion)\b", re.I)
 _CONTINUES = r"[A-Za-z0-9^()+\-*/{}\\_.:]*[A-Za-z0-9^()+\-*/{}\\_]"
 
 

@@ -92,6 +92,10 @@ EXTRACTIONS = [
     ("Step 4: Sam keeps one of 4 equal groups, so 12 / 4 = 3.", None),  # still a numbered step: no answer stated
     ("Step 1: I give up.", None),
     ("Hence there are no such values.", None),
+    ("So, there are 12 eggs left.\n\nI hope this helps!", "12"),  # a closing pleasantry is passed over
+    ("Try t = 5: 25 + 5 = 30.\n\nSo there is no solution.", None),  # a prose conclusion is not
+    ("The correct option is (B).", "(B)"),
+    ("The pairs are (1, 2) and (2, 1).", None),  # math-verify's `1)` is a fragment, not an answer
     ("Truncated: \\boxed{12", None),  # an unbalanced box is no answer
     ("", None),
 ]
