@@ -3,10 +3,12 @@
 The bank and the synthetic policy write steps of the form `a op b = c`; users feed
 human write-ups and model output. This benchmark runs `verify_solution` (default
 `ToolVerifyConfig()`) and `grade` on a corpus written by hand for the project in
-eight styles (GSM8K with `<<a=b>>` annotations, MATH-style LaTeX, competition
-notation, case splits and candidate enumeration, model markdown, Math-Shepherd
-`Step k:`, long prose write-ups, prose / yes-no gold answers), every step marked by
-hand (see tests/fixtures/solutions/README.md). Measured per split (`dev`: looked at
+fourteen styles (GSM8K with `<<a=b>>` annotations, long GSM prose, MATH-style LaTeX,
+displayed LaTeX / align, competition notation, case splits and candidate
+enumeration, model markdown, Math-Shepherd `Step k:`, long chain-of-thought, prose
+write-ups, textbook keys, program-aided output, model solutions with a first error,
+prose / yes-no gold answers), every step marked by hand (see
+tests/fixtures/solutions/README.md). Measured per split (`dev`: looked at
 while fixing the code; `test`: held back) and overall:
 
 - false alarms: contradicted steps of correct solutions, per checked step
@@ -19,7 +21,7 @@ while fixing the code; `test`: held back) and overall:
 - answer checking: `grade(full text, gold)` against the expected status, and how
   many correct solutions were graded `incorrect`.
 
-Assumptions: the corpus is small (about 170 solutions) and written by one author,
+Assumptions: the corpus is small (281 solutions, 803 steps) and written by one author,
 so the figures carry that author's habits; a user's own data can differ.
 
 Run: `python benchmarks/verifier_fixtures.py [--baseline DIR]`: prints a table and

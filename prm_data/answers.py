@@ -26,6 +26,7 @@ problem needs a judge or a rubric: `grade` returns the status `ungradeable`, nev
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
@@ -76,9 +77,15 @@ def _extracted_string(found: list) -> str | None:
     return answer
 
 
+def _timeout() -> int | None:
+    """math-verify bounds parsing with SIGALRM, which only the main thread may use; elsewhere (a Prefect
+    task runner's threads) it would raise and every answer would read as missing, so there it runs unbounded."""
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
 def _quiet_parse(text: str, config) -> list:
     try:
-        return parse(text, list(config))
+        return parse(text, list(config), parsing_timeout=_timeout())
     except Exception:  # math-verify can raise on exotic input: then it found nothing
         return []
 
@@ -109,17 +116,29 @@ def extract_answer(text: str) -> str | None:
 
 
 def _closing_value(text: str) -> str | None:
-    """The rightmost value of the last sentence ("This is 9*10/2 = 45.", "Therefore, $x = 3$.",
-    "So Kim has **19** stamps left."), read by math-verify. A last line that is still a numbered step
-    ("Step 4: ..., so 12 / 4 = 3.") closes nothing: the output stated no answer."""
+    """The rightmost value of the last sentence that holds one ("This is 9*10/2 = 45.", "Therefore,
+    $x = 3$.", "So Kim has **19** stamps left."; a last line like "I hope this helps!" is passed over), read by
+    math-verify, or a lone choice "(B)". A line that is still a numbered step ("Step 4: ..., so
+    12 / 4 = 3.") closes nothing: the output stated no answer."""
     lines = [line for line in text.splitlines() if line.strip()]
-    if not lines or _STEP_MARK.match(lines[-1]):
-        return None
-    last = re.split(r"(?<=[.!?])\s+(?=[A-Z\\$])", _MARKDOWN.sub("", lines[-1]).strip())[-1]
-    answer = _extracted_string(_quiet_parse(last, _ANYWHERE))
-    return _whole_expression(answer, last) if answer else None
+    if len(lines) > 1 and not re.search(r"[\d\\$]", lines[-1]) and not _CONCLUDES.match(lines[-1]):
+        lines = lines[:-1]  # a closing "I hope this helps!"; "So there is no solution." is a (prose) answer
+    for line in reversed(lines[-1:]):
+        sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z\\$])", _MARKDOWN.sub("", line).strip())
+        for sentence in reversed(sentences):
+            if not re.search(r"[\d\\$]|\([A-E]\)", sentence):
+                continue  # no value here: look one sentence back
+            if _STEP_MARK.match(line):
+                return None
+            choice = re.fullmatch(r".*?\(([A-E])\)[^()\d]*", sentence)
+            if choice and not re.search(r"\d", sentence):
+                return f"({choice.group(1)})"
+            answer = _extracted_string(_quiet_parse(sentence, _ANYWHERE))
+            return _whole_expression(answer, sentence) if answer else None
+    return None
 
 
+_CONCLUDES = re.compile(r"\W*(?:so|thus|hence|therefore|consequently|the answer|answer|final|in conclusion)\b", re.I)
 _CONTINUES = r"[A-Za-z0-9^()+\-*/{}\\_.:]*[A-Za-z0-9^()+\-*/{}\\_]"
 
 
@@ -149,10 +168,10 @@ def _parsed(expr: str):
     # Bare LaTeX must be wrapped in math delimiters: math-verify reads an undelimited
     # `\dfrac{3}{4}` as nothing and `2\sqrt{2}` as just `2` (a false match with "2").
     if "$" not in expr and not expr.lstrip().startswith(("\\(", "\\[")):
-        out = parse(f"${expr}$")
+        out = parse(f"${expr}$", parsing_timeout=_timeout())
         if out:
             return out
-    return parse(expr)
+    return parse(expr, parsing_timeout=_timeout())
 
 
 def _as_number(expr: str) -> float | None:
@@ -186,7 +205,7 @@ def _choice(text: str) -> str | None:
 
 def _math_match(p: str, g: str) -> bool:
     try:
-        if verify(_parsed(g), _parsed(p)):
+        if verify(_parsed(g), _parsed(p), timeout_seconds=_timeout()):
             return True
     except Exception:  # math-verify can raise on exotic input; fall back to numbers
         pass

@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prm_data.answers import grade
+from prm_data.answers import grade, ungradeable_reason
 from prm_data.failures import FailureLog
 from prm_data.llm.client import LLMClient
 from prm_data.llm.types import GenerationRequest
@@ -143,6 +143,17 @@ def generate_rollouts(problems: Sequence[dict], client: LLMClient, cfg: RolloutC
     failures = FailureLog(run_id)
     batch = RolloutBatch(run_id=run_id, policy_model=client.model, step_policy=cfg.step_policy)
     requests = []
+    # A prose, yes/no or multi-form gold (e.g. stored before validation refused them) would grade
+    # every rollout "incorrect": such a problem is not sampled, and says why.
+    graded = []
+    for p in problems:
+        reason = ungradeable_reason(str(p["answer"]))
+        if reason is None:
+            graded.append(p)
+        else:
+            failures.record("rollout", f"answer {str(p['answer'])[:80]!r} cannot be graded: {reason}",
+                            item_id=p["problem_id"], input=p["question"])
+    problems = graded
     for p in problems:
         batch.problems[p["problem_id"]] = p
         prompt = solve_prompt(cfg.prompt_version, p["question"], cfg.few_shot)

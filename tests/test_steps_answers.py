@@ -92,6 +92,10 @@ EXTRACTIONS = [
     ("Step 4: Sam keeps one of 4 equal groups, so 12 / 4 = 3.", None),  # still a numbered step: no answer stated
     ("Step 1: I give up.", None),
     ("Hence there are no such values.", None),
+    ("So, there are 12 eggs left.\n\nI hope this helps!", "12"),  # a closing pleasantry is passed over
+    ("Try t = 5: 25 + 5 = 30.\n\nSo there is no solution.", None),  # a prose conclusion is not
+    ("The correct option is (B).", "(B)"),
+    ("The pairs are (1, 2) and (2, 1).", None),  # math-verify's `1)` is a fragment, not an answer
     ("Truncated: \\boxed{12", None),  # an unbalanced box is no answer
     ("", None),
 ]
@@ -213,3 +217,15 @@ def test_gold_answers_that_need_a_judge_are_refused_with_the_reason(gold, reason
                                   "(1, 2), (2, 1)", "(B)", "-\\frac{1}{2}", "1,234", "\\{1,2\\}"])
 def test_values_are_gradeable(gold):
     assert gradeable(gold) and ungradeable_reason(gold) is None
+
+
+def test_grading_works_the_same_in_a_worker_thread():
+    # math-verify's timeout uses SIGALRM, which only the main thread may set; task runners use threads
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [("The answer is \\boxed{\\frac{7}{2}}.", "3.5"), ("So Kim has **19** stamps left.", "19"),
+             ("Therefore, $x = 3$.", "3"), ("The answer is 5.", "4")]
+    with ThreadPoolExecutor(2) as pool:
+        threaded = list(pool.map(lambda c: grade(*c), cases))
+    assert threaded == [grade(*c) for c in cases]
+    assert [status for status, _ in threaded] == ["correct", "correct", "correct", "incorrect"]

@@ -199,6 +199,8 @@ def claims(question: str, step: str) -> set[str]:
     ("The area is 10² = 100 cm².", "verified", {"10^2 = 100"}),
     ("Two operands side by side: x_1 x_2 = 12 and 2 3 = 6.", "not_checkable", set()),
     ("He walked 3 feet = 36 inches.", "not_checkable", set()),  # a unit conversion, not 3 = 36
+    ("1 hour = 60 minutes, so 3 hours = 3 * 60 = 180 minutes.", "verified", {"3 * 60 = 180"}),  # not 3 = 3 * 60
+    ("So 2^10 = 1024 ≈ 10^3.", "verified", {"2^10 = 1024", "1024 ≈ 10^3"}),  # one significant digit written
     ("20% of 50 = 10", "not_checkable", set()),
 ])
 def test_notation_of_real_solutions_is_read_whole_or_not_at_all(step, verdict, checked):
@@ -279,3 +281,18 @@ def test_only_an_exact_fully_parsed_contradiction_has_confidence_one():
 ])
 def test_refutations_and_congruences_are_not_contradicted(step):
     assert verdicts("q", [step]) != ["contradicted"]
+
+
+def test_an_algebra_step_that_multiplies_an_earlier_equation_through_is_verified_never_contradicted():
+    labels = verify_solution(Solution("p", "r", "Solve 3s + 5 = 2(s + 5).", (
+        "Expanding, 3s + 5 = 2s + 10.", "A new fact: s + t = 9.")))
+    [check] = [c for c in labels[0].evidence["checks"] if c["check"] == "equivalent_equation"]
+    assert check["follows_from"] == "3s + 5 = 2(s + 5)" and check["ok"] is True
+    assert [verdict_of(l) for l in labels] == ["verified", "not_checkable"]
+
+
+def test_equations_a_question_offers_as_alternatives_confirm_a_value_but_never_refute_it():
+    q = "For which digit d is 2d + 3 = 61 or 3d + 52 = 61?"
+    label = verify_solution(Solution("p", "r", q, ("So d = 3.",)))[0]
+    subs = {c["claim"]: c["ok"] for c in label.evidence["checks"] if c["check"] == "substitution"}
+    assert subs == {"2d + 3 = 61": None, "3d + 52 = 61": True} and verdict_of(label) == "verified"

@@ -384,34 +384,3 @@ def extract_chains(text: str) -> list[Chain]:
     for line in normalize_math(text).splitlines():
         chains.extend(chains_in_line(line))
     return chains
-
-
-# Numbers a word names or implies, so a solution may use them without the question writing them.
-_NUMBER_WORDS: dict[str, tuple[int, ...]] = {
-    "zero": (0,), "one": (1,), "two": (2,), "three": (3,), "four": (4,), "five": (5,), "six": (6,),
-    "seven": (7,), "eight": (8,), "nine": (9,), "ten": (10,), "eleven": (11,), "twelve": (12,),
-    "thirteen": (13,), "fourteen": (14,), "fifteen": (15,), "sixteen": (16,), "seventeen": (17,),
-    "eighteen": (18,), "nineteen": (19,), "twenty": (20,), "thirty": (30,), "forty": (40,),
-    "fifty": (50,), "hundred": (100,), "thousand": (1000,), "dozen": (12,), "dozens": (12,),
-    "twice": (2,), "double": (2,), "half": (2,), "triple": (3,), "thrice": (3,), "quarter": (4,),
-    "week": (7,), "weeks": (7,), "weekly": (7,), "hour": (60,), "hours": (60, 24), "minute": (60,),
-    "minutes": (60,), "day": (24,), "days": (24, 7), "month": (12, 30), "months": (12,),
-    "year": (12, 365, 52), "years": (12, 365), "percent": (100,), "cents": (100,), "pair": (2,),
-    "pairs": (2,),
-}
-
-
-def word_numbers(text: str) -> set[sympy.Rational]:
-    """Numbers named or implied by words in `text` ("dozen" 12, "week" 7, "twice" 2, ...)."""
-    out: set[sympy.Rational] = set()
-    for w in re.findall(r"[A-Za-z]+", text.lower()):
-        out.update(sympy.Rational(n) for n in _NUMBER_WORDS.get(w, ()))
-    return out
-
-
-def numbers_in(text: str) -> set[sympy.Rational]:
-    """Every number written in `text` (digits, after normalization) or named by a common word."""
-    out = word_numbers(text)
-    for m in re.finditer(r"\d+(?:\.\d+)?", normalize_math(text)):
-        out.add(sympy.Rational(m.group()))
-    return out

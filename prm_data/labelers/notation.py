@@ -13,11 +13,17 @@ know into a marker the parser refuses, so a claim that uses it is never checked:
 
 An unknown LaTeX command is a `§`, not deleted: deleting `\\log_2` would leave
 `8 = 3`. Prose words stay words; the claim extractor treats them as boundaries.
+
+`numbers_in` / `word_numbers` list the numbers a text writes or names ("dozen" 12,
+"week" 7), which the carried-value check counts as grounded.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+
+import sympy
 
 # Markers the tokenizer knows (arith._TOKEN): an ellipsis, an unreadable notation, an order relation.
 ELLIPSIS, UNKNOWN, RELATION = "…", "§", "<"
@@ -76,11 +82,12 @@ def _singular(word: str) -> str:
 
 
 def _drop_matching_units(line: str) -> str:
-    """`24 hours * 60 minutes = 1440 minutes`: a unit before `=` goes when the right side names the same
-    unit or none; a different one (`3 feet = 36 inches`) is a conversion and stays, ending the claim."""
+    """`24 hours * 60 minutes = 1440 minutes`: a unit before `=` goes only when the chain ends in the same
+    unit; another unit or none (`3 feet = 36 inches`, `3 hours = 3 * 60 = 180`) may be a conversion, so
+    the word stays and ends the claim."""
     def repl(m: re.Match) -> str:
-        after = re.match(r"\s*=\s*[-\d.()/*+ ]+([A-Za-z]{2,})?", line[m.end():])
-        if after is None or after.group(1) is None or _singular(after.group(1)) == _singular(m.group(2)):
+        after = re.match(r"\s*=\s*(?:[-\d.()/*+ ]+=\s*)*[-\d.()/*+ ]+([A-Za-z]{2,})", line[m.end():])
+        if after is not None and _singular(after.group(1)) == _singular(m.group(2)):
             return m.group(1) + " "
         return m.group(0)
     return _UNIT_BEFORE_EQ.sub(repl, line)
@@ -116,6 +123,7 @@ def normalize_latex(s: str) -> str:
     return s.replace("{", "(").replace("}", ")")
 
 
+@lru_cache(maxsize=8192)
 def normalize_math(text: str) -> str:
     """Rewrite a step's text into the parser's grammar, line by line (see the module docstring)."""
     s = _STEP_MARK.sub(" ", text)
@@ -146,4 +154,35 @@ def _join_continued(lines: list[str]) -> list[str]:
             out[-1] = out[-1] + " " + line.strip()
         else:
             out.append(line)
+    return out
+
+
+# Numbers a word names or implies, so a solution may use them without the question writing them.
+_NUMBER_WORDS: dict[str, tuple[int, ...]] = {
+    "zero": (0,), "one": (1,), "two": (2,), "three": (3,), "four": (4,), "five": (5,), "six": (6,),
+    "seven": (7,), "eight": (8,), "nine": (9,), "ten": (10,), "eleven": (11,), "twelve": (12,),
+    "thirteen": (13,), "fourteen": (14,), "fifteen": (15,), "sixteen": (16,), "seventeen": (17,),
+    "eighteen": (18,), "nineteen": (19,), "twenty": (20,), "thirty": (30,), "forty": (40,),
+    "fifty": (50,), "hundred": (100,), "thousand": (1000,), "dozen": (12,), "dozens": (12,),
+    "twice": (2,), "double": (2,), "half": (2,), "triple": (3,), "thrice": (3,), "quarter": (4,),
+    "week": (7,), "weeks": (7,), "weekly": (7,), "hour": (60,), "hours": (60, 24), "minute": (60,),
+    "minutes": (60,), "day": (24,), "days": (24, 7), "month": (12, 30), "months": (12,),
+    "year": (12, 365, 52), "years": (12, 365), "percent": (100,), "cents": (100,), "pair": (2,),
+    "pairs": (2,),
+}
+
+
+def word_numbers(text: str) -> set[sympy.Rational]:
+    """Numbers named or implied by words in `text` ("dozen" 12, "week" 7, "twice" 2, ...)."""
+    out: set[sympy.Rational] = set()
+    for w in re.findall(r"[A-Za-z]+", text.lower()):
+        out.update(sympy.Rational(n) for n in _NUMBER_WORDS.get(w, ()))
+    return out
+
+
+def numbers_in(text: str) -> set[sympy.Rational]:
+    """Every number written in `text` (digits, after normalization) or named by a common word."""
+    out = word_numbers(text)
+    for m in re.finditer(r"\d+(?:\.\d+)?", normalize_math(text)):
+        out.add(sympy.Rational(m.group()))
     return out

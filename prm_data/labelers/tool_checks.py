@@ -30,24 +30,41 @@ def _decimals(written: str) -> int:
     return max((len(t) for t in re.findall(r"\d+\.(\d+)", written.replace(" ", ""))), default=0)
 
 
+def _half_last_significant(written: str) -> sympy.Expr:
+    """Half a unit of the last significant digit of an integer as written: `1000` or `10^3` has one
+    (±500), `1024` four (±0.5); anything else gives 0 (decimals are handled by their digits)."""
+    text = written.replace(" ", "").lstrip("-")
+    if m := re.fullmatch(r"10\^(\d+)", text):
+        return sympy.Rational(1, 2) * sympy.Integer(10) ** int(m.group(1))
+    if re.fullmatch(r"\d+", text):
+        return sympy.Rational(1, 2) * sympy.Integer(10) ** (len(text) - len(text.rstrip("0") or "0"))
+    return sympy.Integer(0)
+
+
 def compare(computed: sympy.Expr, claimed: sympy.Expr, written: str, approx: bool,
-            approx_rel_tol: float) -> tuple[bool, bool]:
+            approx_rel_tol: float, other_side: str = "") -> tuple[bool, bool]:
     """(holds, exact): exact equality; a value written with d decimals may be the computed one rounded
     or truncated to d decimals; `≈` allows `approx_rel_tol`. `exact` is False when only a tolerance
     (≈) decided a contradiction."""
-    diff = abs(sympy.N(computed - claimed, 40))
-    if diff == 0 or diff < sympy.Float("1e-25") * max(1, abs(sympy.N(computed, 40))):
-        return True, True
+    if computed.is_Rational and claimed.is_Rational:  # the common case, exact and fast
+        diff = abs(computed - claimed)
+        if diff == 0:
+            return True, True
+    else:
+        diff = abs(sympy.N(computed - claimed, 40))
+        if diff == 0 or diff < sympy.Float("1e-25") * max(1, abs(sympy.N(computed, 40))):
+            return True, True
     d = _decimals(written)
     if d:
         unit = sympy.Rational(1, 10 ** d)
         if diff <= unit / 2:
             return True, True
-        truncated = sympy.Integer(int(sympy.N(computed, 40) * 10 ** d)) * unit
+        truncated = sympy.Integer(int(sympy.N(computed, 40) * 10 ** d)) * unit  # toward zero
         if truncated == claimed:
             return True, True
-    if approx:
-        tol = max(sympy.Rational(str(approx_rel_tol)) * abs(sympy.N(computed, 40)), sympy.Rational(1, 2))
+    if approx:  # `2^10 ≈ 10^3`: as close as the digits written say, or approx_rel_tol
+        tol = max(sympy.Rational(str(approx_rel_tol)) * abs(sympy.N(computed, 40)), sympy.Rational(1, 2),
+                  _half_last_significant(written), _half_last_significant(other_side))
         return bool(diff <= tol), False
     return False, True
 

@@ -51,10 +51,10 @@ import sympy
 from pydantic import BaseModel, ConfigDict, Field
 
 from prm_data.failures import FailureLog
-from prm_data.labelers.arith import ArithError, Chain, chains_in_line, numbers_in, word_numbers
+from prm_data.labelers.arith import ArithError, Chain, chains_in_line
 from prm_data.labelers.inputs import SolutionLike as Solution
 from prm_data.labelers.latex_claims import formula_chains, split_math
-from prm_data.labelers.notation import calculator_annotations, normalize_math
+from prm_data.labelers.notation import calculator_annotations, normalize_math, numbers_in, word_numbers
 from prm_data.labelers.sandbox import SandboxConfig
 from prm_data.labelers.step_scope import StepScope, scope_of
 from prm_data.labelers.tool_checks import check_code, check_grounding, compare, show
@@ -296,7 +296,8 @@ def _check_arithmetic(chain: Chain, values: list, pairs: list[int], substituted:
         left, right = chain.sides[i], chain.sides[i + 1]
         written = left if (left.is_bare and not right.is_bare) else right  # "12 = 3 * 4": the claim is written first
         computed, claimed = (values[i + 1], values[i]) if written is left else (values[i], values[i + 1])
-        ok, exact = compare(computed, claimed, written.text, chain.approx[i], config.approx_rel_tol)
+        other = right if written is left else left
+        ok, exact = compare(computed, claimed, written.text, chain.approx[i], config.approx_rel_tol, other.text)
         check = {"check": "arithmetic", "claim": f"{left.text} = {right.text}" if not chain.approx[i]
                  else f"{left.text} ≈ {right.text}", "computed": show(computed), "claimed": show(claimed), "ok": ok}
         if substituted:
