@@ -21,10 +21,11 @@ rerun) can, so every read here retries such a torn read (`retry_torn_reads`).
 Two processes that must not interleave a check and a write (adding problems,
 working on one run) serialize on a `ProcessLock` under `locks/`.
 
-The `.duckdb` file holds nothing but views (over `read_parquet` globs), so it
-is opened for writing only for a moment when views change; everything inside
-the library queries through an in-memory connection carrying the same views,
-and never holds a lock on the file.
+The `.duckdb` file holds nothing but views (over `read_parquet` globs); it is
+rewritten (beside, then renamed) only when the views change, never opened for
+writing in place (prm_data/views_file.py). Everything inside the library queries
+through this process's one in-memory database carrying the same views, created
+once, and never holds a lock on the file.
 """
 
 from __future__ import annotations
@@ -136,13 +137,8 @@ def _sql_literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-# The duckdb CLI from PyPI (duckdb-cli 1.5.x) reads storage versions up to 68; DuckDB 2.0 writes 69
-# unless told otherwise. Views need nothing newer.
-VIEWS_STORAGE_VERSION = "v1.4.0"
-_VIEWS_COMMENT = "prm-data views "
 _DATABASES: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
 _DATABASES_LOCK = threading.Lock()
-_PRIVATE_VIEWS: dict[tuple[str, str], Path] = {}
 _KEY_INDEXES: dict[tuple[str, str, str, str], dict[Path, tuple[tuple, frozenset]]] = {}
 _KEY_INDEXES_KEPT = 8  # (table, run, column) indexes a process keeps; a run needs one or two
 
@@ -384,92 +380,32 @@ class Warehouse:
 
     # ------------------------------------------------- the views file, prm.duckdb
     def views_fingerprint(self) -> str:
-        """A hash of the views' SQL: the file is rewritten only when it changes (code or location)."""
+        """A hash of the views' SQL: prm.duckdb is rewritten only when it changes (see prm_data/views_file.py)."""
         import hashlib
 
         return hashlib.sha256("\n;\n".join(self.view_sql()).encode()).hexdigest()[:16]
 
     def views_file_fingerprint(self, path: Path | None = None) -> str | None:
-        """The fingerprint stored in a views file (None: missing, unreadable or held for writing)."""
-        path = path or self.db_path
-        if not path.exists():
-            return None
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-        except duckdb.Error:
-            return None
-        try:
-            row = con.execute("SELECT comment FROM duckdb_views() WHERE view_name = 'problems' "
-                              "AND NOT internal").fetchone()
-        finally:
-            con.close()
-        return row[0].removeprefix(_VIEWS_COMMENT) if row and row[0] else None
+        from prm_data.views_file import stored_fingerprint
+
+        return stored_fingerprint(path or self.db_path)
 
     def sync_views(self, wait_s: float = 30.0) -> Path:
-        """Make prm.duckdb hold the current views, for the duckdb CLI and `prm-data query`. Writers only.
+        """Make prm.duckdb hold the current views (writers only; see prm_data/views_file.py)."""
+        from prm_data.views_file import sync_views
 
-        Nothing happens when the file's views are current (the usual case: views are
-        globs, so new shards need no refresh). Otherwise, under the warehouse lock
-        `views`, a complete new file is built beside it and renamed onto it: a
-        reader that has the old file open keeps reading it, a reader that opens it
-        later gets the new one, and no one ever holds prm.duckdb for writing, so
-        readers never lock each other or a writer out. WarehouseBusy if another
-        writer holds the lock for over `wait_s`.
-        """
-        fingerprint = self.views_fingerprint()
-        if self.views_file_fingerprint() == fingerprint:
-            return self.db_path
-        with self.lock("views", wait_s=wait_s, what="refreshing the views in prm.duckdb"):
-            if self.views_file_fingerprint() != fingerprint:
-                self.write_views_file(self.db_path)
-        return self.db_path
+        return sync_views(self, wait_s)
 
     def write_views_file(self, path: Path) -> Path:
-        """Write a views-only DuckDB file at `path` atomically, in a storage version the duckdb CLI reads."""
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            con = duckdb.connect(":memory:")
-            try:
-                con.execute(f"ATTACH {_sql_literal(tmp)} AS views_file (STORAGE_VERSION '{VIEWS_STORAGE_VERSION}')")
-                con.execute("USE views_file")
-                for stmt in self.view_sql():
-                    con.execute(stmt)
-                con.execute(f"COMMENT ON VIEW problems IS '{_VIEWS_COMMENT}{self.views_fingerprint()}'")
-                con.execute("USE memory")
-                con.execute("DETACH views_file")  # checkpoints: the file is whole, no .wal beside it
-            finally:
-                con.close()
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            # A duckdb session that had the old file open for writing may have left its write-ahead
-            # log beside it; it belongs to the replaced file and would not replay onto this one.
-            path.with_name(path.name + ".wal").unlink(missing_ok=True)
-        finally:
-            for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-                leftover.unlink(missing_ok=True)
-        return path
+        from prm_data.views_file import write_views_file
+
+        return write_views_file(self, path)
 
     def readable_views_file(self) -> Path:
-        """A views file to open read-only, without writing prm.duckdb (what `prm-data query` opens).
+        """A views file to open read-only without writing prm.duckdb (see prm_data/views_file.py)."""
+        from prm_data.views_file import readable_views_file
 
-        prm.duckdb when its views are current; otherwise (never synced, written by an
-        older version, or held for writing by a duckdb session) a private copy with
-        the current views, made once per process and removed when it exits.
-        """
-        fingerprint = self.views_fingerprint()
-        if self.views_file_fingerprint() == fingerprint:
-            return self.db_path
-        key = (str(self.root), fingerprint)
-        if key not in _PRIVATE_VIEWS:
-            import atexit
-            import shutil
-            import tempfile
-
-            folder = Path(tempfile.mkdtemp(prefix="prm-views-"))
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)
-            _PRIVATE_VIEWS[key] = self.write_views_file(folder / "prm.duckdb")
-        return _PRIVATE_VIEWS[key]
+        return readable_views_file(self)
 
     def row_counts(self) -> dict[str, int]:
         con = self.connect()
