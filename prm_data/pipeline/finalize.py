@@ -25,8 +25,7 @@ def aggregate_shard(config: RunConfig, run_id: str, shard: str) -> str | None:
         return None
     ids = [r["rollout_id"] for r in rollouts]
     steps = steps_by_rollout(shard_steps(wh, run_id, ids))
-    labels = wh.rows("SELECT * FROM step_labels WHERE run_id = ? AND list_contains(?::VARCHAR[], rollout_id)",
-                     [run_id, ids])
+    labels = wh.read_keyed("step_labels", run_id, "rollout_id", ids).to_pylist()  # only the shards holding them
     final = aggregate(labels, config.aggregate, run_id, {r["rollout_id"]: r["num_steps"] for r in rollouts})
     f = config.filters
     dropped: list[dict] = []
