@@ -30,6 +30,7 @@ once, and never holds a lock on the file.
 
 from __future__ import annotations
 
+import glob
 import os
 import random
 import re
@@ -139,11 +140,11 @@ def _sql_literal(path: Path) -> str:
 
 _DATABASES: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
 _DATABASES_LOCK = threading.Lock()
-_KEY_INDEXES: dict[tuple[str, str, str, str], dict[Path, tuple[tuple, frozenset]]] = {}
+_KEY_INDEXES: dict[tuple[str, str, str | None, str], dict[Path, tuple[tuple, frozenset]]] = {}
 _KEY_INDEXES_KEPT = 8  # (table, run, column) indexes a process keeps; a run needs one or two
 
 
-def _key_index(warehouse: "Warehouse", table: str, run_id: str, column: str) -> dict:
+def _key_index(warehouse: "Warehouse", table: str, run_id: str | None, column: str) -> dict:
     """Shard path -> (file stamp, keys it holds) for one run's shards of a table (see read_keyed)."""
     key = (str(warehouse.root), table, run_id, column)
     with _DATABASES_LOCK:
@@ -326,11 +327,11 @@ class Warehouse:
             con.close()
         return result[0][0] if result else None
 
-    def run_files(self, table: str, run_id: str) -> list[Path]:
-        """The finished shards one run wrote to `table` (not writers' temporary files)."""
+    def run_files(self, table: str, run_id: str | None) -> list[Path]:
+        """The finished shards one run (None: every run) wrote to `table` (not writers' temporary files)."""
         schema_for(table)
-        return sorted(p for p in (self.tables_dir / table / f"run_id={run_id}").glob("*.parquet")
-                      if not p.name.startswith("."))
+        pattern = f"run_id={glob.escape(run_id)}/*.parquet" if run_id is not None else "run_id=*/*.parquet"
+        return sorted(p for p in (self.tables_dir / table).glob(pattern) if not p.name.startswith("."))
 
     def read_files(self, table: str, files: Sequence[Path], where: str = "TRUE",
                    params: Sequence | dict | None = None) -> pa.Table:
@@ -347,8 +348,8 @@ class Warehouse:
                f"WHERE {where}")
         return self.query(sql, params).select(schema.names)
 
-    def read_keyed(self, table: str, run_id: str, column: str, keys: Sequence[str]) -> pa.Table:
-        """Rows of run `run_id`'s shards of `table` whose `column` is one of `keys`.
+    def read_keyed(self, table: str, run_id: str | None, column: str, keys: Sequence[str]) -> pa.Table:
+        """Rows of run `run_id`'s (None: every run's) shards of `table` whose `column` is one of `keys`.
 
         Only the shards that hold one of the keys are scanned. Which keys a shard holds is
         learnt once per shard and process (reading that one column; re-read when the file
@@ -375,6 +376,8 @@ class Warehouse:
                 known = index[path] = (stamp, frozenset(found))
             if not wanted.isdisjoint(known[1]):
                 holding.append(path)
+        if run_id is None:
+            return self.read_files(table, holding, f"list_contains(?::VARCHAR[], {column})", [sorted(wanted)])
         return self.read_files(table, holding, f"run_id = ? AND list_contains(?::VARCHAR[], {column})",
                                [run_id, sorted(wanted)])
 
