@@ -126,7 +126,7 @@ def _copy_answers_into_store(root: Path, code: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(code)}
     subprocess.run([sys.executable, "-c", "import sys\nfrom prm_data.llm import cache\nfrom prm_data.warehouse "
                     "import Warehouse\nif hasattr(cache, 'connect_store'):\n    cache.connect_store("
-                    "Warehouse(sys.argv[1])).close()", str(root)], env=env, check=True)
+                    "Warehouse(sys.argv[1])).close()", str(root)], env=env, cwd=root, check=True)
 
 
 # ------------------------------------------------------------------ driver

@@ -21,14 +21,16 @@ rerun) can, so every read here retries such a torn read (`retry_torn_reads`).
 Two processes that must not interleave a check and a write (adding problems,
 working on one run) serialize on a `ProcessLock` under `locks/`.
 
-The `.duckdb` file holds nothing but views (over `read_parquet` globs), so it
-is opened for writing only for a moment when views change; everything inside
-the library queries through an in-memory connection carrying the same views,
-and never holds a lock on the file.
+The `.duckdb` file holds nothing but views (over `read_parquet` globs); it is
+rewritten (beside, then renamed) only when the views change, never opened for
+writing in place (prm_data/views_file.py). Everything inside the library queries
+through this process's one in-memory database carrying the same views, created
+once, and never holds a lock on the file.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import random
 import re
@@ -136,18 +138,13 @@ def _sql_literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-# The duckdb CLI from PyPI (duckdb-cli 1.5.x) reads storage versions up to 68; DuckDB 2.0 writes 69
-# unless told otherwise. Views need nothing newer.
-VIEWS_STORAGE_VERSION = "v1.4.0"
-_VIEWS_COMMENT = "prm-data views "
 _DATABASES: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
 _DATABASES_LOCK = threading.Lock()
-_PRIVATE_VIEWS: dict[tuple[str, str], Path] = {}
-_KEY_INDEXES: dict[tuple[str, str, str, str], dict[Path, tuple[tuple, frozenset]]] = {}
+_KEY_INDEXES: dict[tuple[str, str, str | None, str], dict[Path, tuple[tuple, frozenset]]] = {}
 _KEY_INDEXES_KEPT = 8  # (table, run, column) indexes a process keeps; a run needs one or two
 
 
-def _key_index(warehouse: "Warehouse", table: str, run_id: str, column: str) -> dict:
+def _key_index(warehouse: "Warehouse", table: str, run_id: str | None, column: str) -> dict:
     """Shard path -> (file stamp, keys it holds) for one run's shards of a table (see read_keyed)."""
     key = (str(warehouse.root), table, run_id, column)
     with _DATABASES_LOCK:
@@ -330,11 +327,11 @@ class Warehouse:
             con.close()
         return result[0][0] if result else None
 
-    def run_files(self, table: str, run_id: str) -> list[Path]:
-        """The finished shards one run wrote to `table` (not writers' temporary files)."""
+    def run_files(self, table: str, run_id: str | None) -> list[Path]:
+        """The finished shards one run (None: every run) wrote to `table` (not writers' temporary files)."""
         schema_for(table)
-        return sorted(p for p in (self.tables_dir / table / f"run_id={run_id}").glob("*.parquet")
-                      if not p.name.startswith("."))
+        pattern = f"run_id={glob.escape(run_id)}/*.parquet" if run_id is not None else "run_id=*/*.parquet"
+        return sorted(p for p in (self.tables_dir / table).glob(pattern) if not p.name.startswith("."))
 
     def read_files(self, table: str, files: Sequence[Path], where: str = "TRUE",
                    params: Sequence | dict | None = None) -> pa.Table:
@@ -351,8 +348,8 @@ class Warehouse:
                f"WHERE {where}")
         return self.query(sql, params).select(schema.names)
 
-    def read_keyed(self, table: str, run_id: str, column: str, keys: Sequence[str]) -> pa.Table:
-        """Rows of run `run_id`'s shards of `table` whose `column` is one of `keys`.
+    def read_keyed(self, table: str, run_id: str | None, column: str, keys: Sequence[str]) -> pa.Table:
+        """Rows of run `run_id`'s (None: every run's) shards of `table` whose `column` is one of `keys`.
 
         Only the shards that hold one of the keys are scanned. Which keys a shard holds is
         learnt once per shard and process (reading that one column; re-read when the file
@@ -379,97 +376,39 @@ class Warehouse:
                 known = index[path] = (stamp, frozenset(found))
             if not wanted.isdisjoint(known[1]):
                 holding.append(path)
+        if run_id is None:
+            return self.read_files(table, holding, f"list_contains(?::VARCHAR[], {column})", [sorted(wanted)])
         return self.read_files(table, holding, f"run_id = ? AND list_contains(?::VARCHAR[], {column})",
                                [run_id, sorted(wanted)])
 
     # ------------------------------------------------- the views file, prm.duckdb
     def views_fingerprint(self) -> str:
-        """A hash of the views' SQL: the file is rewritten only when it changes (code or location)."""
+        """A hash of the views' SQL: prm.duckdb is rewritten only when it changes (see prm_data/views_file.py)."""
         import hashlib
 
         return hashlib.sha256("\n;\n".join(self.view_sql()).encode()).hexdigest()[:16]
 
     def views_file_fingerprint(self, path: Path | None = None) -> str | None:
-        """The fingerprint stored in a views file (None: missing, unreadable or held for writing)."""
-        path = path or self.db_path
-        if not path.exists():
-            return None
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-        except duckdb.Error:
-            return None
-        try:
-            row = con.execute("SELECT comment FROM duckdb_views() WHERE view_name = 'problems' "
-                              "AND NOT internal").fetchone()
-        finally:
-            con.close()
-        return row[0].removeprefix(_VIEWS_COMMENT) if row and row[0] else None
+        from prm_data.views_file import stored_fingerprint
+
+        return stored_fingerprint(path or self.db_path)
 
     def sync_views(self, wait_s: float = 30.0) -> Path:
-        """Make prm.duckdb hold the current views, for the duckdb CLI and `prm-data query`. Writers only.
+        """Make prm.duckdb hold the current views (writers only; see prm_data/views_file.py)."""
+        from prm_data.views_file import sync_views
 
-        Nothing happens when the file's views are current (the usual case: views are
-        globs, so new shards need no refresh). Otherwise, under the warehouse lock
-        `views`, a complete new file is built beside it and renamed onto it: a
-        reader that has the old file open keeps reading it, a reader that opens it
-        later gets the new one, and no one ever holds prm.duckdb for writing, so
-        readers never lock each other or a writer out. WarehouseBusy if another
-        writer holds the lock for over `wait_s`.
-        """
-        fingerprint = self.views_fingerprint()
-        if self.views_file_fingerprint() == fingerprint:
-            return self.db_path
-        with self.lock("views", wait_s=wait_s, what="refreshing the views in prm.duckdb"):
-            if self.views_file_fingerprint() != fingerprint:
-                self.write_views_file(self.db_path)
-        return self.db_path
+        return sync_views(self, wait_s)
 
     def write_views_file(self, path: Path) -> Path:
-        """Write a views-only DuckDB file at `path` atomically, in a storage version the duckdb CLI reads."""
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            con = duckdb.connect(":memory:")
-            try:
-                con.execute(f"ATTACH {_sql_literal(tmp)} AS views_file (STORAGE_VERSION '{VIEWS_STORAGE_VERSION}')")
-                con.execute("USE views_file")
-                for stmt in self.view_sql():
-                    con.execute(stmt)
-                con.execute(f"COMMENT ON VIEW problems IS '{_VIEWS_COMMENT}{self.views_fingerprint()}'")
-                con.execute("USE memory")
-                con.execute("DETACH views_file")  # checkpoints: the file is whole, no .wal beside it
-            finally:
-                con.close()
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            # A duckdb session that had the old file open for writing may have left its write-ahead
-            # log beside it; it belongs to the replaced file and would not replay onto this one.
-            path.with_name(path.name + ".wal").unlink(missing_ok=True)
-        finally:
-            for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-                leftover.unlink(missing_ok=True)
-        return path
+        from prm_data.views_file import write_views_file
+
+        return write_views_file(self, path)
 
     def readable_views_file(self) -> Path:
-        """A views file to open read-only, without writing prm.duckdb (what `prm-data query` opens).
+        """A views file to open read-only without writing prm.duckdb (see prm_data/views_file.py)."""
+        from prm_data.views_file import readable_views_file
 
-        prm.duckdb when its views are current; otherwise (never synced, written by an
-        older version, or held for writing by a duckdb session) a private copy with
-        the current views, made once per process and removed when it exits.
-        """
-        fingerprint = self.views_fingerprint()
-        if self.views_file_fingerprint() == fingerprint:
-            return self.db_path
-        key = (str(self.root), fingerprint)
-        if key not in _PRIVATE_VIEWS:
-            import atexit
-            import shutil
-            import tempfile
-
-            folder = Path(tempfile.mkdtemp(prefix="prm-views-"))
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)
-            _PRIVATE_VIEWS[key] = self.write_views_file(folder / "prm.duckdb")
-        return _PRIVATE_VIEWS[key]
+        return readable_views_file(self)
 
     def row_counts(self) -> dict[str, int]:
         con = self.connect()

@@ -1,8 +1,8 @@
 """No answer the cache acknowledged is ever lost, whatever threads and processes do at once.
 
 Several processes (spawned: they share nothing but the warehouse folder), each with
-several threads, put answers through the public API while one thread of each process
-flushes over and over in between. Every key whose `put` returned is acknowledged; at
+several threads, put answers through the public API while two threads of each process
+flush over and over in between. Every key whose `put` returned is acknowledged; at
 the end every acknowledged key must be in the `llm_cache` table (after one last
 flush) and be served by a cache opened afresh. Repeated, because a race shows only
 in some interleavings.
@@ -19,7 +19,7 @@ from prm_data.llm.cache import RequestCache
 from prm_data.llm.types import Sample
 from prm_data.warehouse import Warehouse
 
-PROCESSES, THREADS, PUTS = 3, 4, 60
+PROCESSES, THREADS, FLUSHERS, PUTS = 4, 6, 2, 100
 REPETITIONS = 20
 
 
@@ -29,7 +29,7 @@ def answer(key: str) -> Sample:
 
 
 def worker(root: str, process: int, results) -> None:
-    """Put PUTS answers from each of THREADS threads while another thread keeps flushing."""
+    """Put PUTS answers from each of THREADS threads while FLUSHERS other threads keep flushing."""
     cache = RequestCache(Warehouse(root), run_id=f"stress{process}", fsync=False)
     acknowledged: list[str] = []
     ack_lock = threading.Lock()
@@ -46,15 +46,17 @@ def worker(root: str, process: int, results) -> None:
         while not done.is_set():
             cache.flush()
 
-    flusher = threading.Thread(target=flush_until_done)
-    flusher.start()
+    flushers = [threading.Thread(target=flush_until_done) for _ in range(FLUSHERS)]
+    for t in flushers:
+        t.start()
     threads = [threading.Thread(target=put_all, args=(t,)) for t in range(THREADS)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     done.set()
-    flusher.join()
+    for t in flushers:
+        t.join()
     results.put(acknowledged)
 
 

@@ -182,3 +182,40 @@ def test_the_prefect_flow_killed_mid_labeling_resumes_to_the_same_tables(tmp_pat
         assert {server.request_keys[h] for h in server.asked_after_success()} <= lost
         assert len(lost) <= CONCURRENCY * 2  # policy and judge clients each have CONCURRENCY in flight
         assert len(server.succeeded()) == base_answered
+        assert_every_answer_kept_and_a_relabel_pays_nothing(server, crash_dir, root, env)
+
+
+def assert_every_answer_kept_and_a_relabel_pays_nothing(server, folder: Path, root: Path, env: dict) -> None:
+    """Every request the server answered is in `llm_cache`; a relabel through the Prefect flow
+    (the same problems and models under another fusion policy: a new labeling version, so
+    every problem is labeled again) is served from the cache and asks the server nothing."""
+    wh = Warehouse(root)
+    answered = {server.request_keys[h] for h in server.succeeded()}
+    in_table = {r["request_key"] for r in wh.rows("SELECT DISTINCT request_key FROM llm_cache")}
+    assert answered - in_table == set(), f"{len(answered - in_table)} answered requests not in llm_cache"
+    asked = server.requests_total
+    cfg = http_config(folder / "relabel.yaml", server.url, name="relabel", aggregate={"policy": "hybrid"})
+    log = folder / "relabel.log"
+    assert run_to_end(cli_command(*run_args(cfg, root, serial=False)), folder, log, env=env) == 0, \
+        log.read_text()[-3000:]
+    [relabel] = wh.rows("SELECT paid_requests, cache_misses FROM runs WHERE run_id LIKE 'relabel%'")
+    assert server.requests_total == asked and relabel == {"paid_requests": 0, "cache_misses": 0}
+    assert wh.scalar("SELECT count(*) FROM final_labels WHERE run_id LIKE 'relabel%'") > 0
+
+
+def test_an_uninterrupted_prefect_run_stores_every_answer_it_was_sent(tmp_path):
+    """No kill at all, through the Prefect flow (threads put and flush the shared cache at once):
+    `llm_cache` and `runs.paid_requests` hold exactly the requests the server answered."""
+    root, log = tmp_path / "wh", tmp_path / "run.log"
+    env = {"PREFECT_HOME": str(tmp_path / "prefect")}
+    with SimServer(SERVER) as server:
+        cfg = http_config(tmp_path / "night.yaml", server.url, source="bank:12:2:5")
+        assert run_to_end(cli_command(*run_args(cfg, root, serial=False)), tmp_path, log, env=env) == 0, \
+            log.read_text()[-3000:]
+        wh = Warehouse(root)
+        answered = len(server.succeeded())
+        assert server.asked_after_success() == []
+        assert wh.scalar("SELECT count(*) FROM llm_cache") == answered == wh.scalar(
+            "SELECT count(DISTINCT request_key) FROM llm_cache") > 100
+        assert wh.scalar("SELECT paid_requests FROM runs") == answered
+        assert_every_answer_kept_and_a_relabel_pays_nothing(server, tmp_path, root, env)

@@ -24,8 +24,9 @@ def aggregate_shard(scope: StageScope, shard: str, policy: AggregateConfig, f, l
         return None
     ids = [r["rollout_id"] for r in rollouts]
     steps = steps_by_rollout(shard_steps(wh, run_id, ids))
-    labels = wh.rows("SELECT * FROM step_labels WHERE run_id = ? AND list_contains(?::VARCHAR[], rollout_id) "
-                     "AND list_contains(?::VARCHAR[], labeler)", [run_id, ids, list(labelers)])
+    wanted = set(labelers)
+    labels = [row for row in wh.read_keyed("step_labels", run_id, "rollout_id", ids).to_pylist()
+              if row["labeler"] in wanted]  # only the run's shards that hold the shard's rollouts
     final = aggregate(labels, policy, run_id, {r["rollout_id"]: r["num_steps"] for r in rollouts}, labelers)
     dropped: list[dict] = []
     kept = rollouts

@@ -11,27 +11,46 @@ def shard_problem_ids(wh: Warehouse, run_id: str, shard: str) -> list[str]:
         "SELECT problem_id FROM run_problems WHERE run_id = ? AND shard = ? ORDER BY problem_id", [run_id, shard])]
 
 
+# The readers below touch only the files of their run (and, for problems, the problems
+# table), never a view over every run's shards, so their cost does not grow with unrelated
+# runs (issue 21).
+def _selected_ids(wh: Warehouse, run_id: str, shard: str) -> list[str]:
+    chosen = wh.read_files("run_problems", wh.run_files("run_problems", run_id), "run_id = ? AND shard = ?",
+                           [run_id, shard])
+    return sorted(set(chosen.column("problem_id").to_pylist()))
+
+
 def shard_problems(wh: Warehouse, run_id: str, shard: str) -> list[dict]:
+    ids = _selected_ids(wh, run_id, shard)
+    if not ids:
+        return []
     return wh.rows(
-        "SELECT * FROM problems WHERE problem_id IN "
-        "(SELECT problem_id FROM run_problems WHERE run_id = ? AND shard = ?) "
+        "SELECT * FROM problems WHERE problem_id IN (SELECT unnest(?::VARCHAR[])) "
         "QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY created_at NULLS LAST) = 1 "
-        "ORDER BY problem_id", [run_id, shard])
+        "ORDER BY problem_id", [ids])
 
 
 def shard_rollouts(wh: Warehouse, run_id: str, shard: str, skip_uniform: bool = False) -> list[dict]:
-    sql = ("SELECT * FROM rollouts WHERE run_id = ? AND problem_id IN "
-           "(SELECT problem_id FROM run_problems WHERE run_id = ? AND shard = ?)")
+    ids = _selected_ids(wh, run_id, shard)
+    if not ids:
+        return []
+    # The generate stage writes a shard's rollouts to the rollouts shard of the same name; read
+    # only that one when it is there, else every shard of the run (same rows, found slower).
+    named = wh.tables_dir / "rollouts" / f"run_id={run_id}" / f"{shard}.parquet"
+    files = [named] if named.exists() else wh.run_files("rollouts", run_id)
+    where = "run_id = ? AND list_contains(?::VARCHAR[], problem_id)"
     if skip_uniform:
-        sql += " AND coalesce(problem_outcome, 'mixed') = 'mixed'"
-    return wh.rows(sql + " ORDER BY problem_id, sample_index, rollout_id", [run_id, run_id, shard])
+        where += " AND coalesce(problem_outcome, 'mixed') = 'mixed'"
+    rows = wh.read_files("rollouts", files, where, [run_id, ids])
+    return rows.sort_by([("problem_id", "ascending"), ("sample_index", "ascending"),
+                         ("rollout_id", "ascending")]).to_pylist()
 
 
 def shard_steps(wh: Warehouse, run_id: str, rollout_ids: list[str]) -> list[dict]:
     if not rollout_ids:
         return []
-    return wh.rows("SELECT * FROM steps WHERE run_id = ? AND list_contains(?::VARCHAR[], rollout_id) "
-                   "ORDER BY rollout_id, step_index", [run_id, rollout_ids])
+    rows = wh.read_keyed("steps", run_id, "rollout_id", rollout_ids)
+    return rows.sort_by([("rollout_id", "ascending"), ("step_index", "ascending")]).to_pylist()
 
 
 def rollout_steps(wh: Warehouse, run_id: str, shard: str, skip_uniform: bool,

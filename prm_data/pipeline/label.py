@@ -25,8 +25,8 @@ from prm_data.warehouse import Warehouse
 
 
 def _load_tree(wh: Warehouse, problem_ids: list[str], model: str) -> PrefixTree:
-    rows = wh.rows("SELECT * FROM tree_nodes WHERE list_contains(?::VARCHAR[], problem_id) "
-                   "AND (completer_model = ? OR completer_model IS NULL)", [problem_ids, model])
+    rows = [r for r in wh.read_keyed("tree_nodes", None, "problem_id", problem_ids).to_pylist()  # only the
+            if r["completer_model"] in (model, None)]  # shards, of any run, that hold these problems
     return PrefixTree.from_rows(rows, model=model) if rows else PrefixTree(model)
 
 
