@@ -14,19 +14,32 @@ Settings and why (see docs/labeling.md):
   policies of Math-Shepherd and OmegaPRM on MATH (OmegaPRM: Gemini Pro 51%);
   division is left out because integer division maps a wrong value back onto
   the right one (14 // 4 == 12 // 4), a recovery real arithmetic does not have;
-- 60 problems (12 with --quick), 8 rollouts each, and OmegaPRM's pre-filter: problems whose rollouts are
+- 40 problems (12 with --quick), 8 rollouts each, and OmegaPRM's pre-filter: problems whose rollouts are
   all right or all wrong are not labeled;
-- two completers, each a table: the policy itself (OmegaPRM samples its MC
-  rollouts from the policy) and a stronger completer (error rate 0.05;
-  Math-Shepherd uses a separate completer model and Rewarding Progress a
-  separate prover).
-- every method runs with three completer seeds (fresh tree and client each) and
-  its accuracy is pooled over them: methods on the same seed draw partly the
-  same samples (same request keys), so one seed is one correlated draw, and a
-  2-3 point difference on one seed is noise.
+- baselines at their papers' settings: per-step Monte Carlo at N = 8
+  (Math-Shepherd) and binary search at k = 8 (OmegaPRM); Monte Carlo at k = 4
+  and k = 2 sit beside them as the equal-cost comparison for the cheaper
+  methods. Every method labels the same rollouts and is scored on all of them
+  (an abstention counts as a miss), so accuracies compare directly;
+- the simulator's assumptions are swept, one at a time, from the default
+  world (errors undone by the next step with probability 0.05, the policy as
+  completer): error cancellation 0 / 0.05 / 0.15 (rollouts and completions both
+  come from that world), a stronger completer (error rate 0.05), and weaker
+  completers whose solve rate from scratch falls from the policy's (~0.5) to
+  0.1 (Math-Shepherd uses a separate completer model and Rewarding Progress a
+  separate prover; issue 16 found a 135M completer solving ~10 %). Every
+  setting reports the assumptions it ran under;
+- progress labels (Rewarding Progress) run with the completer as prover, in
+  both label modes: advantage (a significant drop in the prover's success
+  rate) and hard_estimate (Q > 0, Math-Shepherd's rule under the prover);
+- every method runs with two completer seeds (one in the sweep; fresh tree
+  and client each) and its accuracy is pooled over them: methods on the same
+  seed draw partly the same samples (same request keys), so one seed is one
+  correlated draw, and a 2-3 point difference on one seed is noise.
 
 Run: `python benchmarks/labeling_cost.py [--quick]`; writes
-benchmarks/results/labeling_cost.json and labeling_cost.png.
+benchmarks/results/labeling_cost.json and labeling_cost.png (the default
+world) and prints a table per setting and one of accuracy by setting.
 """
 
 from __future__ import annotations
@@ -54,6 +67,8 @@ PAPER_BINARY_SEARCH = "binary_search_k8"
 
 METHODS = [  # name, labeler, config
     (BASELINE, label_mc_value, MCValueConfig(k=8, reuse_tree=False)),
+    ("mc_k4", label_mc_value, MCValueConfig(k=4, reuse_tree=False)),
+    ("mc_k2", label_mc_value, MCValueConfig(k=2, reuse_tree=False)),
     ("mc_k8_early_stop", label_mc_value, MCValueConfig(k=8, reuse_tree=False, early_stop=True)),
     ("mc_k8_tree_reuse", label_mc_value, MCValueConfig(k=8, reuse_tree=True)),
     ("mc_k8_reuse_early_stop", label_mc_value, MCValueConfig(k=8, reuse_tree=True, early_stop=True)),
@@ -63,11 +78,23 @@ METHODS = [  # name, labeler, config
     ("binary_search_k16", label_omega_prm, OmegaPRMConfig(k=16, continue_search=False)),
     ("omega_mcts", label_omega_prm, OmegaPRMConfig()),
     ("sibling", label_sibling, SiblingConfig()),
-    ("progress", label_progress, ProgressConfig()),
+    ("progress_advantage", label_progress, ProgressConfig(label_mode="advantage")),
+    ("progress_hard_estimate", label_progress, ProgressConfig(label_mode="hard_estimate")),
 ]
-COMPLETERS = {  # setting -> (model, per-step error rate)
-    "policy_as_completer": ("sim-policy", 0.15),
-    "stronger_completer": ("sim-completer", 0.05),
+SWEEP_METHODS = (BASELINE, "mc_k4", "mc_k2", "mc_k8_tree_reuse", PAPER_BINARY_SEARCH, "binary_search_k4", "binary_search_k8_early_stop",
+                 "progress_advantage", "progress_hard_estimate")
+POLICY_ERROR_RATE = 0.15
+DEFAULT_CANCEL = 0.05
+# setting -> (axis it moves, world's cancel rate, completer SimBackend arguments, all methods?)
+SETTINGS = {
+    "default": ("default", DEFAULT_CANCEL, {"model": "sim-policy", "error_rate": POLICY_ERROR_RATE}, True),
+    "stronger_completer": ("completer", DEFAULT_CANCEL, {"model": "sim-completer", "error_rate": 0.05}, True),
+    "no_cancellation": ("cancellation", 0.0, {"model": "sim-policy", "error_rate": POLICY_ERROR_RATE}, False),
+    "cancellation_0.15": ("cancellation", 0.15, {"model": "sim-policy", "error_rate": POLICY_ERROR_RATE}, False),
+    "completer_solves_0.5": ("completer", DEFAULT_CANCEL, {"model": "sim-completer", "solve_rate": 0.5}, False),
+    "completer_solves_0.3": ("completer", DEFAULT_CANCEL, {"model": "sim-completer", "solve_rate": 0.3}, False),
+    "completer_solves_0.2": ("completer", DEFAULT_CANCEL, {"model": "sim-completer", "solve_rate": 0.2}, False),
+    "completer_solves_0.1": ("completer", DEFAULT_CANCEL, {"model": "sim-completer", "solve_rate": 0.1}, False),
 }
 
 
@@ -91,13 +118,13 @@ def score(rollouts: list[RolloutSteps], labels) -> tuple[int, int, int, int]:
     return sum(hits), len(hits), sum(erroneous), len(erroneous)
 
 
-def run_method(rollouts, labeler, cfg, model: str, error_rate: float, seeds: list[int]) -> dict:
+def run_method(rollouts, labeler, cfg, completer_backend: dict, seeds: list[int]) -> dict:
     """Label the rollouts once per completer seed (fresh tree and client each time); pool the results."""
     hits = total = err_hits = err_total = 0
     sums: dict[str, float] = defaultdict(float)
     per_seed = []
     for seed in seeds:
-        client = LLMClient(SimBackend(model=model, error_rate=error_rate))
+        client = LLMClient(SimBackend(**completer_backend))
         completer = Completer(client, cfg=CompleterConfig(seed=seed), run_id="bench")
         start = time.perf_counter()
         labels = labeler(rollouts, completer, cfg)
@@ -124,6 +151,7 @@ def run_method(rollouts, labeler, cfg, model: str, error_rate: float, seeds: lis
         "accuracy_ci95": list(wilson_interval(hits, total)),
         "accuracy_per_seed": per_seed,
         "accuracy_on_erroneous": err_hits / err_total if err_total else None,
+        "accuracy_on_error_free": (hits - err_hits) / (total - err_total) if total > err_total else None,
         "completion_tokens_per_labeled_step": (out["completion_tokens"] / out["labeled_steps"]
                                                if out["labeled_steps"] else None),
         "seeds": seeds,
@@ -131,20 +159,20 @@ def run_method(rollouts, labeler, cfg, model: str, error_rate: float, seeds: lis
     return out
 
 
-def run_setting(rollouts, model: str, error_rate: float, seeds: list[int]) -> dict:
-    methods = {name: run_method(rollouts, fn, cfg, model, error_rate, seeds) for name, fn, cfg in METHODS}
+def run_setting(rollouts, completer_backend: dict, seeds: list[int], names=None) -> dict:
+    methods = {name: run_method(rollouts, fn, cfg, completer_backend, seeds)
+               for name, fn, cfg in METHODS if names is None or name in names}
     base = methods[BASELINE]
     for m in methods.values():
         per_step = m["completion_tokens_per_labeled_step"]
         m["token_reduction_vs_baseline"] = (base["completion_tokens_per_labeled_step"] / per_step) if per_step else None
-    savings = {
-        "early_stop_mc": _saving(base, methods["mc_k8_early_stop"]),
-        "tree_reuse_mc": _saving(base, methods["mc_k8_tree_reuse"]),
-        "tree_reuse_and_early_stop_mc": _saving(base, methods["mc_k8_reuse_early_stop"]),
-        "early_stop_binary_search": _saving(methods[PAPER_BINARY_SEARCH], methods["binary_search_k8_early_stop"]),
-    }
-    return {"completer_model": model, "completer_error_rate": error_rate, "methods": methods,
-            "savings": savings, "goals": _goals(methods)}
+    pairs = {"early_stop_mc": (BASELINE, "mc_k8_early_stop"), "tree_reuse_mc": (BASELINE, "mc_k8_tree_reuse"),
+             "tree_reuse_and_early_stop_mc": (BASELINE, "mc_k8_reuse_early_stop"),
+             "early_stop_binary_search": (PAPER_BINARY_SEARCH, "binary_search_k8_early_stop")}
+    savings = {key: _saving(methods[a], methods[b]) for key, (a, b) in pairs.items() if a in methods and b in methods}
+    completer = SimBackend(**completer_backend)
+    return {"completer_model": completer.model, "completer_assumptions": completer.assumptions(),
+            "methods": methods, "savings": savings, "goals": _goals(methods)}
 
 
 def _saving(reference: dict, variant: dict) -> dict:
@@ -169,29 +197,57 @@ def _goals(methods: dict) -> dict:
     return {"paper_binary_search": check(PAPER_BINARY_SEARCH), "binary_search_variants_meeting_all_goals": met}
 
 
-def run(quick: bool = False, out_dir: Path | None = None) -> dict:
-    """Run the benchmark; writes the JSON and the PNG (to `out_dir`) and returns the results."""
-    count, seeds = (12, [0]) if quick else (60, [0, 1, 2])
+def _rollouts(count: int, cancel_rate: float) -> tuple[list[RolloutSteps], dict]:
     problems = [p.to_row("bench") for p in generate_bank(count, seed=2024, difficulty=(3, 6), ops="+-*")]
-    policy = LLMClient(SimBackend(model="sim-policy", error_rate=0.15))
-    batch = generate_rollouts(problems, policy, RolloutConfig(n=8, skip_uniform=True), "bench")
+    policy = SimBackend(model="sim-policy", error_rate=POLICY_ERROR_RATE, cancel_rate=cancel_rate)
+    batch = generate_rollouts(problems, LLMClient(policy), RolloutConfig(n=8, skip_uniform=True), "bench")
     rollouts = batch.for_labeling()
-    results = {
-        "quick": quick,
-        "problems": count,
-        "problems_labeled": count - len(batch.skipped),
-        "rollouts_labeled": len(rollouts),
+    return rollouts, {
+        "policy_assumptions": policy.assumptions(), "problems": count,
+        "problems_labeled": count - len(batch.skipped), "rollouts_labeled": len(rollouts),
         "steps_labeled": sum(len(r.steps) for r in rollouts),
         "policy_pass_rate": sum(r["is_correct"] for r in batch.rollouts) / len(batch.rollouts),
-        "policy_error_rate": 0.15,
-        "completer_seeds": seeds,
-        "settings": {name: run_setting(rollouts, model, rate, seeds) for name, (model, rate) in COMPLETERS.items()},
-    }
+        "error_free_rollouts": sum(r.true_first_error == -1 for r in rollouts),
+        "right_answer_with_an_error": sum(r.is_correct and r.true_first_error != -1 for r in rollouts)}
+
+
+def run(quick: bool = False, out_dir: Path | None = None, sweep: bool = True) -> dict:
+    """Run the benchmark; writes the JSON and the PNG (to `out_dir`) and returns the results."""
+    count, seeds, sweep_seeds = (12, [0], [0]) if quick else (40, [0, 1], [0])
+    worlds: dict[float, tuple] = {}
+    settings = {}
+    for name, (axis, cancel, completer, every_method) in SETTINGS.items():
+        if not sweep and not every_method:
+            continue
+        if cancel not in worlds:
+            worlds[cancel] = _rollouts(count, cancel)
+        rollouts, facts = worlds[cancel]
+        start = time.perf_counter()
+        setting = run_setting(rollouts, {**completer, "cancel_rate": cancel}, seeds if every_method else sweep_seeds,
+                              None if every_method else SWEEP_METHODS)
+        settings[name] = {"axis": axis, **facts, **setting, "seconds": round(time.perf_counter() - start, 1)}
+        print(f"{name}: {settings[name]['seconds']} s", flush=True)
+    default = settings["default"]
+    results = {"quick": quick, "completer_seeds": seeds, "sweep_seeds": sweep_seeds,
+               **{k: default[k] for k in ("problems", "problems_labeled", "rollouts_labeled", "steps_labeled",
+                                          "policy_pass_rate")},
+               "policy_error_rate": POLICY_ERROR_RATE, "settings": settings,
+               "degradation": degradation(settings)}
     out = Path(out_dir) if out_dir is not None else RESULTS
     out.mkdir(parents=True, exist_ok=True)
     (out / "labeling_cost.json").write_text(json.dumps(results, indent=2, sort_keys=True))
     plot(results, out / "labeling_cost.png")
     return results
+
+
+def degradation(settings: dict) -> dict:
+    """method -> setting -> first-error accuracy, for the methods every setting ran."""
+    common = set.intersection(*(set(s["methods"]) for s in settings.values()))
+    return {m: {name: round(s["methods"][m]["first_error_accuracy"], 4) for name, s in settings.items()}
+            for m in METHODS_ORDER if m in common}
+
+
+METHODS_ORDER = [name for name, _, _ in METHODS]
 
 
 def plot(results: dict, path: Path) -> None:
@@ -200,7 +256,7 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    settings = results["settings"]
+    settings = {n: s for n, s in results["settings"].items() if SETTINGS[n][3]}
     fig, axes = plt.subplots(1, len(settings), figsize=(6.5 * len(settings), 5.8), sharey=True)
     colors = plt.get_cmap("tab20").colors
     for ax, (name, setting) in zip(axes, settings.items()):
@@ -212,7 +268,7 @@ def plot(results: dict, path: Path) -> None:
                         ms=7, capsize=3, label=method)
         ax.axhline(0.95, color="grey", lw=0.8, ls="--")
         ax.set_xscale("log")
-        ax.set_title(f"{name} (completer error rate {setting['completer_error_rate']})", fontsize=10)
+        ax.set_title(f"{name} ({_assumed(setting)})", fontsize=9)
         ax.set_xlabel("completion tokens per labeled step (log scale)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("first-error accuracy (95% CI)")
@@ -224,26 +280,37 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _assumed(setting: dict) -> str:
+    c = setting["completer_assumptions"]
+    strength = f"solve rate {c['solve_rate']}" if "solve_rate" in c else f"error rate {c['error_rate']}"
+    return f"completer {c['model']} {strength}, cancel {c['cancel_rate']}"
+
+
 def print_table(results: dict) -> None:
-    print(f"{results['rollouts_labeled']} rollouts ({results['steps_labeled']} steps) of "
-          f"{results['problems_labeled']}/{results['problems']} problems; policy pass rate "
-          f"{results['policy_pass_rate']:.2f}")
     for name, setting in results["settings"].items():
-        print(f"\n== {name}: completer {setting['completer_model']} (error rate {setting['completer_error_rate']})")
-        print(f"{'method':30s} {'accuracy':>9s} {'95% CI':>13s} {'tok/step':>9s} {'vs base':>8s} "
-              f"{'calls':>7s} {'tokens':>9s}")
+        print(f"\n== {name}: {_assumed(setting)}; {setting['rollouts_labeled']} rollouts "
+              f"({setting['error_free_rollouts']} error-free, {setting['right_answer_with_an_error']} with the right "
+              f"answer despite an error), policy pass rate {setting['policy_pass_rate']:.2f}")
+        print(f"{'method':30s} {'accuracy':>9s} {'95% CI':>13s} {'erroneous':>9s} {'error-free':>10s} "
+              f"{'tok/step':>9s} {'vs base':>8s}")
         for method, m in setting["methods"].items():
             lo, hi = m["accuracy_ci95"]
             print(f"{method:30s} {m['first_error_accuracy']:9.3f}   {lo:.3f}-{hi:.3f} "
-                  f"{m['completion_tokens_per_labeled_step']:9.1f} {m['token_reduction_vs_baseline']:7.1f}x "
-                  f"{m['calls']:7.0f} {m['completion_tokens']:9.0f}")
+                  f"{m['accuracy_on_erroneous'] or 0:9.3f} {m['accuracy_on_error_free'] or 0:10.3f} "
+                  f"{m['completion_tokens_per_labeled_step']:9.1f} {m['token_reduction_vs_baseline']:7.1f}x")
         for key, s in setting["savings"].items():
             print(f"saving {key:30s} {s['fraction_saved']:6.1%} of tokens "
                   f"(accuracy {s['accuracy_change']:+.3f})")
-        print("goals:", json.dumps(setting["goals"]))
+    names = list(results["settings"])
+    print("\n== first-error accuracy by setting (every rollout scored; abstentions are misses)")
+    print(f"{'method':30s} " + " ".join(f"{n[:14]:>14s}" for n in names))
+    for method, row in results["degradation"].items():
+        print(f"{method:30s} " + " ".join(f"{row[n]:14.3f}" for n in names))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="12 problems and one completer seed instead of 60 and three")
-    print_table(run(quick=parser.parse_args().quick))
+    parser.add_argument("--quick", action="store_true", help="12 problems and one completer seed instead of 40 and two")
+    parser.add_argument("--no-sweep", action="store_true", help="only the default and stronger-completer settings")
+    args = parser.parse_args()
+    print_table(run(quick=args.quick, sweep=not args.no_sweep))
