@@ -53,7 +53,9 @@ def tiny_model(tmp_path_factory):
     config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                          pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id)
+                         eos_token_id=tok.eos_token_id,
+                         initializer_range=0.5)  # large random weights: sharp attention, so the answer
+    #                                              depends on the whole context, positions included
     LlamaForCausalLM(config).save_pretrained(str(out))
     return str(out)
 
@@ -79,6 +81,7 @@ def test_answers_with_reuse_equal_answers_without(backends, temperature):
     reqs = labeling_requests(temperature)
     without, with_reuse = answers(plain, reqs), answers(reuse, reqs)
     assert with_reuse == without  # texts and token counts, sample by sample
+    assert without[0][0] != without[7][0]  # the model reads its context: the two questions' answers differ
     if temperature > 0:
         assert len({text for text, _, _ in without[:3]}) >= 2  # seeded samples of one prompt differ
     stats = reuse.prefix_stats
