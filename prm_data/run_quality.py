@@ -118,3 +118,29 @@ def format_labeled_rollout(rollout: dict) -> str:
         tool = {True: "verified", False: "contradicted", None: "no check"}[s["tool_ok"]]
         lines.append(f"- `{label:>9}` (MC {mc}, tool {tool}) {' '.join(s['text'].split())}")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m prm_data.run_quality WAREHOUSE [RUN_ID] [N]`: the figures, then N labeled rollouts as Markdown."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: python -m prm_data.run_quality WAREHOUSE [RUN_ID] [N]", file=sys.stderr)
+        return 2
+    wh = Warehouse(args[0])
+    run_id = args[1] if len(args) > 1 and args[1] != "latest" else wh.scalar(
+        "SELECT max(run_id) FROM rollouts")
+    if run_id is None:
+        print(f"no rollouts in warehouse {wh.root}", file=sys.stderr)
+        return 1
+    quality = label_quality(wh, run_id)
+    print(json.dumps({"run_id": run_id, **quality, "goals_met": goals_met(quality)}, indent=2))
+    for rollout in labeled_rollouts(wh, run_id, int(args[2]) if len(args) > 2 else 10):
+        print("\n" + format_labeled_rollout(rollout))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

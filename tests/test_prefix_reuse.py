@@ -1,7 +1,8 @@
 """Prompt-prefix key/value reuse on the local backend: fewer prefill tokens, the same answers.
 
-The model is the bundled SmolLM2-135M-Instruct GGUF (a real tokenizer and chat template, real
-weights) in float32, so that "the same answers" is not blurred by bfloat16 rounding.
+The model is a tiny Llama (2 layers, grouped-query attention like Qwen2.5) with a byte-level BPE
+tokenizer trained here (prm_data/train/tiny.py) and a ChatML template, in float32, so that "the
+same answers" is not blurred by bfloat16 rounding and the test needs no model package.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import pytest
 from prm_data.llm.client import LLMClient
 from prm_data.llm.local_backend import LocalBackend
 from prm_data.llm.prefix_cache import PrefixKVStore
-from prm_data.llm.types import GenerationRequest, Message
+from prm_data.llm.types import GenerationRequest
 from prm_data.prompts import render
 
-pytestmark = pytest.mark.slow
-
-MODEL = "smollm2-135m-instruct"
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 QUESTIONS = ["Ava has 7 coins. Then Ava gets 5 more coins. How many coins does Ava have now?",
              "Tom has 12 cards. Then Tom gives away 4 cards. Then Tom gets 2 more cards. "
              "How many cards does Tom have now?"]
@@ -28,7 +28,7 @@ def labeling_requests(temperature: float) -> list[GenerationRequest]:
     reqs = []
     for q in QUESTIONS:
         messages = render("solve.v2", question=q, examples=[]).messages
-        common = dict(messages=messages, temperature=temperature, top_p=0.9, max_tokens=14,
+        common = dict(messages=messages, temperature=temperature, top_p=0.9, max_tokens=12,
                       stop=("\nProblem:",), seed=3)
         reqs.append(GenerationRequest(n=3, **common))
         reqs.append(GenerationRequest(assistant_prefix="Step 1: ", n=2, **common))
@@ -37,9 +37,33 @@ def labeling_requests(temperature: float) -> list[GenerationRequest]:
 
 
 @pytest.fixture(scope="module")
-def backends():
-    plain = LocalBackend(MODEL, dtype="float32", max_batch_size=16, prefix_cache_mb=0)
-    reuse = LocalBackend(MODEL, dtype="float32", max_batch_size=16, prefix_cache_mb=64)
+def tiny_model(tmp_path_factory):
+    """A randomly initialised 2-layer Llama and a tokenizer trained on the prompts, saved as a HF directory."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from prm_data.train.tiny import train_tokenizer
+
+    texts = [m.content for q in QUESTIONS for m in render("solve.v2", question=q, examples=[]).messages]
+    tok = train_tokenizer(texts * 4, vocab_size=400)
+    tok.chat_template = CHATML
+    out = tmp_path_factory.mktemp("tiny-chat-model")
+    tok.save_pretrained(str(out))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id,
+                         initializer_range=0.5)  # large random weights: sharp attention, so the answer
+    #                                              depends on the whole context, positions included
+    LlamaForCausalLM(config).save_pretrained(str(out))
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def backends(tiny_model):
+    plain = LocalBackend(tiny_model, dtype="float32", max_batch_size=16, prefix_cache_mb=0)
+    reuse = LocalBackend(tiny_model, dtype="float32", max_batch_size=16, prefix_cache_mb=64)
     return plain, reuse
 
 
@@ -57,6 +81,7 @@ def test_answers_with_reuse_equal_answers_without(backends, temperature):
     reqs = labeling_requests(temperature)
     without, with_reuse = answers(plain, reqs), answers(reuse, reqs)
     assert with_reuse == without  # texts and token counts, sample by sample
+    assert without[0][0] != without[7][0]  # the model reads its context: the two questions' answers differ
     if temperature > 0:
         assert len({text for text, _, _ in without[:3]}) >= 2  # seeded samples of one prompt differ
     stats = reuse.prefix_stats

@@ -85,3 +85,17 @@ def test_labeled_rollouts_show_each_kept_step_with_its_label_and_evidence(tmp_pa
     text = format_labeled_rollout(shown["r1"])
     assert "(MC 0.00, tool contradicted) r1 step 1" in text and "`     good` (MC 1.00, tool no check)" in text
     assert len(labeled_rollouts(wh, RUN, limit=2)) == 2
+
+
+def test_the_command_prints_the_figures_and_the_rollouts(tmp_path, capsys):
+    from prm_data.run_quality import main
+
+    wh = warehouse_with_labels(tmp_path)
+    wh.write_shard("problems", [{"problem_id": "p1", "run_id": RUN, "source": "bank", "question": "Q?",
+                                 "answer": "5"}], run_id=RUN)
+    wh.write_shard("steps", [{"rollout_id": "r1", "run_id": RUN, "problem_id": "p1", "step_index": i,
+                              "text": f"r1 step {i}"} for i in range(2)], run_id=RUN)
+    assert main([str(wh.root)]) == 0
+    out = capsys.readouterr().out
+    assert '"run_id": "run-a"' in out and '"first_step_bad_share": 0.3333' in out and "**Q?** (answer 5" in out
+    assert main([str(tmp_path / "empty")]) == 1
