@@ -94,7 +94,8 @@ def run(rows: int = 10_000_000, repeats: int = 3, root: str | None = None, out_d
     folder = Path(root) if root else Path(tempfile.mkdtemp(prefix="prm-export-scale-"))
     try:
         t0 = time.perf_counter()
-        wh = build_warehouse(folder / "wh", rows)
+        reuse = root and (folder / "wh" / "tables" / "stepwise_rows").exists()
+        wh = Warehouse(folder / "wh") if reuse else build_warehouse(folder / "wh", rows)
         build_s = time.perf_counter() - t0
         times: dict[str, list[float]] = {"stepwise": [], "every_config": []}
         counts = {}
@@ -139,7 +140,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000, help="step_labels rows")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--token-rows", type=int, default=20_000, help="rollouts tokenized for the token offsets")
-    parser.add_argument("--root", default=None, help="keep the warehouse here instead of a deleted temp folder")
+    parser.add_argument("--root", default=None, help="keep the warehouse here instead of a deleted temp folder "
+                        "(and reuse the one already there)")
     args = parser.parse_args()
     print(table(run(args.rows, args.repeats, args.root, token_rows=args.token_rows)))
 

@@ -126,3 +126,17 @@ def test_a_rollout_the_tool_could_not_check_is_not_kept_for_want_of_a_verdict(tm
     assert card["candidates_by_critic"]["tool_verify"] == 1
     assert card["not_kept"]["no_verdict_for_a_step"] == 1
     assert "r-6" not in {r["rollout_id"] for r in load_export(result.path, "verifier_sft")["train"]}
+
+
+def test_rollouts_no_critic_looked_at_give_no_rows_and_a_card_that_says_so(tmp_path):
+    import pyarrow.compute as pc
+
+    from prm_data.export import _query
+    from prm_data.exports.verifier_sft import build_verifier_rows
+
+    wh = build_fixture_warehouse(tmp_path / "wh")
+    stepwise = _query(wh, "stepwise", ExportConfig())
+    unjudged = stepwise.filter(pc.not_equal(stepwise["rollout_id"], "r-1"))  # j-1 judged r-1 only
+    table, card = build_verifier_rows(wh, unjudged)
+    assert table.num_rows == 0 and unjudged.num_rows > 0
+    assert card["candidates"] == 0 and card["kept"] == 0 and set(card["not_kept"].values()) == {0}

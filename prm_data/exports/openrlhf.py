@@ -56,8 +56,9 @@ def build_openrlhf_rows(stepwise: pa.Table, config: OpenRLHFConfig) -> tuple[pa.
     clash[rollout[step_has]] = True
     clash |= np.asarray(pc.fill_null(pc.match_substring(stepwise["prompt"], placeholder), False)
                         .to_numpy(zero_copy_only=False), bool)
-    rows = stepwise.filter(pa.array(~clash))
-    steps_flat, offsets = list_offsets(rows["completions"])
+    rows = stepwise.filter(pa.array(~clash)) if clash.any() else stepwise  # a filter copies every text
+    if clash.any():
+        steps_flat, offsets = list_offsets(rows["completions"])
     marked = pc.binary_join_element_wise(steps_flat, f" {placeholder}", "")
     body = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), marked), "\n")
     inputs = pc.binary_join_element_wise(rows["prompt"].combine_chunks(), body, "\n")

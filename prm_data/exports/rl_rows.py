@@ -36,7 +36,7 @@ def build_rl_rows(stepwise: pa.Table, config: RewardTransformConfig, separator: 
                   tokenizer: str | None) -> tuple[pa.Table, dict]:
     """The `rl_rewards` rows of these stepwise rows, and what the card says about them."""
     known = pc.is_valid(stepwise["is_correct"])
-    rows = stepwise.filter(known)
+    rows = stepwise.filter(known) if stepwise["is_correct"].null_count else stepwise  # a filter copies every text
     outcome = np.asarray(rows["is_correct"].to_numpy(), np.float64) if rows.num_rows else np.zeros(0)
     values_flat, offsets = list_offsets(rows["values"])
     values = np.asarray(values_flat.to_numpy(zero_copy_only=False), np.float64)

@@ -36,15 +36,22 @@ REASONS = ("kept", "no_verdict_for_a_step", "disagrees_with_final_labels", "same
 
 
 def candidates(warehouse: Warehouse, stepwise: pa.Table) -> pa.Table:
-    """Every candidate critique of these stepwise rows (one per voting judgment and one per tool-checked rollout)."""
+    """Every candidate critique of these stepwise rows (one per voting judgment and one per tool-checked
+    rollout): `row` (its stepwise row), `critic`, `judgment_id`, `verdicts` and `notes` per exported step."""
     con = warehouse.connect()
     try:
-        con.register("stepwise_export", stepwise.select(["problem_id", "rollout_id", "prompt", "completions",
-                                                         "labels"]))
+        con.register("stepwise_export", pa.table({
+            "row": pa.array(np.arange(stepwise.num_rows), pa.int64()), "rollout_id": stepwise["rollout_id"],
+            "num_steps": pc.list_value_length(stepwise["completions"])}))
         sql = load_query("export_verifier_candidates")
-        return retry_torn_reads(lambda: con.sql(sql).to_arrow_table())
+        table = retry_torn_reads(lambda: con.sql(sql).to_arrow_table())
     finally:
         con.close()
+    steps, offsets = list_offsets(table["per_step"])
+    as_list = lambda field: pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),  # noqa: E731
+                                                     pc.struct_field(steps, field))
+    return table.drop_columns(["per_step"]).append_column("verdicts", as_list("verdict")).append_column(
+        "notes", as_list("note"))
 
 
 def _template() -> tuple[str, tuple[str, str, str]]:
@@ -57,17 +64,17 @@ def _template() -> tuple[str, tuple[str, str, str]]:
     return system, (before, middle, after)
 
 
-def reasons_of(candidates: pa.Table) -> np.ndarray:
-    """Per candidate: kept, no_verdict_for_a_step or disagrees_with_final_labels (ThinkPRM's filter)."""
+def reasons_of(candidates: pa.Table, labels: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Per candidate, the index in REASONS of: kept, no_verdict_for_a_step or disagrees_with_final_labels
+    (ThinkPRM's filter); `labels` are the final labels of each candidate's steps."""
     verdicts, offsets = list_offsets(candidates["verdicts"])
-    labels, _ = list_offsets(candidates["labels"])
+    labels, _ = list_offsets(labels)
     rollout = np.repeat(np.arange(candidates.num_rows), np.diff(offsets))
-    missing = np.zeros(candidates.num_rows, bool)
-    missing[rollout[np.asarray(verdicts.is_null().to_numpy(zero_copy_only=False), bool)]] = True
-    differs = np.zeros(candidates.num_rows, bool)
+    out = np.zeros(candidates.num_rows, np.int8)
     wrong = pc.fill_null(pc.not_equal(verdicts, labels), False)
-    differs[rollout[np.asarray(wrong.to_numpy(zero_copy_only=False), bool)]] = True
-    return np.where(missing, REASONS[1], np.where(differs, REASONS[2], REASONS[0]))
+    out[rollout[np.asarray(wrong.to_numpy(zero_copy_only=False), bool)]] = 2
+    out[rollout[np.asarray(verdicts.is_null().to_numpy(zero_copy_only=False), bool)]] = 1
+    return out
 
 
 def _numbered(steps_flat: pa.Array, offsets: np.ndarray) -> tuple[pa.Array, pa.Array]:
@@ -80,48 +87,67 @@ def _numbered(steps_flat: pa.Array, offsets: np.ndarray) -> tuple[pa.Array, pa.A
 def build_verifier_rows(warehouse: Warehouse, stepwise: pa.Table) -> tuple[pa.Table, dict]:
     """The `verifier_sft` rows of these stepwise rows, and what the card says about them."""
     cands = candidates(warehouse, stepwise)
-    reasons = reasons_of(cands).astype(object)
-    kept = cands.filter(pa.array(reasons == REASONS[0])).sort_by(
-        [("problem_id", "ascending"), ("rollout_id", "ascending"), ("critic", "ascending"),
-         ("judgment_id", "ascending")])  # the query leaves rows unordered; the first of equal critiques stays
+    reasons = reasons_of(cands, stepwise["labels"].take(cands["row"]))
+    kept = cands.filter(pa.array(reasons == 0)).sort_by(  # the query leaves rows unordered
+        [("row", "ascending"), ("critic", "ascending"), ("judgment_id", "ascending")])
+    kept, repeats = _drop_repeats(kept)
+    rows = stepwise.take(kept["row"])
     system, (before, middle, after) = _template()
-    steps_flat, offsets = list_offsets(kept["completions"])
+    steps_flat, offsets = list_offsets(rows["completions"])
     numbers, texts = _numbered(steps_flat, offsets)
     lists = lambda flat, sep: pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), flat), sep)  # noqa: E731
     solution = lists(pc.binary_join_element_wise("Step ", numbers, ": ", texts, ""), "\n")
-    user = pc.binary_join_element_wise(before, kept["prompt"].combine_chunks(), middle, solution, after, "")
-    verdicts, _ = list_offsets(kept["verdicts"])
-    notes, _ = list_offsets(kept["notes"])
-    word = pc.if_else(verdicts, "correct", "incorrect")
-    notes = pc.if_else(pc.equal(pc.utf8_length(notes), 0), "", pc.binary_join_element_wise(notes, " ", ""))
-    paragraphs = pc.binary_join_element_wise("Step ", numbers, ": ", notes, "The step is \\boxed{", word, "}.", "")
-    n_steps = np.diff(offsets)
-    first_bad = _first_false(np.asarray(verdicts.to_numpy(zero_copy_only=False), bool), offsets)
-    closing = pa.array([f"All {n} steps are correct." if b < 0 else f"The first incorrect step is step {b + 1}."
-                        for n, b in zip(n_steps.tolist(), first_bad.tolist())], pa.string())
-    assistant = pc.binary_join_element_wise(lists(paragraphs, "\n\n"), closing, "\n\n")
-    # judges that wrote nothing beyond their verdicts give the same critique as the tool verifier: keep one
-    first = (pa.table({"rollout_id": kept["rollout_id"], "critique": assistant, "i": np.arange(kept.num_rows)})
-             .group_by(["rollout_id", "critique"], use_threads=False).aggregate([("i", "min")])["i_min"])
-    unique = np.sort(np.asarray(first.to_numpy(), np.int64))
-    reasons[np.flatnonzero(reasons == REASONS[0])[np.setdiff1d(np.arange(kept.num_rows), unique)]] = REASONS[3]
-    kept, user, assistant, n_steps = kept.take(unique), user.take(unique), assistant.take(unique), n_steps[unique]
+    user = pc.binary_join_element_wise(before, rows["prompt"].combine_chunks(), middle, solution, after, "")
     table = pa.table({
-        "problem_id": kept["problem_id"],
-        "rollout_id": kept["rollout_id"],
+        "problem_id": rows["problem_id"],
+        "rollout_id": rows["rollout_id"],
         "critic": kept["critic"],
-        "messages": _messages(system, user, assistant),
+        "messages": _messages(system, user, _critiques(kept, numbers, offsets)),
         "step_verdicts": kept["verdicts"],
-        "num_steps": pa.array(n_steps, pa.int32()),
+        "num_steps": pa.array(np.diff(offsets), pa.int32()),
     })
-    names, counts = np.unique(reasons, return_counts=True)
-    by_reason = {r: 0 for r in REASONS} | dict(zip(names.tolist(), counts.tolist()))
+    by_reason = dict(zip(REASONS, np.bincount(reasons, minlength=len(REASONS)).tolist()))
+    by_reason["kept"] -= repeats
+    by_reason[REASONS[3]] = repeats
     critics = pc.value_counts(cands["critic"]).to_pylist() if cands.num_rows else []
     card = {"prompt_version": PROMPT_VERSION, "candidates": cands.num_rows, "kept": by_reason.pop("kept"),
             "not_kept": by_reason, "candidates_by_critic": {c["values"]: c["counts"] for c in critics},
             "filter": "kept only when the critique gives a verdict for every exported step and every verdict "
                       "equals the step's final label"}
     return table, card
+
+
+def _critiques(kept: pa.Table, numbers: pa.Array, offsets: np.ndarray) -> pa.Array:
+    """The assistant's text per row: one paragraph per step ending in its boxed verdict, then a closing line."""
+    verdicts, _ = list_offsets(kept["verdicts"])
+    notes, _ = list_offsets(kept["notes"])
+    word = pc.if_else(verdicts, "correct", "incorrect")
+    notes = pc.if_else(pc.equal(pc.utf8_length(notes), 0), "", pc.binary_join_element_wise(notes, " ", ""))
+    paragraphs = pc.binary_join_element_wise("Step ", numbers, ": ", notes, "The step is \\boxed{", word, "}.", "")
+    body = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), paragraphs), "\n\n")
+    first_bad = _first_false(np.asarray(verdicts.to_numpy(zero_copy_only=False), bool), offsets)
+    closing = pc.if_else(pa.array(first_bad < 0),
+                         pc.binary_join_element_wise("All ", pc.cast(pa.array(np.diff(offsets)), pa.string()),
+                                                     " steps are correct.", ""),
+                         pc.binary_join_element_wise("The first incorrect step is step ",
+                                                     pc.cast(pa.array(first_bad + 1), pa.string()), ".", ""))
+    return pc.binary_join_element_wise(body, closing, "\n\n")
+
+
+def _drop_repeats(kept: pa.Table) -> tuple[pa.Table, int]:
+    """Keep one of the equal critiques of a rollout (a judge that wrote only verdicts says what the tool says);
+    the others are counted as `same_critique_as_a_kept_one`. Only rollouts with several kept rows are compared."""
+    row = np.asarray(kept["row"].to_numpy(), np.int64)
+    several = np.flatnonzero(np.bincount(row)[row] > 1) if len(row) else np.zeros(0, np.int64)
+    if not len(several):
+        return kept, 0
+    sub = kept.take(pa.array(several))
+    key = pa.table({"row": sub["row"], "verdicts": pc.binary_join(pc.cast(sub["verdicts"], pa.list_(pa.string())), ","),
+                    "notes": pc.binary_join(sub["notes"], "\x1f"), "i": pa.array(several)})
+    first = np.asarray(key.group_by(["row", "verdicts", "notes"], use_threads=False).aggregate([("i", "min")])
+                       ["i_min"].to_numpy(), np.int64)
+    repeats = np.setdiff1d(several, first)
+    return kept.filter(pa.array(~np.isin(np.arange(kept.num_rows), repeats))), len(repeats)
 
 
 def _first_false(verdicts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -137,7 +163,7 @@ def _first_false(verdicts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def _messages(system: str, user: pa.Array, assistant: pa.Array) -> pa.Array:
     """A list<struct<role, content>> column: system, user, assistant per row."""
     n = len(user)
-    contents = pa.concat_arrays([pa.array([system] * n, pa.string()), user, assistant])
+    contents = pa.concat_arrays([pa.repeat(pa.scalar(system, pa.string()), n), user, assistant])
     order = np.stack([np.arange(n), np.arange(n) + n, np.arange(n) + 2 * n], axis=1).ravel()
     roles = pa.array(np.tile(np.array(["system", "user", "assistant"], object), n), pa.string())
     structs = pa.StructArray.from_arrays([roles, contents.take(pa.array(order))], fields=list(MESSAGE))

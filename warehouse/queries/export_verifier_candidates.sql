@@ -2,16 +2,17 @@
 -- (exported rollout, critic): every voting judgment of the rollout (per_step mode: its step verdicts;
 -- first_error mode: correct before the first error, incorrect from it on), and the tool verifier
 -- (verified = correct, contradicted = incorrect, not_checkable = no verdict).
--- `stepwise_export` is a relation the caller registers: the stepwise export's rows (their labelled
--- steps). Per step, `notes` is the critique text before the verdict: the judge's own words on that
--- step (the text after "step_i: correct|incorrect" in its reply, when it wrote any), then what the
--- tool verifier checked (each check with a definite result), so every critique carries the evidence.
+-- `stepwise_export` is a relation the caller registers: per row of the stepwise export, its position
+-- (`row`), `rollout_id` and `num_steps` (its labelled steps); the texts stay with the caller.
+-- `per_step` lists, per exported step, `verdict` (NULL: the critic gave none) and `note`, the critique
+-- text before the verdict: the judge's own words on that step (the text after
+-- "step_i: correct|incorrect" in its reply, when it wrote any), then what the tool verifier checked (each check with a definite result), so every critique carries the evidence.
 -- Where several runs wrote a tool label or a judgment for the same key, the greatest run_id wins.
 -- Each rollout's tool results are gathered once, aligned to its exported steps (a sorted list of
 -- structs, as in stepwise_rows.sql), and rows are not sorted here: the caller sorts the kept ones.
 WITH
 sw AS (
-    SELECT problem_id, rollout_id, prompt, completions, labels FROM stepwise_export
+    SELECT "row", rollout_id, num_steps FROM stepwise_export
 ), tool AS (
     SELECT rollout_id, step_index, arg_max(evidence, run_id) AS evidence
     FROM step_labels
@@ -38,38 +39,33 @@ sw AS (
                END), ' ') AS checked
     FROM tool_parsed
 ), exported_steps AS (
-    SELECT rollout_id, unnest(range(len(completions))) AS i FROM sw
+    SELECT "row", rollout_id, unnest(range(num_steps)) AS i FROM sw
 ), tool_rows AS (
-    SELECT s.rollout_id,
-           list_sort(list({'i': s.i, 'verdict': t.verdict, 'note': t.checked})) AS per_step,
+    SELECT s."row",
+           list_sort(list({'i': s.i, 'verdict': t.verdict, 'note': coalesce(t.checked, '')})) AS per_step,
            count(t.step_index) AS checked_steps
     FROM exported_steps s
     LEFT JOIN tool_text t ON t.rollout_id = s.rollout_id AND t.step_index = s.i
-    GROUP BY s.rollout_id
+    GROUP BY s."row"
 ), judged AS (
-    SELECT rollout_id, judgment_id, judge, prompt_version, mode, raw_text,
+    SELECT rollout_id, judgment_id, judge, mode, raw_text,
            CASE WHEN mode = 'per_step' THEN step_verdicts END AS step_verdicts, first_error_step
     FROM judgments
     WHERE status = 'vote' AND mode IN ('per_step', 'first_error') AND rollout_id IN (SELECT rollout_id FROM sw)
     QUALIFY row_number() OVER (PARTITION BY judgment_id ORDER BY run_id DESC) = 1
 ), judge_rows AS (
-    SELECT sw.*, 'judge:' || j.judge AS critic, j.judgment_id, j.prompt_version,
-           list_transform(range(len(sw.completions)), lambda i:
-               CASE WHEN j.mode = 'per_step' THEN j.step_verdicts[i + 1]
-                    ELSE j.first_error_step < 0 OR i < j.first_error_step END) AS verdicts,
-           list_transform(range(len(sw.completions)), lambda i: trim(concat_ws(' ',
-               nullif(trim(regexp_extract(j.raw_text,
-                   '(?im)^[ \t]*step_' || i || '[ \t]*:[ \t]*(?:correct|incorrect)\b[ \t.:;,-]*([^\n]*)', 1)), ''),
-               nullif(t.per_step[i + 1].note, '')))) AS notes
+    SELECT sw."row", 'judge:' || j.judge AS critic, j.judgment_id,
+           list_transform(range(sw.num_steps), lambda i: {
+               'i': i,
+               'verdict': CASE WHEN j.mode = 'per_step' THEN j.step_verdicts[i + 1]
+                               ELSE j.first_error_step < 0 OR i < j.first_error_step END,
+               'note': trim(concat_ws(' ',
+                   nullif(trim(regexp_extract(j.raw_text,
+                       '(?im)^[ \t]*step_' || i || '[ \t]*:[ \t]*(?:correct|incorrect)\b[ \t.:;,-]*([^\n]*)', 1)), ''),
+                   nullif(t.per_step[i + 1].note, '')))}) AS per_step
     FROM sw JOIN judged j USING (rollout_id)
-    LEFT JOIN tool_rows t USING (rollout_id)
+    LEFT JOIN tool_rows t USING ("row")
 )
-SELECT problem_id, rollout_id, prompt, completions, labels, critic, judgment_id, prompt_version, verdicts, notes
-FROM judge_rows
+SELECT "row", critic, judgment_id, per_step FROM judge_rows
 UNION ALL
-SELECT sw.problem_id, sw.rollout_id, sw.prompt, sw.completions, sw.labels, 'tool_verify' AS critic,
-       NULL AS judgment_id, NULL AS prompt_version,
-       list_transform(t.per_step, lambda x: x.verdict) AS verdicts,
-       list_transform(t.per_step, lambda x: coalesce(x.note, '')) AS notes
-FROM sw JOIN tool_rows t USING (rollout_id)
-WHERE t.checked_steps > 0;
+SELECT "row", 'tool_verify' AS critic, NULL AS judgment_id, per_step FROM tool_rows WHERE checked_steps > 0;
