@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 from prm_data.warehouse import Warehouse
 
 TOOL_LABELER = "tool_verify"
-MONTE_CARLO_LABELERS = ("mc_value", "omega_prm", "progress", "sibling")
 
 _AGREEMENT_SQL = """
 WITH tool AS (
@@ -77,12 +76,17 @@ class SanityReport:
 
 def arithmetic_sanity(warehouse: Warehouse, run_id: str, *, min_steps: int = 20,
                       max_mc_disagreement: float = 0.5,
-                      monte_carlo_labelers: tuple[str, ...] = MONTE_CARLO_LABELERS) -> SanityReport:
+                      monte_carlo_labelers: tuple[str, ...] | None = None) -> SanityReport:
     """Each labeler's agreement with tool verification on the steps it fully checks, with warnings.
 
     A Monte Carlo labeler that disagrees on more than `max_mc_disagreement` of at least
     `min_steps` such steps is warned about; so is a run that has no tool labels at all.
+    `monte_carlo_labelers` defaults to the registry's labelers of aggregation role `mc`.
     """
+    if monte_carlo_labelers is None:
+        from prm_data.labelers.registry import with_role
+
+        monte_carlo_labelers = tuple(with_role("mc"))
     params = {"run": run_id, "tool": TOOL_LABELER}
     tool_steps = warehouse.scalar("SELECT count(*) FROM step_labels WHERE run_id = ? AND labeler = ?",
                                   [run_id, TOOL_LABELER])

@@ -29,7 +29,7 @@ def open_run(config: RunConfig, run_id: str | None = None, new_run: bool = False
 
 def close_run(config: RunConfig, run_id: str, started_at: datetime, timings: dict, usage: dict) -> dict:
     summary = run_summary(config, run_id, timings, usage)
-    summary["report"] = write_report(config, run_id, summary["agreement"], summary["costs"])
+    summary["report"] = write_report(config, run_id, summary["agreement"], summary["costs"], summary["sanity"])
     write_run(config, run_id, "completed", started_at, timings, usage, summary["failures_total"], summary)
     note = refresh_views(config)
     if note:

@@ -35,9 +35,11 @@ def _empty(ax, what: str) -> None:
     ax.set_yticks([])
 
 
-def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: list[dict] | None = None) -> list[str]:
+def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: list[dict] | None = None,
+                 sanity: dict | None = None) -> list[str]:
     """The run's PNGs; `agreement` is the run summary's labeler pairs (labeler_a < labeler_b, agreement),
-    `costs` its cost table (`prm_data.pipeline.summary.cost_table`: one row per purpose paid for)."""
+    `costs` its cost table (`prm_data.pipeline.summary.cost_table`: one row per purpose paid for),
+    `sanity` its check against exact arithmetic (`prm_data.sanity.arithmetic_sanity(...).to_dict()`)."""
     wh = Warehouse(config.warehouse)
     out = Path(config.reports_dir) / run_id
     out.mkdir(parents=True, exist_ok=True)
@@ -142,4 +144,32 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: l
         _empty(ax, "paid model calls")
     ax.set_title("Cost per purpose (every paid token in one bar)")
     paths.append(_save(fig, out / "cost_per_labeler.png"))
+    if sanity is not None:
+        paths.append(_sanity_plot(sanity, out / "agreement_with_arithmetic.png"))
     return paths
+
+
+def _sanity_plot(sanity: dict, path: Path) -> str:
+    """Each labeler's agreement with tool verification on the steps it fully checks; warnings as the title."""
+    rows = sanity.get("labelers") or []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if rows:
+        names = [r["labeler"] for r in rows]
+        y = range(len(rows))
+        verified = [r["agreement_on_verified"] if r["agreement_on_verified"] is not None else 0.0 for r in rows]
+        contradicted = [r["agreement_on_contradicted"] if r["agreement_on_contradicted"] is not None else 0.0
+                        for r in rows]
+        ax.barh([i - 0.2 for i in y], verified, height=0.4, color="#2a9d8f", label="on verified steps")
+        ax.barh([i + 0.2 for i in y], contradicted, height=0.4, color="#e76f51", label="on contradicted steps")
+        ax.set_yticks(list(y), names)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel(f"agreement with exact arithmetic ({sanity['fully_checked_steps']} fully checked steps)")
+        legend_outside(ax)
+    else:
+        _empty(ax, "steps tool verification fully checks")
+    warnings = sanity.get("warnings") or []
+    if warnings:
+        ax.set_title("WARNING: " + warnings[0][:90] + "...", fontsize=9, color="#b00020")
+    else:
+        ax.set_title("Labelers against exact arithmetic")
+    return _save(fig, path)

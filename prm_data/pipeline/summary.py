@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from prm_data.labelers.registry import LABELERS
 from prm_data.config import RunConfig
 from prm_data.llm.cache import paid_by_run
+from prm_data.run_quality import label_quality
+from prm_data.sanity import arithmetic_sanity
 from prm_data.warehouse import Warehouse
 
 SHOWN_REASONS = 8
@@ -62,7 +64,32 @@ def run_summary(config: RunConfig, run_id: str, timings: dict | None = None, usa
         "stage_seconds": sum((timings or {}).values()),
         "wall_seconds": _seconds_since(started),
         "warehouse": str(wh.root), "duckdb": str(wh.db_path),
+        # is the data about the steps or about the completer? (issues 16 and 17)
+        "quality": label_quality(wh, run_id, config.aggregate.policy),
+        "sanity": arithmetic_sanity(wh, run_id).to_dict(),
     }
+
+
+def _quality_lines(s: dict) -> list[str]:
+    """Label quality of the kept final labels, and each labeler against exact arithmetic (with warnings)."""
+    lines: list[str] = []
+    q = s.get("quality")
+    if q and q.get("final_labels"):
+        lines += ["", "| label quality (kept final labels) | value |", "|---|---|",
+                  f"| kept rollouts labeled wrong at their first step | {q['first_step_bad']} of "
+                  f"{q['kept_rollouts']} ({_fmt(q['first_step_bad_share'])}) |",
+                  f"| steps tool verification contradicts: labeled good / unlabeled | "
+                  f"{q['tool_contradicted_labeled_good']} / {q['tool_contradicted_unlabeled']} of "
+                  f"{q['tool_contradicted_steps']} |",
+                  f"| good share of final labels | {_fmt(q['good_share'])} |"]
+    sanity = s.get("sanity") or {}
+    if sanity.get("labelers"):
+        lines += ["", f"| labeler vs exact arithmetic ({sanity['fully_checked_steps']} steps tool verification "
+                  "fully checks) | steps | agreement | on verified | on contradicted |", "|---|---|---|---|---|"]
+        lines += [f"| {r['labeler']} | {r['steps']} | {_fmt(r['agreement'])} | {_fmt(r['agreement_on_verified'])} "
+                  f"| {_fmt(r['agreement_on_contradicted'])} |" for r in sanity["labelers"]]
+    lines += [f"\nWarning: {w}" for w in sanity.get("warnings") or ()]
+    return lines
 
 
 def _seconds_since(started: datetime | None) -> float | None:
@@ -137,6 +164,7 @@ def summary_markdown(s: dict, export: dict | None = None) -> str:
         lines.append(f"| total | {sum(c['calls'] for c in s['costs'])} | "
                      f"{sum(c['prompt_tokens'] for c in s['costs'])} | "
                      f"{sum(c['completion_tokens'] for c in s['costs'])} | {sum(c['cache_hits'] for c in s['costs'])} |")
+    lines += _quality_lines(s)
     if s["agreement"]:
         lines += ["", "| labeler A | labeler B | steps | agreement |", "|---|---|---|---|"]
         lines += [f"| {a['labeler_a']} | {a['labeler_b']} | {a['steps']} | {_fmt(a['agreement'])} |"
