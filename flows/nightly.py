@@ -11,9 +11,12 @@ them outside this module (string annotations there fail with
 """
 
 import time
+from pathlib import Path
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
+from prefect.runtime import flow_run as current_flow_run
 
 from flows.runners import night_cluster, task_runner_for
 from flows.tasks import STAGE_TASKS, process_context
@@ -51,6 +54,7 @@ def nightly(config: RunConfig = RunConfig(), run_id: str | None = None, new_run:
     `new_run`; finished shards are skipped, model answers come from the cache.
     """
     run_id, started = open_run(config, run_id, new_run)
+    _name_flow_run(f"prm-data-{run_id}")
     timings: dict[str, float] = {}
     results: dict[str, object] = {}
     snapshots: dict[str, dict] = {}  # worker process -> its latest cumulative usage
@@ -74,7 +78,30 @@ def nightly(config: RunConfig = RunConfig(), run_id: str | None = None, new_run:
     summary["train"] = results.get("train", {"skipped": "training disabled"})
     create_markdown_artifact(key="prm-data-run-summary", markdown=summary_markdown(summary, export),
                              description=f"prm-data run {run_id}")
+    create_table_artifact(key="prm-data-label-balance", table=label_balance_rows(summary),
+                          description=f"Step labels per labeler and final labels of run {run_id}")
+    if export.get("path"):
+        create_link_artifact(key="prm-data-export", link=Path(export["path"]).resolve().as_uri(),
+                             link_text=str(export["path"]), description=f"The export after run {run_id}")
     return summary
+
+
+def _name_flow_run(name: str) -> None:
+    """Name this flow run after the prm-data run it works on (the id is known only once the run is opened)."""
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(current_flow_run.get_id(), name=name)
+
+
+def label_balance_rows(summary: dict) -> list[dict]:
+    """The label-balance table of a run: per labeler its steps and good share, then the kept final labels."""
+    rows = [{"labels": l["labeler"], "steps": int(l["steps"]),
+             "good_share": None if l["good_share"] is None else round(float(l["good_share"]), 4),
+             "abstained": int(l["abstained"] or 0)} for l in summary["labelers"]]
+    final = summary["final"]
+    rows.append({"labels": "final (kept)", "steps": int(final.get("kept_steps") or 0),
+                 "good_share": None if final.get("good_share") is None else round(float(final["good_share"]), 4),
+                 "abstained": 0})
+    return rows
 
 
 @flow(name="train_prm")

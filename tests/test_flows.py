@@ -17,6 +17,7 @@ Specifications:
 from __future__ import annotations
 
 import ast
+import json
 import socket
 from pathlib import Path
 from uuid import UUID
@@ -157,10 +158,20 @@ def test_a_nightly_run_on_sim_fills_the_warehouse_and_reports_what_sql_counts(th
     assert artifact.type == "markdown" and f"`{run_id}`" in artifact.data
     assert f"| rollouts (pass rate) | {summary['rollouts']} " in artifact.data
 
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(state.state_details.flow_run_id)
+        by_key = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))}
+    assert flow_run.name == f"prm-data-{run_id}"  # the Prefect run is found by the prm-data run id
+    balance = json.loads(by_key["prm-data-label-balance"].data)
+    assert {r["labels"]: r["steps"] for r in balance} == {**by_labeler, "final (kept)": summary["final"]["kept_steps"]}
+    link = by_key["prm-data-export"]
+    assert link.type == "link" and Path(summary["export"]["path"]).resolve().as_uri() in link.data
+
     import matplotlib.image as mpimg
 
     names = sorted(Path(p).name for p in summary["report"])
-    assert names == ["cost_per_labeler.png", "first_error_hist.png", "label_agreement.png", "label_balance.png",
+    assert names == ["agreement_with_arithmetic.png", "cost_per_labeler.png", "first_error_hist.png", "label_agreement.png", "label_balance.png",
                      "mc_values.png"]
     for path in summary["report"]:
         assert Path(path).parent == Path(config.reports_dir) / run_id

