@@ -130,10 +130,13 @@ def warehouse(tmp_path):
     "SELECT * FROM read_text('/etc/passwd')",
     "SELECT * FROM read_text('{root}/.instance_id')",  # the warehouse folder, outside tables/
     "SELECT * FROM read_json_auto('{root}/llm_cache_journal/*.jsonl')",
+    "SELECT * FROM read_blob('{root}/llm_cache.sqlite')",  # the request cache's store (prompts, answers)
+    "SELECT * FROM read_text('{root}/llm_cache.sqlite')",
     "SELECT * FROM glob('{home}/*')",
 ])
 def test_query_cannot_read_the_environment_or_files_outside_the_tables(warehouse, sql, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", HF_TOKEN)
+    (warehouse / "llm_cache.sqlite").write_text(f"a stored prompt that quotes {HF_TOKEN}")
     result = runner.invoke(app, ["--warehouse", str(warehouse), "query",
                                  sql.format(root=warehouse, home=Path.home())])
     assert result.exit_code == 1, result.output
