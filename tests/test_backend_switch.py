@@ -42,7 +42,7 @@ def server():
 @pytest.mark.parametrize("kind", ["sim", "openai", pytest.param("local", marks=pytest.mark.slow)])
 def test_the_same_labeling_code_runs_on_every_backend_kind(kind, server, tmp_path):
     base = BackendConfig(model="sim-policy", base_urls=(server.url,), max_retries=2,
-                         local=LocalParams(num_threads=1))  # one thread: steady on a shared CI machine
+                         local=LocalParams(model_path="smollm2-135m-instruct", num_threads=1))  # small and steady on CI
     cfg = base.model_copy(update={"kind": kind})
     warehouse = Warehouse(tmp_path)
     client, batch, labels = label(cfg, warehouse, f"run-{kind}")

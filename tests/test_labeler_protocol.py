@@ -76,8 +76,8 @@ def test_a_labeler_defined_here_runs_end_to_end_and_is_fused(registered, tmp_pat
     assert {r["hard_label"] for r in ours} == {True, False}  # max_words 18 splits the sim's steps
     kept = wh.rows("SELECT sources FROM final_labels WHERE kept")
     assert kept and all(NAME in r["sources"] or r["sources"][-1] == "propagated" for r in kept)
-    dropped = wh.scalar("SELECT count(DISTINCT rollout_id) FROM final_labels WHERE drop_reason LIKE "
-                        "'consensus: MC first error%'")
+    dropped = wh.scalar("SELECT count(DISTINCT rollout_id) FROM final_labels WHERE drop_reason = 'consensus' "
+                        "AND drop_detail LIKE 'MC first error%'")
     assert dropped > 0  # the short-steps verdicts disagree with MC somewhere: consensus really read them
 
 
