@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from warehouse_scale import RESULTS, campaign, write_all, write_final  # noqa: E402
 
-from prm_data.export import DEFAULT_FORMATS, FORMATS, ExportConfig, _query, run_export  # noqa: E402
+from prm_data.export import DEFAULT_FORMATS, FORMATS, ExportConfig, _query  # noqa: E402
+from prm_data.export_run import run_export
 from prm_data.exports.formats import TrainerExportOptions, build_trainer_format  # noqa: E402
 from prm_data.exports.step_offsets import load_tokenizer  # noqa: E402
 from prm_data.warehouse import Warehouse  # noqa: E402

@@ -50,7 +50,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from prm_data.export import ExportConfig, run_export
+from prm_data.export import ExportConfig
+from prm_data.export_run import run_export
 from prm_data.schema import schema_for
 from prm_data.stepwise_rows import write_final_labels
 from prm_data.warehouse import Warehouse, load_query

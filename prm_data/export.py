@@ -399,25 +399,3 @@ def push_export(export_dir: str | os.PathLike, repo_id: str, private: bool = Fal
         raise HubPushError(message) from None
     log.info("pushed %s to the Hub dataset %s", ", ".join(pushed) or "nothing", repo_id)
     return repo_id
-
-
-def run_export(warehouse: Warehouse, out_dir: str | os.PathLike, config: ExportConfig | None = None,
-               push_to_hub: str | None = None, private: bool = False,
-               max_shard_size: str | int | None = None) -> ExportResult:
-    """Build every format, write the folder with its card, and optionally push it to the Hub."""
-    from prm_data.dataset_card import card_metadata, render_card
-
-    config = resolve_policy(warehouse, config or ExportConfig())
-    trainer_cards: dict = {}
-    datasets = build_export(warehouse, config, trainer_cards)
-    if not any(dsd for dsd in datasets.values()):
-        raise EmptyExport(f"nothing to export: no kept final labels under policy {config.policy!r}"
-                          + (f" in run {config.run_id!r}" if config.run_id else ""))
-    metadata = card_metadata(warehouse, config, datasets)
-    if trainer_cards:
-        metadata["trainer_formats"] = trainer_formats.card_sections(datasets, trainer_cards)
-    path = write_export(datasets, out_dir, render_card(metadata, config), metadata)
-    counts = counts_of(datasets)
-    log.info("exported %s to %s", json.dumps(counts, sort_keys=True), path)
-    repo = push_export(path, push_to_hub, private=private, max_shard_size=max_shard_size) if push_to_hub else None
-    return ExportResult(path=path, repo_id=repo, counts=counts, policy=config.policy)

@@ -14,9 +14,8 @@ from prm_data.evaluate import (
     processbench_from_scores,
     source_first_errors,
 )
-from prm_data.export import ExportConfig, run_export
-
-
+from prm_data.export import ExportConfig
+from prm_data.export_run import run_export
 def test_processbench_f1_is_the_harmonic_mean_of_the_two_accuracies():
     labels = [-1, -1, -1, 0, 2, 2, 1]
     predictions = [-1, 1, -1, 0, 1, 2, -1]

@@ -16,9 +16,9 @@ from prm_data.export import (
     ExportConfig,
     build_export,
     load_export,
-    run_export,
     split_of,
 )
+from prm_data.export_run import run_export
 from prm_data.stepwise_rows import backfill_stepwise_rows, write_final_labels
 
 HALF = ExportConfig(test_fraction=0.5)

@@ -17,7 +17,8 @@ import pytest
 from datasets import Features, List, Value
 from sim_warehouse import build_sim_warehouse
 
-from prm_data.export import ExportConfig, _query, load_export, run_export
+from prm_data.export import ExportConfig, _query, load_export
+from prm_data.export_run import run_export
 from prm_data.exports.openrlhf import OpenRLHFConfig, build_openrlhf_rows
 from prm_data.train.tiny import train_tokenizer
 

@@ -15,7 +15,8 @@ import torch
 from typer.testing import CliRunner
 
 from prm_data.cli import app
-from prm_data.export import ExportConfig, load_export, run_export
+from prm_data.export import ExportConfig, load_export
+from prm_data.export_run import run_export
 from prm_data.sim_labels import ORACLE_POLICY, SimLabelsConfig, write_sim_labels
 from prm_data.train.config import TrainConfig
 from prm_data.train.data import IGNORE, PadCollator, tokenize_dataset, tokenize_example

@@ -10,7 +10,8 @@ import pytest
 from datasets import Features, List, Value
 from export_fixture import build_fixture_warehouse
 
-from prm_data.export import ExportConfig, run_export
+from prm_data.export import ExportConfig
+from prm_data.export_run import run_export
 from prm_data.train.data import tokenize_example
 from prm_data.train.model import load_model, load_tokenizer
 from prm_data.train.tiny import make_tiny_model

@@ -15,8 +15,8 @@ import pytest
 from export_fixture import RUN, build_fixture_warehouse
 from sim_warehouse import build_sim_warehouse
 
-from prm_data.export import ExportConfig, load_export, run_export
-
+from prm_data.export import ExportConfig, load_export
+from prm_data.export_run import run_export
 pytestmark = pytest.mark.slow
 BOXED = re.compile(r"The step is \\boxed\{(correct|incorrect)\}\.")
 

@@ -51,7 +51,8 @@ def export(
     """
     from pydantic import ValidationError
 
-    from prm_data.export import EmptyExport, ExportConfig, HubPushError, run_export
+    from prm_data.export import EmptyExport, ExportConfig, HubPushError
+    from prm_data.export_run import run_export
     from prm_data.exports.step_offsets import TokenizerUnavailable
 
     if private and not push_to_hub:

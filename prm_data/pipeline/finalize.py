@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from prm_data.aggregate import AggregateConfig, aggregate
-from prm_data.export import EmptyExport, run_export
+from prm_data.export import EmptyExport
+from prm_data.export_run import run_export
 from prm_data.filters import (balance_classes, drop_by_length, drop_duplicate_rollouts, drop_judge_injection,
                               drop_unparseable, mark_dropped, steps_by_rollout)
 from prm_data.pipeline.context import StageScope
