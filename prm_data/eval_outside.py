@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from prm_data.labelers.inputs import Solution
 from prm_data.records import StepLabel
 from prm_data.rollouts import RolloutSteps
 from prm_data.warehouse import Warehouse
@@ -151,7 +150,9 @@ def store_outside_set(warehouse: Warehouse, rows: Sequence[OutsideRow], run_id: 
 
 
 def _judge_config(config, judge: str | None):
-    jv = config.labeling.judge_vote
+    from prm_data.labelers.registry import PANEL
+
+    jv = config.labeling.config_of(PANEL)
     if judge is None:
         return jv
     specs = [j for j in jv.judges if j.name == judge]
@@ -169,7 +170,8 @@ def label_outside_set(warehouse: Warehouse, rows: Sequence[OutsideRow], labelers
     `config` is a `RunConfig`: its labeler configs, completer and judge backends are used.
     """
     from prm_data.failures import FailureLog
-    from prm_data.labelers.registry import LABELERS
+    from prm_data.labelers.protocol import JudgePanel, LabelerInputs
+    from prm_data.labelers.registry import spec
     from prm_data.llm.factory import make_client
     from prm_data.trees.prefix_tree import PrefixTree
     from prm_data.trees.sampling import Completer
@@ -189,29 +191,32 @@ def label_outside_set(warehouse: Warehouse, rows: Sequence[OutsideRow], labelers
     rows = _rollout_ids(rows, run_id)
     store_outside_set(warehouse, rows, run_id, source)
     failures = FailureLog(run_id)
-    solutions = [Solution(r.problem_id, r.rollout_id, r.problem, r.steps, r.answer) for r in rows]
+    rollouts = [RolloutSteps(r.problem_id, r.rollout_id, r.problem, r.answer, r.steps,
+                             is_correct=r.label == -1, policy_model="outside") for r in rows]
     out: dict[str, list[StepLabel]] = {}
     for source_name, name in zip(labelers, names):
+        inputs = LabelerInputs(run_id, rollouts, [], failures)
         if name in MODEL_FREE:
-            labels = LABELERS[name].function(solutions, getattr(config.labeling, name), failures)
+            labels = spec(name).run(inputs, config.labeling.config_of(name)).labels
         elif name in JUDGE_LABELERS or name.startswith("judge:"):
             judge = name.partition(":")[2] or None
             jv = _judge_config(config, judge)
             clients = {j.name: make_client(config.judges[j.name], warehouse, run_id, failures) for j in jv.judges}
-            result = LABELERS["judge_vote"].function(solutions, clients, jv, run_id, failures=failures)
+            inputs.judges = JudgePanel(clients, jv)
+            result = spec("judge_vote").run(inputs, jv)
             for judge_client in clients.values():
                 if getattr(judge_client, "cache", None) is not None:
                     judge_client.cache.flush()
-            if result.judgments:
-                warehouse.write_shard("judgments", result.judgments, run_id=run_id, shard=f"{name}".replace(":", "-"))
+            if result.tables.get("judgments"):
+                warehouse.write_shard("judgments", result.tables["judgments"], run_id=run_id,
+                                      shard=f"{name}".replace(":", "-"))
             labels = result.labels
         else:
             backend = config.prover_backend if name == "progress" else config.completer_backend
             client = make_client(backend, warehouse, run_id, failures)
             completer = Completer(client, PrefixTree(client.model), config.labeling.completer, run_id, failures)
-            rollouts = [RolloutSteps(r.problem_id, r.rollout_id, r.problem, r.answer, r.steps,
-                                     is_correct=r.label == -1, policy_model="outside") for r in rows]
-            labels = LABELERS[name].function(rollouts, completer, getattr(config.labeling, name))
+            inputs.sampler = completer
+            labels = spec(name).run(inputs, config.labeling.config_of(name)).labels
             if completer.completion_rows:
                 warehouse.write_shard("completions", completer.completion_rows, run_id=run_id, shard=name)
             warehouse.write_shard("tree_nodes", completer.tree.to_rows(run_id, sorted({r.problem_id for r in rows})),
