@@ -191,7 +191,7 @@ def label_outside_set(warehouse: Warehouse, rows: Sequence[OutsideRow], labelers
     rows = _rollout_ids(rows, run_id)
     store_outside_set(warehouse, rows, run_id, source)
     failures = FailureLog(run_id)
-    rollouts = [RolloutSteps(r.problem_id, r.rollout_id, r.problem, r.answer, r.steps,
+    rollouts = [RolloutSteps(r.problem_id, r.rollout_id, question=r.problem, steps=tuple(r.steps), answer=r.answer,
                              is_correct=r.label == -1, policy_model="outside") for r in rows]
     out: dict[str, list[StepLabel]] = {}
     for source_name, name in zip(labelers, names):
