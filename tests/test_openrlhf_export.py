@@ -17,7 +17,7 @@ import pytest
 from datasets import Features, List, Value
 from sim_warehouse import build_sim_warehouse
 
-from prm_data.export import ExportConfig, _query, load_export
+from prm_data.export import ExportConfig, _query, load_export, resolve_policy
 from prm_data.export_run import run_export
 from prm_data.exports.openrlhf import OpenRLHFConfig, build_openrlhf_rows
 from prm_data.train.tiny import train_tokenizer
@@ -92,7 +92,7 @@ def test_trl_tokenize_row_reads_the_stepwise_config_of_the_same_export_with_the_
 
 def test_a_row_whose_text_already_holds_the_placeholder_is_left_out_and_counted(export):
     wh, _ = export
-    stepwise = _query(wh, "stepwise", ExportConfig())
+    stepwise = _query(wh, "stepwise", resolve_policy(wh, ExportConfig()))
     prompts = stepwise["prompt"].to_pylist()
     prompts[0] += f" (written {PLACEHOLDER})"  # the placeholder word in a problem statement
     steps = stepwise["completions"].to_pylist()
@@ -107,7 +107,7 @@ def test_a_row_whose_text_already_holds_the_placeholder_is_left_out_and_counted(
 
 def test_other_placeholder_and_reward_tokens_mark_every_step_once(export):
     wh, _ = export
-    stepwise = _query(wh, "stepwise", ExportConfig())
+    stepwise = _query(wh, "stepwise", resolve_policy(wh, ExportConfig()))
     rows, card = build_openrlhf_rows(stepwise, OpenRLHFConfig(placeholder_token="<|step|>", positive_token="good",
                                                              negative_token="bad"))
     assert "--placeholder_token <|step|> --reward_tokens good bad" in card["train_prm_flags"]

@@ -160,10 +160,10 @@ def sim_rows(tmp_path_factory):
     """The stepwise rows of a real sim run (tests/sim_warehouse.py), with its step texts in several styles."""
     from sim_warehouse import build_sim_warehouse
 
-    from prm_data.export import ExportConfig, _query
+    from prm_data.export import ExportConfig, _query, resolve_policy
 
     wh = build_sim_warehouse(tmp_path_factory.mktemp("rl"), problems=10, rollouts=4)
-    return wh, _query(wh, "stepwise", ExportConfig())
+    return wh, _query(wh, "stepwise", resolve_policy(wh, ExportConfig()))
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,7 @@ def test_a_policy_that_cannot_use_the_labelers_is_refused_before_any_model_call(
     config = write_config(tmp_path / "c.yaml", {"warehouse": str(tmp_path / "wh"),
                                                  "labeling": {"labelers": ["omega_prm"]}})
     result = CliRunner().invoke(app, ["run", "-c", str(config), "--serial"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a run config that cannot work is a usage error (exit codes in --help)
     assert "aggregate.policy consensus needs labels of role judge (judge_vote, rubric)" in result.output
     assert "Fix: add one to labeling.labelers, or set aggregate.policy to hybrid or mc_only" in result.output
     assert not (tmp_path / "wh").exists()  # nothing was written, nothing was asked

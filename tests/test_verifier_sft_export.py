@@ -131,11 +131,11 @@ def test_a_rollout_the_tool_could_not_check_is_not_kept_for_want_of_a_verdict(tm
 def test_rollouts_no_critic_looked_at_give_no_rows_and_a_card_that_says_so(tmp_path):
     import pyarrow.compute as pc
 
-    from prm_data.export import _query
+    from prm_data.export import _query, resolve_policy
     from prm_data.exports.verifier_sft import build_verifier_rows
 
     wh = build_fixture_warehouse(tmp_path / "wh")
-    stepwise = _query(wh, "stepwise", ExportConfig())
+    stepwise = _query(wh, "stepwise", resolve_policy(wh, ExportConfig()))
     unjudged = stepwise.filter(pc.not_equal(stepwise["rollout_id"], "r-1"))  # j-1 judged r-1 only
     table, card = build_verifier_rows(wh, unjudged)
     assert table.num_rows == 0 and unjudged.num_rows > 0
