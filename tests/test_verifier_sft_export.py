@@ -76,7 +76,7 @@ def test_critiques_carry_the_tool_verifiers_checks_of_each_step(sim_export):
         for k, paragraph in enumerate(paragraphs[:row["num_steps"]]):
             for check in evidence[(row["rollout_id"], k)]["checks"]:
                 if check.get("ok") is not None and "computed" in check:
-                    assert f"Checking {check['expression']}: it evaluates to {check['computed']}" in paragraph
+                    assert f"Checking {check['claim']}: it evaluates to {check['computed']}" in paragraph
                     seen += 1
     assert seen > 10
 

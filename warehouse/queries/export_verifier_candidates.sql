@@ -22,7 +22,7 @@ sw AS (
     SELECT rollout_id, step_index,
            json_extract_string(evidence, '$.verdict') AS verdict,
            from_json(json_extract(evidence, '$.checks'),
-                     '[{"check": "VARCHAR", "expression": "VARCHAR", "computed": "VARCHAR", "claimed": "VARCHAR",
+                     '[{"check": "VARCHAR", "claim": "VARCHAR", "computed": "VARCHAR", "claimed": "VARCHAR",
                         "used": "VARCHAR", "expected": "VARCHAR", "source": "VARCHAR", "ok": "BOOLEAN"}]') AS checks
     FROM tool
 ), tool_text AS (
@@ -30,12 +30,12 @@ sw AS (
            CASE verdict WHEN 'verified' THEN true WHEN 'contradicted' THEN false END AS verdict,
            array_to_string(list_transform(list_filter(coalesce(checks, []), lambda c: c.ok IS NOT NULL), lambda c:
                CASE WHEN c.check IN ('carried_value', 'question_value')
-                        THEN 'It uses ' || c.used || ' in ' || c.expression || ', but ' || coalesce(c.source, 'the context')
+                        THEN 'It uses ' || c.used || ' in ' || c.claim || ', but ' || coalesce(c.source, 'the context')
                              || ' gives ' || c.expected || '.'
                     WHEN c.computed IS NOT NULL
-                        THEN 'Checking ' || c.expression || ': it evaluates to ' || c.computed || ' and the step claims '
+                        THEN 'Checking ' || c.claim || ': it evaluates to ' || c.computed || ' and the step claims '
                              || c.claimed || (CASE WHEN c.ok THEN ', which holds.' ELSE ', which is wrong.' END)
-                    ELSE 'Checking ' || c.expression || (CASE WHEN c.ok THEN ': it holds.' ELSE ': it is wrong.' END)
+                    ELSE 'Checking ' || c.claim || (CASE WHEN c.ok THEN ': it holds.' ELSE ': it is wrong.' END)
                END), ' ') AS checked
     FROM tool_parsed
 ), exported_steps AS (
