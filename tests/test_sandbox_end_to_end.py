@@ -199,7 +199,7 @@ def world(tmp_path):
 def run_config(tmp_path: Path, url: str) -> Path:
     return http_config(tmp_path / "hostile.yaml", url, name="hostile", source=PROBLEMS, shard_size=2,
                        rollouts=2, labelers=("mc_value", "tool_verify"), mc_k=2, export={"out_dir": "exports/hostile"},
-                       reports_dir="reports", aggregate={"policy": "mc_only"})
+                       reports_dir="reports", aggregate={"policy": "hybrid"})
 
 
 def with_run_code(path: Path) -> Path:
@@ -255,7 +255,7 @@ def test_without_isolation_a_run_code_config_is_refused_before_any_model_call(tm
         proc = subprocess.run(cli_command("--warehouse", str(tmp_path / "wh"), "run", "-c", str(config), "--serial"),
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert policy.received == []
-    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.returncode == 2, proc.stderr[-3000:]  # refused at config load: a usage error
     [line] = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert line.startswith("error: ") and "bubblewrap" in line and "Traceback" not in proc.stderr
     assert not (tmp_path / "wh" / "tables").exists() or leaks_in_files(tmp_path / "wh") == []
