@@ -247,7 +247,7 @@ def test_a_hostile_policys_code_leaves_the_parents_secrets_in_nothing_the_run_wr
 @pytest.mark.slow
 @pytest.mark.network
 def test_without_isolation_a_run_code_config_is_refused_before_any_model_call(tmp_path, world):
-    """No `bwrap` on PATH: `prm-data run` exits 1 with one line, and the policy is never asked."""
+    """No `bwrap` on PATH: `prm-data run` exits 2 (the config cannot run here) with one line; the policy is never asked."""
     home, outside, env = world
     env = {**env, "PATH": str(tmp_path / "empty-bin")}
     with HostilePolicy(home, outside) as policy:
