@@ -64,6 +64,7 @@ def test_two_runs_at_once_write_what_each_writes_alone_while_queries_read(tmp_pa
     configs = {"alpha": sim_config(tmp_path / "alpha.yaml", "alpha", "bank:9:2:1", n=4, k=4),
                "beta": sim_config(tmp_path / "beta.yaml", "beta", "bank:9:3:2", n=3, k=3)}
     shared = tmp_path / "shared"
+    Warehouse(shared)  # it exists before the readers start: read-only verbs refuse a missing warehouse
     procs = {name: start(run_args(shared, cfg), tmp_path, tmp_path / f"{name}.log") for name, cfg in configs.items()}
     queries = []
     while any(p.poll() is None for p in procs.values()):

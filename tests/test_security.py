@@ -184,6 +184,17 @@ AUDITED_SQL = {
     ("prm_data/pipeline/summary.py", ("s['run_id']",)): "a query shown to the user, not executed",
     ("prm_data/commands/problems.py", ("run_id",)): "a query shown to the user, not executed",
     ("prm_data/sql_guard.py", ("_statement_name(statement)",)): "an error message",
+    ("prm_data/llm/cache.py", ("', '.join(_FIELDS)", "', '.join('?' * len(_FIELDS))")):
+        "the answer store's own column names and one ? per column",
+    ("prm_data/llm/cache.py", ("', '.join(_FIELDS)", "', '.join('?' * (len(_FIELDS) + 1))")):
+        "the answer store's own column names and one ? per column",
+    ("prm_data/llm/cache.py", ("_BUSY_TIMEOUT_MS",)): "an integer constant",
+    ("prm_data/llm/cache.py", ("'FULL' if fsync else 'OFF'",)): "one of two literals",
+    ("prm_data/llm/cache.py", ("', '.join(_COLUMNS)",)): "the answer store's own column names",
+    ("prm_data/run_quality.py", ("_KEPT",)): "a constant FROM/WHERE clause with $run/$policy parameters",
+    ("prm_data/views_file.py", ("_literal(tmp)", "VIEWS_STORAGE_VERSION")):
+        "a quoted path the warehouse chose and a constant storage version",
+    ("prm_data/warehouse.py", ("paths", "where")): "shard paths the warehouse listed (quoted) and a clause of ? parameters",
 }
 SQL_WORDS = re.compile(r"\b(SELECT|FROM|WHERE|INSERT|UPDATE|DELETE|CREATE|COPY|ATTACH|PRAGMA)\b")
 

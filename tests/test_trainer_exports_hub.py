@@ -53,12 +53,13 @@ def test_every_config_is_pushed_with_its_card_section_and_reads_back_as_written(
                               env=env, capture_output=True, text=True, timeout=300)
         assert read.returncode == 0, read.stderr[-3000:]
         card = yaml.safe_load(hub.files(REPO)["README.md"].decode().split("---")[1])
+        provenance = json.loads(hub.files(REPO)["export.json"])  # beside the card: the run configs and sections
     from_hub = json.loads(read.stdout.strip().splitlines()[-1])
     for fmt in TRAINER_CONFIGS:
         local = {split: ds.to_list() for split, ds in load_export(out, fmt).items()}
         assert from_hub[fmt] == local and sum(map(len, local.values())) > 0, fmt
     assert {c["config_name"] for c in card["configs"]} == set(FORMATS)
-    sections = card["prm_data"]["trainer_formats"]
+    sections = provenance["trainer_formats"]
     assert sections["rl_rewards"]["transform"]["transform"] == "potential"
     assert sections["rl_rewards"]["transform"]["gamma"] == 0.9
     assert sections["rl_rewards"]["tokenizer"] == str(tokenizer_dir)
