@@ -11,7 +11,10 @@ in some interleavings.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import queue
 import threading
+import time
 
 import pytest
 
@@ -21,6 +24,7 @@ from prm_data.warehouse import Warehouse
 
 PROCESSES, THREADS, FLUSHERS, PUTS = 4, 6, 2, 100
 REPETITIONS = 20
+OPENERS, OPEN_CYCLES = 6, 40
 
 
 def answer(key: str) -> Sample:
@@ -60,6 +64,46 @@ def worker(root: str, process: int, results) -> None:
     results.put(acknowledged)
 
 
+def collect(results, procs, timeout_s: float = 300.0):
+    """The next worker's acknowledged keys; fails at once (not after the timeout) when a worker died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            return results.get(timeout=1.0)
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            assert not dead, f"a worker died (exit codes {dead}); its traceback is in the captured stderr"
+    raise AssertionError(f"no worker reported within {timeout_s:.0f} s")
+
+
+def open_at_once(root: str, barrier, results) -> None:
+    """Open the store, put, close, again and again, while the other processes do the same."""
+    barrier.wait()
+    try:
+        for cycle in range(OPEN_CYCLES):
+            cache = RequestCache(Warehouse(root), run_id="openers", fsync=False)
+            key = f"{os.getpid()}-{cycle}"
+            cache.put(key, answer(key), backend="sim", model="m")
+            cache.close()
+        results.put("ok")
+    except Exception as exc:  # reported, not raised: the parent names the error
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.parametrize("repetition", range(3))
+def test_processes_opening_the_store_while_others_create_and_write_it_all_succeed(tmp_path, repetition):
+    """Opening the store while others create it, write and open it once gave "database is locked" (CI)."""
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(OPENERS), ctx.Queue()
+    procs = [ctx.Process(target=open_at_once, args=(str(tmp_path), barrier, results)) for _ in range(OPENERS)]
+    for p in procs:
+        p.start()
+    outcomes = [collect(results, procs, timeout_s=120) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert outcomes == ["ok"] * OPENERS
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("repetition", range(REPETITIONS))
 def test_threads_and_processes_putting_and_flushing_lose_no_acknowledged_answer(tmp_path, repetition):
@@ -70,7 +114,7 @@ def test_threads_and_processes_putting_and_flushing_lose_no_acknowledged_answer(
         p.start()
     acknowledged = set()
     for _ in procs:
-        acknowledged.update(results.get(timeout=300))
+        acknowledged.update(collect(results, procs))
     for p in procs:
         p.join(60)
         assert p.exitcode == 0

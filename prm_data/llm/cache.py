@@ -110,11 +110,16 @@ def connect_store(warehouse, fsync: bool = True) -> sqlite3.Connection:
     con = sqlite3.connect(store_path(warehouse), timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                           check_same_thread=False)
     con.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-    con.execute("PRAGMA journal_mode = WAL")
     con.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'OFF'}")
-    con.executescript(_SCHEMA)
-    if con.execute("SELECT 1 FROM meta WHERE key = 'legacy_imported'").fetchone() is None:
-        _import_legacy(warehouse, con)
+    # First use is serialized across processes: SQLite does not call its busy handler for every lock a
+    # journal-mode change needs, so processes creating the store at once got "database is locked".
+    # WAL is a property of the file: once set, later openers only read it.
+    with warehouse.lock("llm_cache_store", what="opening the request cache"):
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode = WAL")
+        con.executescript(_SCHEMA)
+        if con.execute("SELECT 1 FROM meta WHERE key = 'legacy_imported'").fetchone() is None:
+            _import_legacy(warehouse, con)
     return con
 
 
