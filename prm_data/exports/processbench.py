@@ -8,45 +8,20 @@ unknown step before any known error) is left out. Where several runs wrote a row
 greatest run_id wins, per rollout, per problem, per step and per step's final label.
 
 Two queries (warehouse/queries/export_processbench.sql, export_processbench_steps.sql)
-give the rollouts in the export's order and their steps, flat; each rollout's steps are
-then put in order and its label found with numpy over the whole export. Gathering and
-sorting the steps in SQL (a GROUP BY per step to pick the latest row, then one per
-rollout to build its list) cost several times the stepwise export's whole query at 10M
-step labels (benchmarks/export_scale.py).
+give the rollouts in the export's order and their steps, flat; the latest row of each step
+is kept (prm_data/exports/latest_rows.py), each rollout's steps are put in order and its
+label found with numpy over the whole export. Gathering and sorting the steps in SQL
+(a GROUP BY per step to pick the latest row, then one per rollout to build its list)
+took 3-5x the stepwise export's whole query at 10M step labels (benchmarks/export_scale.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from prm_data.exports.latest_rows import latest_per_key
 from prm_data.warehouse import Warehouse, load_query, retry_torn_reads
-
-COLUMNS = ("id", "problem_id", "rollout_id", "generator", "problem", "steps", "label", "final_answer_correct")
-
-
-def _run_rank(runs: pa.ChunkedArray) -> np.ndarray:
-    """Per row, the rank of its run id among those present (greater run id, greater rank); -1 for null."""
-    encoded = pc.dictionary_encode(runs).combine_chunks()
-    names = np.asarray(encoded.dictionary.to_pylist(), object)
-    rank_of = np.empty(len(names), np.int64)
-    rank_of[np.argsort(names, kind="stable")] = np.arange(len(names))
-    indices = encoded.indices.fill_null(-1).to_numpy()
-    return np.where(indices >= 0, rank_of[np.maximum(indices, 0)], -1)
-
-
-def _latest_steps(steps: pa.Table) -> np.ndarray:
-    """Positions of the rows to keep, ordered by (rollout, step_index): one per step, the greatest
-    (step_run, label_run) where several runs wrote the step or its final label."""
-    key = (np.asarray(steps["ord"].to_numpy(), np.int64) << 32) + (
-        np.asarray(steps["step_index"].to_numpy(), np.int64) + 2**31)
-    order = np.argsort(key, kind="stable")
-    if not len(order) or (np.diff(key[order]) != 0).all():
-        return order  # one row per step: the common case
-    order = np.lexsort((-_run_rank(steps["label_run"]), -_run_rank(steps["step_run"]), key))
-    first = np.r_[True, np.diff(key[order]) != 0]
-    return order[first]
 
 
 def _first_step_where(flag: np.ndarray, rollout: np.ndarray, step: np.ndarray, n: int) -> np.ndarray:
@@ -59,7 +34,8 @@ def _first_step_where(flag: np.ndarray, rollout: np.ndarray, step: np.ndarray, n
 
 
 def build_processbench_rows(warehouse: Warehouse, policy: str, run_id: str | None) -> pa.Table:
-    """The `processbench` rows (columns COLUMNS), ordered by problem_id, rollout_id."""
+    """The `processbench` rows (id, problem_id, rollout_id, generator, problem, steps, label,
+    final_answer_correct), ordered by problem_id, rollout_id."""
     params = {"policy": policy, "run_id": run_id}
     con = warehouse.connect()
     try:
@@ -71,7 +47,9 @@ def build_processbench_rows(warehouse: Warehouse, policy: str, run_id: str | Non
                                  .to_arrow_table())
     finally:
         con.close()
-    keep = _latest_steps(steps)
+    key = (np.asarray(steps["ord"].to_numpy(), np.int64) << 32) + (
+        np.asarray(steps["step_index"].to_numpy(), np.int64) + 2**31)
+    keep = latest_per_key(key, steps["step_run"], steps["label_run"])  # in (rollout, step_index) order
     rollout = np.asarray(steps["ord"].to_numpy(), np.int64)[keep]
     step = np.asarray(steps["step_index"].to_numpy(), np.int64)[keep]
     gap = np.asarray(steps["gap"].to_numpy(zero_copy_only=False), bool)[keep]

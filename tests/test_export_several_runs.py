@@ -1,7 +1,10 @@
-"""The `processbench` config where several runs wrote a rollout's rows: each step, each final label, each
-rollout row and each problem row is the one of the greatest run_id (tests/export_fixture.py otherwise)."""
+"""Exports where several runs wrote a rollout's rows (tests/export_fixture.py otherwise): `processbench` takes
+each step, final label, rollout row and problem row from the greatest run_id; `verifier_sft` takes each
+step's tool check from the greatest run_id."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from export_fixture import RUN, STEPS, build_fixture_warehouse
@@ -58,3 +61,24 @@ def test_a_rollout_relabelled_whole_takes_the_new_runs_labels_and_rollout_row(wh
     row = _processbench(wh)["r-1"]
     assert (row["label"], row["generator"], row["final_answer_correct"]) == (1, "other-policy", False)
     assert row["steps"] == [f"{t} (again)" for t in steps]
+
+
+def test_where_two_runs_checked_a_step_the_critiques_carry_the_latest_runs_check(wh):
+    def tool_labels(run_id: str, verdict: str, computed: str) -> None:
+        check = {"check": "arithmetic", "claim": "7 * 2 = 14", "computed": computed, "claimed": "14",
+                 "ok": computed == "14"}
+        wh.write_shard("step_labels", [
+            {"run_id": run_id, "problem_id": "p-1", "rollout_id": "r-1", "step_index": i, "labeler": "tool_verify",
+             "labeler_version": "v1", "value": 1.0, "hard_label": True, "prompt_tokens": 0, "completion_tokens": 0,
+             "calls": 0, "evidence": json.dumps({"verdict": verdict if i == 1 else "verified",
+                                                 "checks": [check] if i == 1 else []})}
+            for i in range(3)], run_id=run_id, shard="tool")
+
+    tool_labels(RUN, "contradicted", "15")
+    tool_labels("run-z1", "verified", "14")  # the later run's check of step 2 replaces the first one
+    dsd = build_export(wh, ExportConfig(formats=("stepwise", "verifier_sft")))["verifier_sft"]
+    critiques = [r["messages"][2]["content"] for split in dsd.values() for r in split if r["rollout_id"] == "r-1"]
+    assert critiques  # r-1's final labels are T T T: only the later run's check agrees with them
+    for critique in critiques:
+        assert "Checking 7 * 2 = 14: it evaluates to 14 and the step claims 14, which holds." in critique
+        assert "evaluates to 15" not in critique
