@@ -40,7 +40,7 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: l
     """The run's PNGs; `agreement` is the run summary's labeler pairs (labeler_a < labeler_b, agreement),
     `costs` its cost table (`prm_data.pipeline.summary.cost_table`: one row per purpose paid for),
     `sanity` its check against exact arithmetic (`prm_data.sanity.arithmetic_sanity(...).to_dict()`)."""
-    wh = Warehouse(config.warehouse)
+    wh = Warehouse(config.warehouse).for_run(run_id)  # reads this run's shards only (issue 21)
     out = Path(config.reports_dir) / run_id
     out.mkdir(parents=True, exist_ok=True)
     p = [run_id]
