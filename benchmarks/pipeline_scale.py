@@ -122,11 +122,14 @@ def replicate_history(source: Path, target: Path, step_labels: int) -> int:
 
 def _copy_answers_into_store(root: Path, code: Path) -> None:
     """Give a warehouse's answer store every `llm_cache` answer (the SQLite store imports them once
-    when first opened; the journal-based cache has no store). Not timed."""
+    when first opened; the journal-based cache has no store), and write its prm.duckdb for where it
+    now lies: earlier runs leave both behind, and the views file names the warehouse's path, so a
+    copied warehouse would otherwise rewrite it in the measured run. Not timed."""
     env = {**os.environ, "PYTHONPATH": str(code)}
     subprocess.run([sys.executable, "-c", "import sys\nfrom prm_data.llm import cache\nfrom prm_data.warehouse "
                     "import Warehouse\nif hasattr(cache, 'connect_store'):\n    cache.connect_store("
-                    "Warehouse(sys.argv[1])).close()", str(root)], env=env, cwd=root, check=True)
+                    "Warehouse(sys.argv[1])).close()\nif hasattr(Warehouse, 'sync_views'):\n"
+                    "    Warehouse(sys.argv[1]).sync_views()", str(root)], env=env, cwd=root, check=True)
 
 
 # ------------------------------------------------------------------ driver

@@ -114,10 +114,22 @@ class ExportStageConfig(BaseModel):
     model_config = _FROZEN
 
     enabled: bool = Field(True, description="Export a training set at the end of the run.")
+    scope: Literal["run", "warehouse"] = Field("run", description=(
+        "What the run exports: `run`, this run's final labels, read from its own shards (what it "
+        "costs does not grow with the runs before it); `warehouse`, every run's (the greatest run_id "
+        "wins where runs overlap), which reads the whole warehouse every night: its cost grows with "
+        "the warehouse (docs/warehouse.md, issue 21). `prm-data export` exports every run either way."))
     out_dir: str = Field("exports/latest", description="Local export folder (save_to_disk + Parquet).")
     push_to_hub: str | None = Field(None, description="Hub dataset repo id to push to; token from HF_TOKEN.")
     private: bool = Field(True, description="Create the Hub repo private.")
     options: ExportConfig = Field(default_factory=ExportConfig, description="Formats, split, policy.")
+
+    @model_validator(mode="after")
+    def _one_run_or_every_run(self):
+        if self.scope == "run" and self.options.run_id is not None:
+            raise ValueError("export.options.run_id picks a run out of the whole warehouse: it needs "
+                             "export.scope: warehouse (scope `run` exports the run itself)")
+        return self
 
 
 class TrainStageConfig(BaseModel):

@@ -265,7 +265,7 @@ def build_export(warehouse: Warehouse, config: ExportConfig | None = None,
     if config.policy is None:
         config = resolve_policy(warehouse, config)
     needs_stepwise = {"stepwise", *trainer_formats.FORMATS} & set(config.formats)
-    if needs_stepwise and (backfilled := backfill_stepwise_rows(warehouse)):
+    if needs_stepwise and (backfilled := backfill_stepwise_rows(warehouse, config.run_id)):
         log.info("built the stepwise rows of %d final-label shard(s) that had none", len(backfilled))
     stepwise = _query(warehouse, "stepwise", config) if needs_stepwise else None
     out: dict[str, DatasetDict] = {}

@@ -25,7 +25,10 @@ The `.duckdb` file holds nothing but views (over `read_parquet` globs); it is
 rewritten (beside, then renamed) only when the views change, never opened for
 writing in place (prm_data/views_file.py). Everything inside the library queries
 through this process's one in-memory database carrying the same views, created
-once, and never holds a lock on the file.
+once (on the first `connect()`: making them reads every shard's footer), and never
+holds a lock on the file. A run's own work reads through `for_run(run_id)`, whose
+views hold that run's shards only (prm_data/run_warehouse.py), or names its files
+(`read_files`, `read_keyed`), so its cost does not grow with earlier runs (issue 21).
 """
 
 from __future__ import annotations
@@ -134,11 +137,27 @@ def retry_torn_reads(run, attempts: int = 20):
             time.sleep(min(0.01 * 2**attempt, 0.2) * random.uniform(0.5, 1.5))
 
 
-def _sql_literal(path: Path) -> str:
+def sql_literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-_DATABASES: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
+class ProcessDatabase:
+    """This process's one in-memory DuckDB database for a warehouse (see `process_database`).
+
+    `views_made`: whether the views over every run's shards exist yet (made on the first
+    `Warehouse.connect()`, not before: making them reads the footer of every shard, so a
+    process that reads only one run's shards never pays it); `run_schemas`: run id -> which
+    tables had shards of that run when its schema of views was made (`Warehouse.for_run`).
+    """
+
+    def __init__(self) -> None:
+        self.con = duckdb.connect(":memory:")
+        self.lock = threading.Lock()
+        self.views_made = False
+        self.run_schemas: dict[str, tuple[bool, ...]] = {}
+
+
+_DATABASES: dict[tuple[int, str], ProcessDatabase] = {}
 _DATABASES_LOCK = threading.Lock()
 _KEY_INDEXES: dict[tuple[str, str, str | None, str], dict[Path, tuple[tuple, frozenset]]] = {}
 _KEY_INDEXES_KEPT = 8  # (table, run, column) indexes a process keeps; a run needs one or two
@@ -157,20 +176,17 @@ def _key_index(warehouse: "Warehouse", table: str, run_id: str | None, column: s
         return index
 
 
-def _shared_database(warehouse: "Warehouse") -> duckdb.DuckDBPyConnection:
-    """This process's in-memory database with the warehouse's views, created on first use.
+def process_database(warehouse: "Warehouse") -> ProcessDatabase:
+    """This process's in-memory database for the warehouse, created (bare) on first use.
 
     Keyed by pid too: a forked child must not use its parent's database.
     """
     key = (os.getpid(), str(warehouse.root))
     with _DATABASES_LOCK:
-        con = _DATABASES.get(key)
-        if con is None:
-            con = duckdb.connect(":memory:")
-            for stmt in warehouse.view_sql():
-                con.execute(stmt)
-            _DATABASES[key] = con
-        return con
+        db = _DATABASES.get(key)
+        if db is None:
+            db = _DATABASES[key] = ProcessDatabase()
+        return db
 
 
 class Warehouse:
@@ -284,15 +300,15 @@ class Warehouse:
         return n
 
     # ---------------------------------------------------------------- reading
+    def table_view_sql(self, name: str) -> str:
+        """The CREATE VIEW statement of table `name`: every shard of every run, typed by its anchor."""
+        glob = self.tables_dir / name / "**" / "*.parquet"
+        return (f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet("
+                f"{sql_literal(glob)}, union_by_name = true, hive_partitioning = false)")
+
     def view_sql(self) -> list[str]:
         """CREATE VIEW statements: one per table, then the convenience views."""
-        stmts = []
-        for name in TABLES:
-            glob = self.tables_dir / name / "**" / "*.parquet"
-            stmts.append(
-                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet("
-                f"{_sql_literal(glob)}, union_by_name = true, hive_partitioning = false)"
-            )
+        stmts = [self.table_view_sql(name) for name in TABLES]
         for sql_file in sorted(SQL_DIR.glob("*.sql")):
             body = "\n".join(l for l in sql_file.read_text().splitlines() if not l.lstrip().startswith("--"))
             stmts.extend(s.strip() for s in body.split(";") if s.strip())
@@ -306,11 +322,26 @@ class Warehouse:
         show without refreshing them, and a new connection costs microseconds, not a
         view per table.
         """
-        return _shared_database(self).cursor()
+        db = process_database(self)
+        with db.lock:
+            if not db.views_made:
+                for stmt in self.view_sql():
+                    db.con.execute(stmt)
+                db.views_made = True
+        return db.con.cursor()
 
-    def query(self, sql: str, params: Sequence | dict | None = None) -> pa.Table:
-        """Run a query (parameterized with `?` or `$name`) and return an Arrow table."""
-        con = self.connect()
+    def for_run(self, run_id: str) -> "Warehouse":
+        """This warehouse as run `run_id` sees its own work: the same methods, but every view of a
+        per-run table holds only that run's shards (the shared tables, `problems`, stay whole), so
+        what a query costs grows with the run, not with the runs before it (issue 21)."""
+        from prm_data.run_warehouse import RunWarehouse
+
+        return RunWarehouse(self.root, run_id)
+
+    def query(self, sql: str, params: Sequence | dict | None = None, views: bool = True) -> pa.Table:
+        """Run a query (parameterized with `?` or `$name`) and return an Arrow table; `views=False`: on a
+        connection without the views (a query that names its files), which never has to make them."""
+        con = self.connect() if views else process_database(self).con.cursor()
         try:
             return retry_torn_reads(lambda: con.sql(sql, params=params or None).to_arrow_table())
         finally:
@@ -343,10 +374,10 @@ class Warehouse:
         if not files:
             return schema.empty_table()
         anchor = self.tables_dir / table / "_schema.parquet"
-        paths = ", ".join(_sql_literal(p) for p in [anchor, *files])
+        paths = ", ".join(sql_literal(p) for p in [anchor, *files])
         sql = (f"SELECT * FROM read_parquet([{paths}], union_by_name = true, hive_partitioning = false) "
                f"WHERE {where}")
-        return self.query(sql, params).select(schema.names)
+        return self.query(sql, params, views=False).select(schema.names)
 
     def read_keyed(self, table: str, run_id: str | None, column: str, keys: Sequence[str]) -> pa.Table:
         """Rows of run `run_id`'s (None: every run's) shards of `table` whose `column` is one of `keys`.
@@ -414,7 +445,8 @@ class Warehouse:
         con = self.connect()
         try:
             names = [r[0] for r in con.execute(
-                "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name"
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = current_schema() "
+                "ORDER BY view_name"
             ).fetchall()]
             return {n: retry_torn_reads(lambda: con.execute(f'SELECT count(*) FROM "{n}"').fetchall())[0][0]
                     for n in names}

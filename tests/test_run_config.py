@@ -5,6 +5,8 @@ Specifications:
   and LoRA rank), reading the export folder unless told otherwise;
 - `export.options.policy` is the aggregation policy unless set, and a value set
   is kept, through a JSON round trip (the Prefect parameters) too;
+- the nightly export is the run's own (`export.scope: run`) unless every run's is
+  asked for (`warehouse`), and only the latter may pick a run by id;
 - what does not change labels (workers, reports folder, export options) does
   not change the labeling version;
 - `prm-data run` refuses an unknown `--task-runner` as a usage error (exit 2),
@@ -42,6 +44,14 @@ def test_the_export_policy_follows_the_aggregation_unless_set_and_is_never_overw
                                        "export": {"options": {"policy": "consensus"}}})
     assert chosen.export.options.policy == "consensus"
     assert RunConfig.model_validate_json(chosen.model_dump_json()).export.options.policy == "consensus"
+
+
+def test_the_nightly_export_is_the_runs_own_unless_every_run_is_asked_for():
+    assert RunConfig().export.scope == "run"
+    picked = RunConfig.model_validate({"export": {"scope": "warehouse", "options": {"run_id": "night-3"}}})
+    assert picked.export.options.run_id == "night-3"
+    with pytest.raises(ValidationError, match="needs export.scope: warehouse"):
+        RunConfig.model_validate({"export": {"options": {"run_id": "night-3"}}})
 
 
 def test_workers_paths_and_export_options_leave_the_labeling_version_alone():

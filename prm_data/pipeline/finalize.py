@@ -52,12 +52,15 @@ def aggregate_shard(scope: StageScope, shard: str, policy: AggregateConfig, f, l
 
 
 def export_stage(scope: StageScope, export) -> dict:
-    """Export every run's kept final labels (`export`: an ExportStageConfig); push when configured."""
+    """Export the kept final labels of this run, or of every run (`export`: an ExportStageConfig, its
+    `scope`); push when configured. This run's are read from its own shards only (`Warehouse.for_run`)."""
     if not export.enabled:
         return {"skipped": "export disabled"}
+    wh, options = scope.warehouse, export.options
+    if export.scope == "run":
+        wh, options = wh.for_run(scope.run_id), options.model_copy(update={"run_id": scope.run_id})
     try:
-        result = run_export(scope.warehouse, export.out_dir, export.options, push_to_hub=export.push_to_hub,
-                            private=export.private)
+        result = run_export(wh, export.out_dir, options, push_to_hub=export.push_to_hub, private=export.private)
     except EmptyExport as exc:
         return {"skipped": str(exc)}
     return {"path": str(result.path), "counts": result.counts, "pushed_to": result.repo_id}

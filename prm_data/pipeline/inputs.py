@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from prm_data.rollouts import RolloutSteps, rollouts_from_rows
 from prm_data.warehouse import Warehouse
 
-
-def shard_problem_ids(wh: Warehouse, run_id: str, shard: str) -> list[str]:
-    return [r["problem_id"] for r in wh.rows(
-        "SELECT problem_id FROM run_problems WHERE run_id = ? AND shard = ? ORDER BY problem_id", [run_id, shard])]
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 # The readers below touch only the files of their run (and, for problems, the problems
@@ -21,13 +20,17 @@ def _selected_ids(wh: Warehouse, run_id: str, shard: str) -> list[str]:
 
 
 def shard_problems(wh: Warehouse, run_id: str, shard: str) -> list[dict]:
+    """The shard's problem rows, by id; a problem stored more than once: its earliest row."""
     ids = _selected_ids(wh, run_id, shard)
     if not ids:
         return []
-    return wh.rows(
-        "SELECT * FROM problems WHERE problem_id IN (SELECT unnest(?::VARCHAR[])) "
-        "QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY created_at NULLS LAST) = 1 "
-        "ORDER BY problem_id", [ids])
+    # problems are shared by every run: only the problems shards that hold these ids are read
+    rows = wh.read_keyed("problems", None, "problem_id", ids).to_pylist()
+    rows.sort(key=lambda r: (r["problem_id"], r["created_at"] is None, r["created_at"] or _EPOCH))
+    first = {}
+    for r in rows:
+        first.setdefault(r["problem_id"], r)
+    return [first[pid] for pid in sorted(first)]
 
 
 def shard_rollouts(wh: Warehouse, run_id: str, shard: str, skip_uniform: bool = False) -> list[dict]:

@@ -89,7 +89,8 @@ PLAN: tuple[Stage, ...] = (
     Stage("aggregate", aggregate_shard, "per_shard",
           ("aggregate", "filters", "labeling.labelers", "rollouts.skip_uniform"),
           reads=("rollouts", "steps", "step_labels"), writes=("final_labels", "stepwise_rows"), retries=1),
-    # export and training read every run's labels, which change between runs: never cached
+    # export (this run's labels, or every run's: export.scope) and training write a folder that
+    # another run, or the other scope, may have replaced since: never cached
     Stage("export", export_stage, "once", ("export",), reads=("final_labels", "stepwise_rows", "runs"),
           writes=("export folder",), retries=2, retry_delays_s=(10, 60), cached=False),
     Stage("train", train_stage, "once", ("train",), reads=("export folder",), writes=("checkpoint",),

@@ -35,7 +35,8 @@ def _empty(ax, what: str) -> None:
 def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: list[dict] | None = None,
                  sanity: dict | None = None) -> list[str]:
     """The run's PNGs in `reports_dir/<run id>/`; see `run_figures` for the arguments."""
-    figures = run_figures(Warehouse(config.warehouse), run_id, config.aggregate.policy, agreement, costs, sanity)
+    wh = Warehouse(config.warehouse).for_run(run_id)  # reads this run's shards only (issue 21)
+    figures = run_figures(wh, run_id, config.aggregate.policy, agreement, costs, sanity)
     out = Path(config.reports_dir) / run_id
     out.mkdir(parents=True, exist_ok=True)
     return [save_figure(fig, out / f"{name}.png") for name, fig in figures.items()]

@@ -23,6 +23,7 @@ from prm_data.llm.cache import paid_by_run
 from prm_data.provenance import git_sha, package_versions
 from prm_data.warehouse import ProcessLock, Warehouse, WarehouseBusy
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CLAIMS: dict[tuple[str, str], ProcessLock] = {}  # (warehouse root, run id) -> the lock this process holds
 
 
@@ -59,9 +60,12 @@ def resolve_run_id(config: RunConfig, new: bool = False, run_id: str | None = No
         return run_id
     wh = Warehouse(config.warehouse)
     version = config.labeling_version()
-    rows = wh.rows(
-        "SELECT run_id, status FROM runs WHERE config_version = ? AND flow = 'nightly' "
-        "ORDER BY started_at DESC, finished_at DESC NULLS FIRST", [version])
+    # the `runs` shards alone (one small file per run), not the views over every table (issue 21)
+    rows = wh.read_files("runs", wh.run_files("runs", None), "config_version = ? AND flow = 'nightly'",
+                         [version]).select(["run_id", "status", "started_at", "finished_at"]).to_pylist()
+    # newest first: started_at DESC NULLS LAST, then finished_at DESC NULLS FIRST (two stable sorts)
+    rows.sort(key=lambda r: (r["finished_at"] is None, r["finished_at"] or _EPOCH), reverse=True)
+    rows.sort(key=lambda r: (r["started_at"] is not None, r["started_at"] or _EPOCH), reverse=True)
     latest: dict[str, str] = {}
     for r in rows:
         latest.setdefault(r["run_id"], r["status"])
@@ -104,5 +108,5 @@ def write_run(config: RunConfig, run_id: str, status: str, started_at: datetime,
 
 
 def run_started_at(config: RunConfig, run_id: str) -> datetime | None:
-    rows = Warehouse(config.warehouse).rows("SELECT min(started_at) AS t FROM runs WHERE run_id = ?", [run_id])
+    rows = Warehouse(config.warehouse).for_run(run_id).rows("SELECT min(started_at) AS t FROM runs WHERE run_id = ?", [run_id])
     return rows[0]["t"] if rows and rows[0]["t"] is not None else None

@@ -15,16 +15,20 @@ from prm_data.sources import ingest_problems, load_problems
 def select_problems(scope: StageScope, problems, shard_size: int) -> list[str]:
     """The run's shard names (choosing and recording its problems on first call); `problems`: a ProblemsConfig."""
     wh, run_id = scope.warehouse, scope.run_id
-    chosen = wh.rows("SELECT DISTINCT shard FROM run_problems WHERE run_id = ? ORDER BY shard", [run_id])
-    if chosen:
-        return [r["shard"] for r in chosen]
+    # Only the `run_problems` and `runs` shards are read (one or two small files per run), never the
+    # views over every table, whose first use reads every shard's footer (issue 21).
+    chosen = wh.read_files("run_problems", wh.run_files("run_problems", run_id), "run_id = ?", [run_id])
+    if chosen.num_rows:
+        return sorted(set(chosen.column("shard").to_pylist()))
     rows = load_problems(problems.source, problems.mapping, run_id=run_id, failures=scope.failures)
     ingest_problems(wh, rows, run_id)
     scope.failures.flush(wh, "source")
     version = scope.ctx.labeling_version
-    done = {r["problem_id"] for r in wh.rows(
-        "SELECT DISTINCT rp.problem_id FROM run_problems rp JOIN runs r ON r.run_id = rp.run_id "
-        "WHERE r.status = 'completed' AND rp.labeling_version = ?", [version])}
+    completed = sorted(set(wh.read_files("runs", wh.run_files("runs", None), "status = 'completed'")
+                           .column("run_id").to_pylist()))
+    done = set(wh.read_files("run_problems", wh.run_files("run_problems", None),
+                             "labeling_version = ? AND list_contains(?::VARCHAR[], run_id)", [version, completed])
+               .column("problem_id").to_pylist())
     todo, seen = [], set()
     for r in rows:
         pid = r["problem_id"]

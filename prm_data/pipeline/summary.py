@@ -15,7 +15,7 @@ SHOWN_REASONS = 8
 
 
 def run_summary(config: RunConfig, run_id: str, timings: dict | None = None, usage: dict | None = None) -> dict:
-    wh = Warehouse(config.warehouse)
+    wh = Warehouse(config.warehouse).for_run(run_id)  # reads this run's shards only (issue 21)
     p = [run_id]
     one = lambda sql: wh.rows(sql, p)[0]  # noqa: E731
     rollouts = one("SELECT count(*) AS n, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS pass_rate, "

@@ -134,8 +134,8 @@ def ingest_problems(warehouse, rows: list[dict], run_id: str) -> IngestResult:
         return result
     # Two processes adding overlapping problems at once would both see them missing and both write them.
     with warehouse.lock("ingest-problems", what="adding problems"):
-        present = {r["problem_id"] for r in warehouse.rows(
-            "SELECT DISTINCT problem_id FROM problems WHERE list_contains(?::VARCHAR[], problem_id)", [ids])}
+        # an index of which problems shard holds which ids, learnt once per process (issue 21)
+        present = set(warehouse.read_keyed("problems", None, "problem_id", ids).column("problem_id").to_pylist())
         fresh = []
         for row in rows:
             if row["problem_id"] in present:

@@ -1,6 +1,8 @@
 -- The `stepwise_rows` of final labels about to be written (prm_data/stepwise_rows.py): one row per
 -- rollout and policy in `new_final_labels` (a relation the writer registers), built from the steps and
--- the rollout row of the same run ($run_id) and the problem's question.
+-- the rollout row of the same run ($run_id) and the problem's question. `steps`, `rollouts` and
+-- `problems` are relations the writer registers too: the rows of the shards that hold these rollouts
+-- and problems, not the views over every run.
 -- `completions` is the longest run of steps, from step 0, whose final label is kept and not null; the
 -- first step without one ends it (steps after it are unknown, not good), so it may be empty.
 -- `values` are the soft labels (the aggregated value, or 1.0/0.0 from the hard label when the

@@ -1,0 +1,90 @@
+"""One run's view of the warehouse: queries about a run that cost what the run holds (issue 21).
+
+The warehouse's views are globs over every run's shards, so a query about one run
+(`... WHERE run_id = ?`) still opens the footer of every shard ever written: the
+run summary, its report plots and the quality checks took 35 s on a warehouse of
+1M earlier step labels, against under 2 s on an empty one. `Warehouse.for_run(run_id)`
+returns a `RunWarehouse`: the same methods and the same view names, but each view
+of a per-run table reads only the run's folder (`tables/<table>/run_id=<run>/`),
+and the shared tables (`prm_data.schema.SHARED_TABLES`: problems) stay whole. The
+convenience views (warehouse/views.sql: `first_error`, `label_agreement`, ...) are
+made over those, so they too hold the run's rows only.
+
+The views live in a schema of their own in this process's database, made once
+per run and remade only when a table's run folder gains its first shard (or
+loses its last): a run folder with no shard yet reads as the table's empty anchor,
+since DuckDB refuses a glob that matches no file. Shards written later show
+without remaking them, the views being globs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import duckdb
+
+from prm_data.schema import SHARED_TABLES, TABLES
+from prm_data.warehouse import Warehouse, sql_literal, process_database
+
+
+class RunWarehouse(Warehouse):
+    """A warehouse whose views of per-run tables hold run `run_id`'s shards only (see above)."""
+
+    def __init__(self, root, run_id: str):
+        super().__init__(root)
+        self.shard_path("runs", run_id, "run")  # refuses a run id that is no folder name
+        self.run_id = run_id
+        self.schema = "run_" + hashlib.sha256(run_id.encode()).hexdigest()[:16]
+
+    def for_run(self, run_id: str) -> Warehouse:
+        return self if run_id == self.run_id else RunWarehouse(self.root, run_id)
+
+    def _run_folder(self, table: str):
+        return self.tables_dir / table / f"run_id={self.run_id}"
+
+    def _has_shards(self, table: str) -> bool:
+        try:
+            with os.scandir(self._run_folder(table)) as entries:
+                return any(e.name.endswith(".parquet") and not e.name.startswith(".") for e in entries)
+        except FileNotFoundError:
+            return False
+
+    def table_view_sql(self, name: str) -> str:
+        if name in SHARED_TABLES:
+            return super().table_view_sql(name)
+        sources = [self.tables_dir / name / "_schema.parquet"]
+        if self._has_shards(name):
+            sources.append(self._run_folder(name) / "*.parquet")
+        paths = ", ".join(sql_literal(p) for p in sources)
+        return (f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{paths}], "
+                "union_by_name = true, hive_partitioning = false)")
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A connection whose views are the run's (see the module docstring). Close it when done."""
+        db = process_database(self)
+        present = tuple(self._has_shards(t) for t in TABLES if t not in SHARED_TABLES)
+        with db.lock:
+            if db.run_schemas.get(self.run_id) != present:
+                maker = db.con.cursor()
+                try:
+                    maker.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                    maker.execute(f'USE "{self.schema}"')
+                    for stmt in self.view_sql():
+                        maker.execute(stmt)
+                finally:
+                    maker.close()
+                db.run_schemas[self.run_id] = present
+        con = db.con.cursor()
+        con.execute(f'USE "{self.schema}"')
+        return con
+
+    # prm.duckdb, for the duckdb CLI, holds the views of every run, whichever view of the warehouse asks
+    def sync_views(self, wait_s: float = 30.0):
+        return Warehouse(self.root).sync_views(wait_s)
+
+    def write_views_file(self, path):
+        return Warehouse(self.root).write_views_file(path)
+
+    def readable_views_file(self):
+        return Warehouse(self.root).readable_views_file()
