@@ -43,20 +43,25 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def main(
     ctx: typer.Context,
-    warehouse: Path = typer.Option(
+    warehouse: str = typer.Option(  # a str, not a Path: Path("s3://b/wh") would be the folder "s3:/b/wh"
         None,
         "--warehouse",
         envvar="PRM_DATA_WAREHOUSE",
-        help="Warehouse root directory (Parquet shards + prm.duckdb).",
+        help="Warehouse root directory (Parquet shards + prm.duckdb), or a file:// URL.",
         show_default="warehouse/data",
     ),
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                  help="Print the version and exit."),
 ) -> None:
+    from prm_data.commands import EXIT_USAGE, fail
     from prm_data.warehouse import default_root
+    from prm_data.warehouse_root import UnsupportedWarehouseRoot, local_root
 
-    ctx.obj = {"warehouse": warehouse if warehouse is not None else default_root(),
-               "warehouse_explicit": warehouse is not None}
+    try:
+        root = local_root(warehouse) if warehouse is not None else local_root(default_root())
+    except UnsupportedWarehouseRoot as err:
+        fail(str(err), code=EXIT_USAGE)
+    ctx.obj = {"warehouse": root, "warehouse_explicit": warehouse is not None}
 
 
 for _module in COMMAND_MODULES:

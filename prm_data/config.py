@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from prm_data.aggregate import AggregateConfig, check_labelers
 from prm_data.export import ExportConfig
@@ -28,6 +28,7 @@ from prm_data.rollouts import RolloutConfig
 from prm_data.sources import FieldMapping
 from prm_data.train.config import TrainConfig
 from prm_data.trees.sampling import CompleterConfig
+from prm_data.warehouse_root import local_root
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -160,7 +161,8 @@ class RunConfig(BaseModel):
     model_config = _FROZEN
 
     name: str = Field("default", description="A name for runs of this config.")
-    warehouse: str = Field("warehouse/data", description="Warehouse root folder.")
+    warehouse: str = Field("warehouse/data", description=(
+        "Warehouse root: a local folder or a file:// URL (object-store URLs are refused until supported)."))
     reports_dir: str = Field("reports", description="Where each run's report folder (PNG plots) goes.")
     problems: ProblemsConfig = Field(default_factory=ProblemsConfig, description="Which problems.")
     policy: BackendConfig = Field(default_factory=BackendConfig, description="The policy that writes rollouts.")
@@ -178,6 +180,12 @@ class RunConfig(BaseModel):
     task_runner: Literal["thread", "dask", "ray"] = Field("thread", description="Prefect task runner.")
     max_workers: int = Field(2, ge=1, description="Concurrent tasks (threads or Dask workers).")
     shard_size: int = Field(16, ge=1, description="Problems per labeling shard (the unit of resumption).")
+
+    @field_validator("warehouse")
+    @classmethod
+    def _local_warehouse(cls, root: str) -> str:
+        local_root(root)  # refuses s3://, gs://, ... with the reason, at load
+        return root
 
     @model_validator(mode="before")
     @classmethod

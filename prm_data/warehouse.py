@@ -48,6 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prm_data.schema import TABLES, schema_for, to_table
+from prm_data.warehouse_root import local_root
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "warehouse"
 QUERIES_DIR = SQL_DIR / "queries"
@@ -119,7 +120,7 @@ class ProcessLock:
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("PRM_DATA_WAREHOUSE", "warehouse/data"))
+    return local_root(os.environ.get("PRM_DATA_WAREHOUSE", "warehouse/data"))
 
 
 def retry_torn_reads(run, attempts: int = 20):
@@ -193,7 +194,7 @@ class Warehouse:
     """A warehouse rooted at a directory. Cheap to construct; safe to share paths, not objects."""
 
     def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root if root is not None else default_root()).resolve()
+        self.root = local_root(root if root is not None else default_root()).resolve()
         self.tables_dir = self.root / "tables"
         self.db_path = self.root / "prm.duckdb"
         self._ensure_layout()
