@@ -31,13 +31,17 @@ Settings and why (see docs/labeling.md):
   setting reports the assumptions it ran under;
 - progress labels (Rewarding Progress) run with the completer as prover, in
   both label modes: advantage (a significant drop in the prover's success
-  rate) and hard_estimate (Q > 0, Math-Shepherd's rule under the prover);
+  rate; with k = 8 fixed, and sampled sequentially up to max_k = 32, the
+  default, or 64) and hard_estimate (Q > 0, Math-Shepherd's rule under the
+  prover); the sequential rule's settings were chosen on another bank
+  (`--tune`, bank seed 7; see TUNING) and are reported on this one;
 - every method runs with two completer seeds (one in the sweep; fresh tree
   and client each) and its accuracy is pooled over them: methods on the same
   seed draw partly the same samples (same request keys), so one seed is one
   correlated draw, and a 2-3 point difference on one seed is noise.
 
-Run: `python benchmarks/labeling_cost.py [--quick]`; writes
+Run: `python benchmarks/labeling_cost.py [--quick]` (`--tune`: the choice of the advantage rule's
+settings again, into labeling_cost_tuning.json); writes
 benchmarks/results/labeling_cost.json and labeling_cost.png (the default
 world) and prints a table per setting and one of accuracy by setting.
 """
