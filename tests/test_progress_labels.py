@@ -7,6 +7,9 @@ from mc_helpers import ScriptedBackend, rollout, steps_of
 
 from prm_data.labelers.progress import ProgressConfig, drop_p_value, label_progress, ratio_probability
 from prm_data.llm.client import LLMClient
+from prm_data.llm.sim import SimBackend
+from prm_data.rollouts import RolloutConfig, generate_rollouts
+from prm_data.sources.bank import generate_bank
 from prm_data.trees.sampling import Completer
 
 
@@ -95,3 +98,30 @@ def test_the_same_drop_becomes_significant_with_more_samples():
     assert drop_p_value(30, 80, 10, 80) < 0.01
     assert drop_p_value(0, 8, 0, 8) == 1.0 and drop_p_value(8, 8, 8, 8) == 1.0
     assert drop_p_value(1, 8, 5, 8) > 0.9  # a rise is never a drop
+
+
+def _first_bad(labels) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for label in sorted(labels, key=lambda l: l.step_index):
+        if label.hard_label is False:
+            out.setdefault(label.rollout_id, label.step_index)
+    return out
+
+
+def test_with_a_completer_that_solves_one_problem_in_ten_sequential_sampling_finds_more_first_errors():
+    # the synthetic policy's rollouts (true first error known) labeled with a far weaker prover
+    problems = [p.to_row("t") for p in generate_bank(10, seed=11, difficulty=(3, 6), ops="+-*")]
+    policy = LLMClient(SimBackend(model="sim-policy"))
+    batch = generate_rollouts(problems, policy, RolloutConfig(n=8, skip_uniform=True), "t")
+    rollouts = batch.for_labeling()
+
+    def found(max_k: int) -> tuple[int, int]:
+        prover = Completer(LLMClient(SimBackend(model="sim-completer", solve_rate=0.1)))
+        first = _first_bad(label_progress(rollouts, prover, ProgressConfig(max_k=max_k)))
+        hits = sum(first.get(r.rollout_id) == r.true_first_error for r in rollouts if r.true_first_error != -1)
+        false_alarms = sum(r.rollout_id in first for r in rollouts if r.true_first_error == -1)
+        return hits, false_alarms
+
+    (fixed, fixed_alarms), (sequential, sequential_alarms) = found(8), found(32)
+    assert sequential >= 1.5 * fixed
+    assert fixed_alarms == sequential_alarms == 0  # neither calls a step of an error-free rollout bad
