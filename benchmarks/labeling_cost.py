@@ -31,13 +31,17 @@ Settings and why (see docs/labeling.md):
   setting reports the assumptions it ran under;
 - progress labels (Rewarding Progress) run with the completer as prover, in
   both label modes: advantage (a significant drop in the prover's success
-  rate) and hard_estimate (Q > 0, Math-Shepherd's rule under the prover);
+  rate; with k = 8 fixed, and sampled sequentially up to max_k = 32, the
+  default, or 64) and hard_estimate (Q > 0, Math-Shepherd's rule under the
+  prover); the sequential rule's settings were chosen on another bank
+  (`--tune`, bank seed 7; see TUNING) and are reported on this one;
 - every method runs with two completer seeds (one in the sweep; fresh tree
   and client each) and its accuracy is pooled over them: methods on the same
   seed draw partly the same samples (same request keys), so one seed is one
   correlated draw, and a 2-3 point difference on one seed is noise.
 
-Run: `python benchmarks/labeling_cost.py [--quick]`; writes
+Run: `python benchmarks/labeling_cost.py [--quick]` (`--tune`: the choice of the advantage rule's
+settings again, into labeling_cost_tuning.json); writes
 benchmarks/results/labeling_cost.json and labeling_cost.png (the default
 world) and prints a table per setting and one of accuracy by setting.
 """
@@ -78,11 +82,23 @@ METHODS = [  # name, labeler, config
     ("binary_search_k16", label_omega_prm, OmegaPRMConfig(k=16, continue_search=False)),
     ("omega_mcts", label_omega_prm, OmegaPRMConfig()),
     ("sibling", label_sibling, SiblingConfig()),
-    ("progress_advantage", label_progress, ProgressConfig(label_mode="advantage")),
+    ("progress_advantage_k8", label_progress, ProgressConfig(label_mode="advantage", max_k=8)),
+    ("progress_advantage", label_progress, ProgressConfig(label_mode="advantage", max_k=32, keep_ratio=0.25)),
+    ("progress_advantage_max64", label_progress, ProgressConfig(label_mode="advantage", max_k=64, keep_ratio=0.25)),
     ("progress_hard_estimate", label_progress, ProgressConfig(label_mode="hard_estimate")),
 ]
-SWEEP_METHODS = (BASELINE, "mc_k4", "mc_k2", "mc_k8_tree_reuse", PAPER_BINARY_SEARCH, "binary_search_k4", "binary_search_k8_early_stop",
-                 "progress_advantage", "progress_hard_estimate")
+# How the sequential advantage rule's two settings (max_k, keep_ratio) were chosen: on a *different*
+# bank (`--bank-seed 7`, completer seed 0), from max_k in {16, 32, 64} x keep_ratio in {0.25, 0.5},
+# the most accurate at solve rate 0.1 whose completion tokens stayed within mc_k8's at every solve
+# rate (0.1 ... the policy): max_k 32, keep_ratio 0.25. The figures reported are on the default bank
+# (seed 2024); progress_advantage_max64 is the next point on the cost-accuracy curve, not a choice.
+TUNING = {"bank_seed": 7, "completer_seed": 0, "grid": {"max_k": [16, 32, 64], "keep_ratio": [0.25, 0.5]},
+          "rule": "most accurate at solve rate 0.1 with completion tokens <= mc_k8's at every solve rate",
+          "chosen": {"max_k": 32, "keep_ratio": 0.25}}
+BANK_SEED = 2024
+SWEEP_METHODS = (BASELINE, "mc_k4", "mc_k2", "mc_k8_tree_reuse", PAPER_BINARY_SEARCH, "binary_search_k4",
+                 "binary_search_k8_early_stop", "progress_advantage_k8", "progress_advantage",
+                 "progress_advantage_max64", "progress_hard_estimate")
 POLICY_ERROR_RATE = 0.15
 DEFAULT_CANCEL = 0.05
 # setting -> (axis it moves, world's cancel rate, completer SimBackend arguments, all methods?)
@@ -194,16 +210,20 @@ def _goals(methods: dict) -> dict:
                 "at_least_3x_fewer_tokens": (m["token_reduction_vs_baseline"] or 0) >= 3.0}
     binary = [n for n in methods if n.startswith("binary_search")]
     met = [n for n in binary if all(v for k, v in check(n).items() if k.startswith(("accuracy_at", "at_least")))]
-    return {"paper_binary_search": check(PAPER_BINARY_SEARCH), "binary_search_variants_meeting_all_goals": met}
+    adv = methods["progress_advantage"]  # issue 16: at most MC k=8's tokens, at least its accuracy
+    return {"paper_binary_search": check(PAPER_BINARY_SEARCH), "binary_search_variants_meeting_all_goals": met,
+            "advantage": {"method": "progress_advantage", "accuracy": adv["first_error_accuracy"],
+                          "accuracy_minus_baseline": adv["first_error_accuracy"] - base["first_error_accuracy"],
+                          "tokens_over_baseline": adv["completion_tokens"] / base["completion_tokens"]}}
 
 
-def _rollouts(count: int, cancel_rate: float) -> tuple[list[RolloutSteps], dict]:
-    problems = [p.to_row("bench") for p in generate_bank(count, seed=2024, difficulty=(3, 6), ops="+-*")]
+def _rollouts(count: int, cancel_rate: float, bank_seed: int = BANK_SEED) -> tuple[list[RolloutSteps], dict]:
+    problems = [p.to_row("bench") for p in generate_bank(count, seed=bank_seed, difficulty=(3, 6), ops="+-*")]
     policy = SimBackend(model="sim-policy", error_rate=POLICY_ERROR_RATE, cancel_rate=cancel_rate)
     batch = generate_rollouts(problems, LLMClient(policy), RolloutConfig(n=8, skip_uniform=True), "bench")
     rollouts = batch.for_labeling()
     return rollouts, {
-        "policy_assumptions": policy.assumptions(), "problems": count,
+        "policy_assumptions": policy.assumptions(), "problems": count, "bank_seed": bank_seed,
         "problems_labeled": count - len(batch.skipped), "rollouts_labeled": len(rollouts),
         "steps_labeled": sum(len(r.steps) for r in rollouts),
         "policy_pass_rate": sum(r["is_correct"] for r in batch.rollouts) / len(batch.rollouts),
@@ -212,10 +232,11 @@ def _rollouts(count: int, cancel_rate: float) -> tuple[list[RolloutSteps], dict]
 
 
 def run(quick: bool = False, out_dir: Path | None = None, sweep: bool = True,
-        only: list[str] | None = None) -> dict:
+        only: list[str] | None = None, bank_seed: int = BANK_SEED) -> dict:
     """Run the benchmark; writes the JSON and the PNG (to `out_dir`) and returns the results.
 
-    `only`: run just these settings (names of SETTINGS; "default" is always run).
+    `only`: run just these settings (names of SETTINGS; "default" is always run). `bank_seed`:
+    another bank of problems (7 is the one the advantage rule's settings were chosen on).
     """
     unknown = set(only or ()) - set(SETTINGS)
     if unknown:
@@ -227,7 +248,7 @@ def run(quick: bool = False, out_dir: Path | None = None, sweep: bool = True,
         if (not sweep and not every_method) or (only is not None and name not in {"default", *only}):
             continue
         if cancel not in worlds:
-            worlds[cancel] = _rollouts(count, cancel)
+            worlds[cancel] = _rollouts(count, cancel, bank_seed)
         rollouts, facts = worlds[cancel]
         start = time.perf_counter()
         setting = run_setting(rollouts, {**completer, "cancel_rate": cancel}, seeds if every_method else sweep_seeds,
@@ -235,7 +256,8 @@ def run(quick: bool = False, out_dir: Path | None = None, sweep: bool = True,
         settings[name] = {"axis": axis, **facts, **setting, "seconds": round(time.perf_counter() - start, 1)}
         print(f"{name}: {settings[name]['seconds']} s", flush=True)
     default = settings["default"]
-    results = {"quick": quick, "completer_seeds": seeds, "sweep_seeds": sweep_seeds,
+    results = {"quick": quick, "completer_seeds": seeds, "sweep_seeds": sweep_seeds, "bank_seed": bank_seed,
+               "advantage_settings_chosen_on": TUNING,
                **{k: default[k] for k in ("problems", "problems_labeled", "rollouts_labeled", "steps_labeled",
                                           "policy_pass_rate")},
                "policy_error_rate": POLICY_ERROR_RATE, "settings": settings,
@@ -255,6 +277,34 @@ def degradation(settings: dict) -> dict:
 
 
 METHODS_ORDER = [name for name, _, _ in METHODS]
+
+
+def tune(out_dir: Path | None = None) -> dict:
+    """Re-run the choice of the advantage rule's settings on the tuning bank (TUNING); writes
+    labeling_cost_tuning.json: accuracy and tokens of every grid point and of mc_k8 per setting."""
+    rollouts, _ = _rollouts(40, DEFAULT_CANCEL, TUNING["bank_seed"])
+    grid = {f"max_k={m},keep_ratio={r}": ProgressConfig(max_k=m, keep_ratio=r)
+            for m in TUNING["grid"]["max_k"] for r in TUNING["grid"]["keep_ratio"]}
+    rows: dict = {}
+    for name, (axis, cancel, completer, _) in SETTINGS.items():
+        if name != "default" and not name.startswith("completer_solves"):
+            continue
+        backend, seeds = {**completer, "cancel_rate": cancel}, [TUNING["completer_seed"]]
+        runs = {BASELINE: run_method(rollouts, label_mc_value, MCValueConfig(k=8, reuse_tree=False), backend, seeds)}
+        runs |= {point: run_method(rollouts, label_progress, cfg, backend, seeds) for point, cfg in grid.items()}
+        rows[name] = {m: {"accuracy": r["first_error_accuracy"], "completion_tokens": r["completion_tokens"]}
+                      for m, r in runs.items()}
+        print(name, {m: (round(v["accuracy"], 3), round(v["completion_tokens"])) for m, v in rows[name].items()},
+              flush=True)
+    within = [p for p in grid
+              if all(r[p]["completion_tokens"] <= r[BASELINE]["completion_tokens"] for r in rows.values())]
+    chosen = max(within, key=lambda p: rows["completer_solves_0.1"][p]["accuracy"]) if within else None
+    out = {"tuning": TUNING, "settings": rows, "within_baseline_tokens": within, "chosen": chosen,
+           "matches_the_settings_in_use": chosen == "max_k={max_k},keep_ratio={keep_ratio}".format(**TUNING["chosen"])}
+    path = (Path(out_dir) if out_dir is not None else RESULTS) / "labeling_cost_tuning.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2, sort_keys=True))
+    return out
 
 
 def plot(results: dict, path: Path) -> None:
@@ -320,5 +370,15 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="12 problems and one completer seed instead of 40 and two")
     parser.add_argument("--no-sweep", action="store_true", help="only the default and stronger-completer settings")
+    parser.add_argument("--only", nargs="+", choices=sorted(SETTINGS), help="run only these settings (and default)")
+    parser.add_argument("--bank-seed", type=int, default=BANK_SEED,
+                        help=f"bank of problems (default {BANK_SEED}; 7: the advantage rule's tuning bank)")
+    parser.add_argument("--out-dir", type=Path, default=None, help="where the JSON and PNG go (default results/)")
+    parser.add_argument("--tune", action="store_true", help="only re-run the choice of the advantage rule's settings "
+                        "on the tuning bank (writes labeling_cost_tuning.json)")
     args = parser.parse_args()
-    print_table(run(quick=args.quick, sweep=not args.no_sweep))
+    if args.tune:
+        print(json.dumps(tune(args.out_dir)["chosen"]))
+        raise SystemExit(0)
+    print_table(run(quick=args.quick, sweep=not args.no_sweep, only=args.only, bank_seed=args.bank_seed,
+                    out_dir=args.out_dir))

@@ -72,6 +72,12 @@ def labeling_cost_figures(r: dict) -> list[Figure]:
                 Figure("labeling_cost", f"{name}: binary search accuracy - MC k=8", g["accuracy_minus_baseline"],
                        ">=", 0.0),
                 Figure("labeling_cost", f"{name}: token reduction vs MC k=8", g["token_reduction"], ">=", 3.0, "x")]
+        if "advantage" in setting["goals"]:  # issue 16: no more tokens than MC k=8, no less accurate
+            a = setting["goals"]["advantage"]
+            out += [Figure("labeling_cost", f"{name}: advantage labels accuracy - MC k=8", a["accuracy_minus_baseline"],
+                           ">=", 0.0),
+                    Figure("labeling_cost", f"{name}: advantage labels tokens / MC k=8", a["tokens_over_baseline"],
+                           "<=", 1.0, "x")]
     return out
 
 

@@ -26,8 +26,15 @@ estimates' Wilson confidences. Its hard label depends on `label_mode`:
   sample counts has p-value below `alpha`. Otherwise the step is good (it is
   not shown to lower the prover's chances; a step after an error, from a
   prefix the prover can no longer finish, is therefore good, with advantage 0).
-  The test needs successes before the step to see a drop, so a prover too weak
-  for a problem finds fewer errors, but it does not call good steps bad.
+  The test needs successes before the step to see a drop, and a weak prover
+  has few in k samples, so the samples are spent sequentially: each rollout is
+  walked from its first step, and a step whose drop is neither significant nor
+  ruled out (P(Q after <= `keep_ratio` * Q before) < `alpha` under Jeffreys
+  posteriors) gets k more completions of both prefixes per round, up to
+  `max_k` each; a settled step moves the walk on, a significant drop ends it
+  (what follows the first error needs no first-error decision, only its k).
+  Every completion through a prefix counts for it (tree reuse), and the labels
+  read the prefixes' final counts. `max_k = k` is the fixed-k rule.
 - `hard_estimate`: hard_label = Q_mu(prefix + step) > 0, the Math-Shepherd
   hard estimate under the prover (a weak prover calls good steps bad).
 
@@ -40,15 +47,15 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from prm_data.records import StepLabel, wilson_confidence
 from prm_data.rollouts import RolloutSteps
-from prm_data.trees.prefix_tree import node_id_for, prefix_node_ids
-from prm_data.trees.sampling import Completer, Estimate, ask_for, drive, labeler_version, mc_estimate
+from prm_data.trees.prefix_tree import TreeNode, node_id_for, prefix_node_ids
+from prm_data.trees.sampling import Ask, Completer, ask_for, drive, labeler_version, mc_estimate
 
 NAME = "progress"
-CODE_VERSION = "v2"
+CODE_VERSION = "v3"
 
 
 class ProgressConfig(BaseModel):
@@ -65,6 +72,18 @@ class ProgressConfig(BaseModel):
                                  "completion after the step succeeds (Math-Shepherd's hard estimate).")
     alpha: float = Field(0.05, gt=0.0, lt=1.0,
                          description="advantage mode: one-sided significance level of a drop in success rate.")
+    max_k: int = Field(32, ge=1, description="advantage mode: a step whose drop is neither significant nor ruled "
+                                            "out after k completions per prefix gets k more for both prefixes, "
+                                            "round after round, up to max_k per prefix (max_k = k: no more).")
+    keep_ratio: float = Field(0.25, gt=0.0, lt=1.0,
+                              description="advantage mode: a step is settled good (no more completions for it) "
+                                          "once P(Q after <= keep_ratio * Q before) < alpha (Jeffreys posteriors).")
+
+    @model_validator(mode="after")
+    def _max_k_covers_k(self) -> ProgressConfig:
+        if self.max_k < self.k:
+            raise ValueError(f"max_k ({self.max_k}) must be at least k ({self.k})")
+        return self
 
 
 def drop_p_value(successes_before: int, samples_before: int, successes_after: int, samples_after: int) -> float:
@@ -80,6 +99,91 @@ def drop_p_value(successes_before: int, samples_before: int, successes_after: in
         return 1.0
     z = (successes_before / samples_before - successes_after / samples_after) / se
     return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def ratio_probability(successes_before: int, samples_before: int, successes_after: int, samples_after: int,
+                      ratio: float, grid: int = 400) -> float:
+    """P(Q after <= ratio * Q before | the counts), each Q with a Jeffreys Beta(1/2, 1/2) prior.
+
+    A midpoint-grid integral of the before-posterior's density times the after-posterior's
+    distribution function at `ratio` times it; small when the counts rule out a drop to
+    `ratio` times the rate before or lower.
+    """
+    xs = [(i + 0.5) / grid for i in range(grid)]
+
+    def density(s: int, n: int) -> list[float]:
+        a, b = s + 0.5, n - s + 0.5
+        logs = [(a - 1) * math.log(x) + (b - 1) * math.log1p(-x) for x in xs]
+        top = max(logs)
+        w = [math.exp(v - top) for v in logs]
+        total = sum(w)
+        return [v / total for v in w]
+
+    before, after = density(successes_before, samples_before), density(successes_after, samples_after)
+    cdf, running = [], 0.0
+    for v in after:
+        running += v
+        cdf.append(running)
+    out = 0.0
+    for x, w in zip(xs, before):
+        j = int(ratio * x * grid)  # cells of the after-grid wholly below ratio * x
+        out += w * (cdf[j - 1] if j > 0 else 0.0)
+    return min(1.0, out)
+
+
+def _verdict(before: TreeNode, after: TreeNode, cfg: ProgressConfig) -> bool | None:
+    """False: a significant drop; True: a drop to keep_ratio or lower is ruled out; None: undecided."""
+    if drop_p_value(before.mc_successes, before.mc_samples, after.mc_successes, after.mc_samples) < cfg.alpha:
+        return False
+    if ratio_probability(before.mc_successes, before.mc_samples, after.mc_successes, after.mc_samples,
+                         cfg.keep_ratio) < cfg.alpha:
+        return True
+    return None
+
+
+def _sample_undecided(rollouts: Sequence[RolloutSteps], keys: dict[str, list[str]], prover: Completer,
+                      cfg: ProgressConfig, paid: dict[str, list[int]]) -> int:
+    """Advantage mode's sequential sampling; returns the rounds it took.
+
+    Each rollout is walked from its first step: a step whose verdict is undecided asks for k more
+    completions of both its prefixes (up to max_k each; one request per prefix and round, however
+    many rollouts share it); a settled-good step moves the walk on, a significant drop ends it
+    (the steps after the first bad one need no first-error decision).
+    """
+    nodes = prover.tree.nodes
+    walk = {r.rollout_id: 0 for r in rollouts}
+    failed: set[str] = set()
+    rounds = 0
+    while True:
+        need: dict[str, Ask] = {}
+        for r in rollouts:
+            ks, i = keys[r.rollout_id], walk[r.rollout_id]
+            while i < len(r.steps):
+                verdict = _verdict(nodes[ks[i]], nodes[ks[i + 1]], cfg)
+                if verdict is False:
+                    i = len(r.steps)
+                    break
+                short = [j for j in (i, i + 1) if nodes[ks[j]].mc_samples < cfg.max_k and ks[j] not in failed]
+                if verdict is True or not short:
+                    i += 1
+                    continue
+                for j in short:
+                    need.setdefault(ks[j], ask_for(r, j, min(cfg.k, cfg.max_k - nodes[ks[j]].mc_samples)))
+                break
+            walk[r.rollout_id] = i
+        if not need:
+            return rounds
+        rounds += 1
+        order = list(need)
+        for key, got in zip(order, prover.sample([need[key] for key in order], NAME)):
+            if not got:  # the request failed (recorded by the completer): ask no more of this prefix
+                failed.add(key)
+            cost = paid.setdefault(key, [0, 0, 0])
+            for c in got:
+                if not c.cached:
+                    cost[0] += c.prompt_tokens
+                    cost[1] += c.completion_tokens
+                    cost[2] += 1
 
 
 def label_progress(rollouts: Sequence[RolloutSteps], prover: Completer,
@@ -100,35 +204,40 @@ def label_progress(rollouts: Sequence[RolloutSteps], prover: Completer,
                 asks[key] = ask_for(r, j, cfg.k)
     order = list(owner)
     tasks = [mc_estimate(prover, asks[key], cfg.k, reuse=True) for key in order]
-    q: dict[str, Estimate] = dict(zip(order, drive(prover, tasks, NAME)))
+    paid = {key: [e.prompt_tokens, e.completion_tokens, e.calls]
+            for key, e in zip(order, drive(prover, tasks, NAME))}
+    rounds = 0
+    if cfg.label_mode == "advantage" and cfg.max_k > cfg.k:
+        rounds = _sample_undecided(rollouts, keys, prover, cfg, paid)
     version = labeler_version(CODE_VERSION, cfg)
     labels = []
     for r in rollouts:
         ks = keys[r.rollout_id]
         for i in range(len(r.steps)):
-            before, after = q[ks[i]], q[ks[i + 1]]
-            if before.samples == 0 or after.samples == 0:
+            # the prefixes' counts as the tree holds them now: every completion through them counts
+            before, after = prover.tree.nodes[ks[i]], prover.tree.nodes[ks[i + 1]]
+            if before.mc_samples == 0 or after.mc_samples == 0:
                 prover.failures.record(f"label:{NAME}", "the prover could not be sampled for this step's "
                                        "prefixes; the step is left unlabeled", item_id=f"{r.rollout_id}:{i}")
                 continue
-            # cost: the estimate after step i is paid by step i; the question's estimate by step 0
-            paid = [after] if owner[ks[i + 1]] == (r.rollout_id, i + 1) else []
+            # cost: the prefix after step i is paid by step i; the question's by step 0
+            own = [ks[i + 1]] if owner[ks[i + 1]] == (r.rollout_id, i + 1) else []
             if i == 0 and owner[ks[0]] == (r.rollout_id, 0):
-                paid.append(before)
-            p_value = drop_p_value(before.successes, before.samples, after.successes, after.samples)
-            hard = p_value >= cfg.alpha if cfg.label_mode == "advantage" else after.successes > 0
+                own.append(ks[0])
+            p_value = drop_p_value(before.mc_successes, before.mc_samples, after.mc_successes, after.mc_samples)
+            hard = p_value >= cfg.alpha if cfg.label_mode == "advantage" else after.mc_successes > 0
             labels.append(StepLabel(
                 problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, labeler=NAME,
-                labeler_version=version, value=after.value - before.value, hard_label=hard,
-                confidence=min(wilson_confidence(before.successes, before.samples),
-                               wilson_confidence(after.successes, after.samples)),
-                prompt_tokens=sum(e.prompt_tokens for e in paid),
-                completion_tokens=sum(e.completion_tokens for e in paid),
-                calls=sum(e.calls for e in paid),
-                evidence={"q_prefix": before.value, "q_next": after.value,
-                          "q_prefix_samples": before.samples, "q_next_samples": after.samples,
-                          "q_prefix_successes": before.successes, "q_next_successes": after.successes,
-                          "drop_p_value": p_value, "label_mode": cfg.label_mode,
+                labeler_version=version, value=after.mc_value - before.mc_value, hard_label=hard,
+                confidence=min(wilson_confidence(before.mc_successes, before.mc_samples),
+                               wilson_confidence(after.mc_successes, after.mc_samples)),
+                prompt_tokens=sum(paid[key][0] for key in own),
+                completion_tokens=sum(paid[key][1] for key in own),
+                calls=sum(paid[key][2] for key in own),
+                evidence={"q_prefix": before.mc_value, "q_next": after.mc_value,
+                          "q_prefix_samples": before.mc_samples, "q_next_samples": after.mc_samples,
+                          "q_prefix_successes": before.mc_successes, "q_next_successes": after.mc_successes,
+                          "drop_p_value": p_value, "label_mode": cfg.label_mode, "sampling_rounds": rounds,
                           "node_id": after.node_id, "prover_model": prover.model,
                           "policy_model": r.policy_model}))
     return labels
