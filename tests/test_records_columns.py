@@ -16,6 +16,8 @@ Specifications:
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -142,3 +144,12 @@ def test_the_columns_read_back_as_step_labels():
     assert [l.step_index for l in other] == [0, 1, 2] and other[:2] == list(labels)
     with pytest.raises(ValueError, match="judge_vote/1 label added to the labels of odd/1"):
         other.extend([StepLabel("p", "r", 3, "judge_vote", "1", 0.0, False)])
+
+
+def test_the_write_benchmark_stores_the_same_rows_through_both_output_types():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from warehouse_scale import pipeline_label_writes
+
+    result = pipeline_label_writes(600, repeats=1)
+    assert result["same_rows"] and set(result["paths"]) == {"step objects", "columns"}
+    assert set(result["columns_parts_cpu_s"]) == {"mc_value", "tool_verify", "judge_vote"}
