@@ -148,7 +148,7 @@ def test_the_columns_read_back_as_step_labels():
 
 def test_the_write_benchmark_stores_the_same_rows_through_both_output_types():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from warehouse_scale import pipeline_label_writes
+    from label_writes import pipeline_label_writes
 
     result = pipeline_label_writes(600, repeats=1)
     assert result["same_rows"] and set(result["paths"]) == {"step objects", "columns"}
