@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -237,16 +238,17 @@ class StepLabels(Sequence[StepLabel]):
         return pa.array(values, kind)
 
 
-_DUCKDB: list[duckdb.DuckDBPyConnection] = []  # one in-memory database, no tables: a JSON encoder
+_DUCKDB: dict[int, duckdb.DuckDBPyConnection] = {}  # per process: an in-memory database, no tables: a JSON encoder
 _DUCKDB_LOCK = threading.Lock()
 
 
 def _to_json(struct: pa.StructArray) -> pa.Array:
     """Each struct as one JSON object (DuckDB `to_json`), in order; a cursor per call, so threads may share it."""
     with _DUCKDB_LOCK:
-        if not _DUCKDB:
-            _DUCKDB.append(duckdb.connect())
-        cursor = _DUCKDB[0].cursor()  # a new connection costs ~100 ms; a cursor of one a few ms
+        pid = os.getpid()  # a forked child opens its own: a database is not carried across fork
+        if pid not in _DUCKDB:  # (the parent's is left alone: closing it in the child would crash it)
+            _DUCKDB[pid] = duckdb.connect()
+        cursor = _DUCKDB[pid].cursor()  # a new connection costs ~100 ms; a cursor of one a few ms
     try:
         cursor.register("evidence", pa.table({"ev": struct}))  # (from_arrow(...).query is 3-5x slower here)
         out = cursor.sql("SELECT to_json(ev)::VARCHAR AS e FROM evidence").to_arrow_table()

@@ -153,3 +153,19 @@ def test_the_write_benchmark_stores_the_same_rows_through_both_output_types():
     result = pipeline_label_writes(600, repeats=1)
     assert result["same_rows"] and set(result["paths"]) == {"step objects", "columns"}
     assert set(result["columns_parts_cpu_s"]) == {"mc_value", "tool_verify", "judge_vote"}
+
+
+def _evidence_in_child(_) -> list[str]:
+    labels = StepLabels("odd", "1", ODD)
+    labels.add("p", "r", 0, 1.0, True, evidence={"count": 2})
+    return labels.table("run").column("evidence").to_pylist()
+
+
+def test_a_forked_worker_encodes_evidence_after_its_parent_did():
+    import multiprocessing
+
+    labels = StepLabels("odd", "1", ODD)
+    labels.add("p", "r", 0, 1.0, True, evidence={"count": 1})
+    assert labels.table("run").column("evidence").to_pylist() == ['{"count":1}']  # the parent's encoder exists
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.map(_evidence_in_child, [0], chunksize=1) == [['{"count":2}']]
