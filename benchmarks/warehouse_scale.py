@@ -23,9 +23,13 @@ Measured:
   (warehouse/queries/export_stepwise.sql), and a drill-down (one problem's first errors);
 - the stepwise export end to end (`run_export`: query, split, datasets, Parquet and
   save_to_disk copies, card), once;
-- step labels through the label stages' own write path (`pipeline_label_writes`):
-  `records.labels_table` beside the `StepLabel.to_row` row dicts it replaced, on
-  up to 100k labels of three labelers, medians of 3.
+- step labels through the label stage's own write (`pipeline_label_writes`, in
+  benchmarks/label_writes.py), from
+  each labeler output type on the same labels: `StepLabels` (columns the labelers
+  fill, evidence encoded in bulk) beside one `StepLabel` object per step (the
+  output before it), on up to 100k labels of three labelers, medians of 3, wall
+  and CPU seconds; `--label-writes N` runs only this and writes
+  benchmarks/results/label_writes.json.
 
 Goals (issue 8): every standard query under 1 s on 2 cores, writes at >= 1M rows/s.
 
@@ -41,6 +45,7 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +60,9 @@ from prm_data.export_run import run_export
 from prm_data.schema import schema_for
 from prm_data.stepwise_rows import write_final_labels
 from prm_data.warehouse import Warehouse, load_query
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from label_writes import label_writes_table, pipeline_label_writes  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LABELERS = ("mc_value", "tool_verify", "judge_vote")
@@ -274,61 +282,6 @@ def run(quick: bool = False, rows: int | None = None, shard_rows: int = 1_000_00
     return results
 
 
-def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0) -> dict:
-    """Step labels written the way the label stages write them, beside the row-dict path they replaced.
-
-    Input: `n` `StepLabel` records as three labelers return them (a third each:
-    Monte Carlo labels with their estimate evidence, tool labels with one check,
-    judge labels with per-judge votes; values and verdicts drawn at random).
-    `row dicts`: `StepLabel.to_row` per label, then `write_shard` (the old stage
-    path); `arrow`: `records.labels_table` (columns built once, evidence JSON-encoded
-    per label), then `write_shard` (the stages' path now). Medians of `repeats`,
-    one shard each, fsync and rename included; same process, same labels.
-    """
-    from prm_data.records import StepLabel, labels_table
-
-    rng = np.random.default_rng(seed)
-    values, verdicts = rng.random(n), rng.random(n) < 0.7
-    labels = []
-    for i in range(n):
-        kind = i % 3
-        if kind == 0:
-            evidence = {"node_id": f"n-{i:012d}", "mc_successes": int(values[i] * 8), "mc_samples": 8,
-                        "new_samples": 8, "reused_samples": 0, "early_stopped": False, "samples_saved": 0,
-                        "est_completion_tokens_saved": 0}
-            labeler = "mc_value"
-        elif kind == 1:
-            evidence = {"verdict": "verified" if verdicts[i] else "contradicted",
-                        "checks": [{"check": "arithmetic", "expr": "3 + 4", "claimed": "7", "ok": bool(verdicts[i])}]}
-            labeler = "tool_verify"
-        else:
-            evidence = {"votes": {"judge": [bool(verdicts[i])] * 3}, "kappa": 0.61, "weights": {"judge": 1.0}}
-            labeler = "judge_vote"
-        labels.append(StepLabel(f"p-{i // 80:08d}", f"r-{i // 5:010d}", i % 5, labeler, "1", float(values[i]),
-                                bool(verdicts[i]), 0.9, 120, 30, 1, evidence))
-    folder = Path(tempfile.mkdtemp(prefix="prm-label-writes-"))
-    out = {}
-    try:
-        wh = Warehouse(folder)
-        paths = {"row dicts": lambda: wh.write_shard("step_labels", [l.to_row("run") for l in labels], "run", "rows"),
-                 "arrow": lambda: wh.write_shard("step_labels", labels_table(labels, "run"), "run", "arrow")}
-        for name, write in paths.items():
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                write()
-                times.append(time.perf_counter() - t)
-            out[name] = {"median_s": statistics.median(times), "rows_per_s": n / statistics.median(times)}
-        same = wh.query("SELECT * FROM read_parquet(?) ORDER BY rollout_id, step_index, labeler",
-                        [str(wh.shard_path("step_labels", "run", "rows"))]) == wh.query(
-            "SELECT * FROM read_parquet(?) ORDER BY rollout_id, step_index, labeler",
-            [str(wh.shard_path("step_labels", "run", "arrow"))])
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return {"labels": n, "repeats": repeats, "paths": out, "same_rows": bool(same),
-            "speedup": out["arrow"]["rows_per_s"] / out["row dicts"]["rows_per_s"]}
-
-
 def plot(results: dict, path: Path) -> None:
     """Median latency of each standard query against the 1 s goal."""
     import matplotlib
@@ -379,7 +332,15 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--root", default=None, help="keep the warehouse here instead of a deleted temp folder")
+    parser.add_argument("--label-writes", type=int, default=None, metavar="N",
+                        help="only time N step labels through the label stage's write (both output types)")
     args = parser.parse_args()
+    if args.label_writes:
+        results = pipeline_label_writes(args.label_writes, args.repeats)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "label_writes.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(label_writes_table(results))
+        return
     results = run(args.quick, args.rows, args.shard_rows, args.writers, args.repeats, args.root)
     print(table(results))
 

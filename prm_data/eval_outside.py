@@ -25,16 +25,28 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from prm_data.records import StepLabel
+from prm_data.records import StepLabel, labels_table
 from prm_data.rollouts import RolloutSteps
 from prm_data.warehouse import Warehouse
 
 OUTSIDE_SOURCE = "processbench-file"
-MC_LABELERS = ("mc_value", "omega_prm", "sibling", "progress")
-JUDGE_LABELERS = ("judge_vote",)
-MODEL_FREE = ("tool_verify",)
-SUPPORTED = MODEL_FREE + JUDGE_LABELERS + MC_LABELERS
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def runnable() -> dict[str, str]:
+    """The labelers an outside set can run, by kind, from their registry entries: `model_free` (no
+    models), `judge` (the judge panel's votes, `judge_vote`), `mc` (a completer or prover, no judges)."""
+    from prm_data.labelers.registry import LABELERS, PANEL
+
+    kinds = {}
+    for name, entry in LABELERS.items():
+        if not entry.needs:
+            kinds[name] = "model_free"
+        elif name == PANEL:
+            kinds[name] = "judge"
+        elif entry.sampler is not None and "judges" not in entry.needs:
+            kinds[name] = "mc"
+    return kinds
 
 
 class OutsideSetError(ValueError):
@@ -171,17 +183,18 @@ def label_outside_set(warehouse: Warehouse, rows: Sequence[OutsideRow], labelers
     """
     from prm_data.failures import FailureLog
     from prm_data.labelers.protocol import JudgePanel, LabelerInputs
-    from prm_data.labelers.registry import spec
+    from prm_data.labelers.registry import PANEL, spec
     from prm_data.llm.factory import make_client
     from prm_data.trees.prefix_tree import PrefixTree
     from prm_data.trees.sampling import Completer
 
     names = [s.partition(":")[2] if s.startswith("labeler:") else s for s in labelers]
-    unsupported = [n for n in names if n not in SUPPORTED and not n.startswith("judge:")]
+    kinds = runnable()
+    unsupported = [n for n in names if n not in kinds and not n.startswith("judge:")]
     if unsupported:
         raise OutsideSetError(f"cannot run {', '.join(unsupported)} on an outside set; runnable: "
-                              f"{', '.join(f'labeler:{n}' for n in SUPPORTED)}, judge:NAME")
-    if any(n in MC_LABELERS for n in names) and any(r.answer is None for r in rows):
+                              f"{', '.join(f'labeler:{n}' for n in kinds)}, judge:NAME")
+    if any(kinds.get(n) == "mc" for n in names) and any(r.answer is None for r in rows):
         raise OutsideSetError(f"{source}: Monte Carlo labelers grade completions against the gold answer; "
                               "the set needs an `answer` column on every row")
     unknown_judges = sorted({n.partition(":")[2] for n in names if n.startswith("judge:")} - set(config.judges))
@@ -196,14 +209,14 @@ def label_outside_set(warehouse: Warehouse, rows: Sequence[OutsideRow], labelers
     out: dict[str, list[StepLabel]] = {}
     for source_name, name in zip(labelers, names):
         inputs = LabelerInputs(run_id, rollouts, [], failures)
-        if name in MODEL_FREE:
+        if kinds.get(name) == "model_free":
             labels = spec(name).run(inputs, config.labeling.config_of(name)).labels
-        elif name in JUDGE_LABELERS or name.startswith("judge:"):
+        elif kinds.get(name) == "judge" or name.startswith("judge:"):
             judge = name.partition(":")[2] or None
             jv = _judge_config(config, judge)
             clients = {j.name: make_client(config.judges[j.name], warehouse, run_id, failures) for j in jv.judges}
             inputs.judges = JudgePanel(clients, jv)
-            result = spec("judge_vote").run(inputs, jv)
+            result = spec(PANEL).run(inputs, jv)
             for judge_client in clients.values():
                 if getattr(judge_client, "cache", None) is not None:
                     judge_client.cache.flush()
@@ -212,7 +225,7 @@ def label_outside_set(warehouse: Warehouse, rows: Sequence[OutsideRow], labelers
                                       shard=f"{name}".replace(":", "-"))
             labels = result.labels
         else:
-            backend = config.prover_backend if name == "progress" else config.completer_backend
+            backend = config.prover_backend if spec(name).sampler == "prover" else config.completer_backend
             client = make_client(backend, warehouse, run_id, failures)
             completer = Completer(client, PrefixTree(client.model), config.labeling.completer, run_id, failures)
             inputs.sampler = completer
@@ -224,7 +237,7 @@ def label_outside_set(warehouse: Warehouse, rows: Sequence[OutsideRow], labelers
             if getattr(client, "cache", None) is not None:
                 client.cache.flush()
         if labels:
-            warehouse.write_shard("step_labels", [l.to_row(run_id) for l in labels], run_id=run_id,
+            warehouse.write_shard("step_labels", labels_table(labels, run_id), run_id=run_id,
                                   shard=name.replace(":", "-"))
         out[source_name] = labels
     failures.flush(warehouse, "outside-eval")

@@ -58,14 +58,14 @@ def permanent_reason(exc: BaseException) -> str | None:
 
 
 def _roles(config) -> dict[str, object]:
-    """The backends this config's labelers will call, by role."""
-    labelers = set(config.labeling.labelers)
+    """The backends this config's labelers will call, by role (their registry entries' `needs`)."""
+    labeling = config.labeling
     roles = {"policy": config.policy}
-    if labelers & {"mc_value", "omega_prm", "sibling"}:
+    if labeling.needs("completer"):
         roles["completer"] = config.completer_backend
-    if "progress" in labelers:
+    if labeling.needs("prover"):
         roles["prover"] = config.prover_backend
-    if labelers & {"judge_vote", "rubric"}:
+    if labeling.needs("judges"):
         for spec in config.labeling.judge_vote.judges:
             if spec.name not in config.judges:
                 raise PermanentError(f"judge_vote names judge {spec.name!r} but `judges` has only "

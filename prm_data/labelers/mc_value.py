@@ -29,15 +29,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from prm_data.records import StepLabel, wilson_confidence
+from prm_data.records import StepLabels, wilson_confidence
 from prm_data.rollouts import RolloutSteps
 from prm_data.trees.prefix_tree import prefix_node_ids
-from prm_data.trees.sampling import Completer, Estimate, ask_for, drive, labeler_version, mc_estimate
+from prm_data.trees.sampling import (ESTIMATE_EVIDENCE, Completer, Estimate, ask_for, drive, labeler_version,
+                                     mc_estimate)
 
 NAME = "mc_value"
 CODE_VERSION = "v1"
+EVIDENCE = {**ESTIMATE_EVIDENCE, "soft_estimate": pa.float64(), "hard_estimate": pa.bool_(), "k": pa.int64(),
+            "shared_estimate": pa.bool_(), "completer_model": pa.string()}
 
 
 class MCValueConfig(BaseModel):
@@ -55,7 +59,7 @@ class MCValueConfig(BaseModel):
 
 
 def label_mc_value(rollouts: Sequence[RolloutSteps], completer: Completer,
-                   cfg: MCValueConfig = MCValueConfig()) -> list[StepLabel]:
+                   cfg: MCValueConfig = MCValueConfig()) -> StepLabels:
     """Label every step of every rollout with its Monte Carlo value."""
     completer.add_rollouts(rollouts)
     items = [(r, i) for r in rollouts for i in range(len(r.steps))]
@@ -73,7 +77,7 @@ def label_mc_value(rollouts: Sequence[RolloutSteps], completer: Completer,
     estimates = dict(zip(owners, drive(completer, tasks, NAME)))
     by_key = {keys[j]: estimates[j] for j in owners}
     version = labeler_version(CODE_VERSION, cfg)
-    labels = []
+    labels = StepLabels(NAME, version, EVIDENCE)
     for j, (r, i) in enumerate(items):
         est: Estimate = estimates.get(j) or by_key[keys[j]]
         paid = j in estimates
@@ -81,13 +85,12 @@ def label_mc_value(rollouts: Sequence[RolloutSteps], completer: Completer,
             completer.failures.record(f"label:{NAME}", "no completion could be sampled for this step "
                                       "prefix; the step is left unlabeled", item_id=f"{r.rollout_id}:{i}")
             continue
-        labels.append(StepLabel(
-            problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, labeler=NAME,
-            labeler_version=version, value=est.value, hard_label=est.successes > 0,
+        labels.add(
+            problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, value=est.value, hard_label=est.successes > 0,
             confidence=wilson_confidence(est.successes, est.samples),
             prompt_tokens=est.prompt_tokens if paid else 0,
             completion_tokens=est.completion_tokens if paid else 0,
             calls=est.calls if paid else 0,
             evidence={**est.evidence(), "soft_estimate": est.value, "hard_estimate": est.successes > 0,
-                      "k": cfg.k, "shared_estimate": not paid, "completer_model": completer.model}))
+                      "k": cfg.k, "shared_estimate": not paid, "completer_model": completer.model})
     return labels

@@ -41,15 +41,20 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from prm_data.records import StepLabel, wilson_confidence
+from prm_data.records import StepLabels, wilson_confidence
 from prm_data.rollouts import RolloutSteps
 from prm_data.trees.prefix_tree import PrefixTree, TreeNode
 from prm_data.trees.sampling import Ask, Completer, Estimate, Task, drive, labeler_version, mc_estimate
 
 NAME = "omega_prm"
 CODE_VERSION = "v1"
+EVIDENCE = {"node_id": pa.string(), "mc_successes": pa.int64(), "mc_samples": pa.int64(), "estimated": pa.bool_(),
+            "decided_by": pa.string(), "first_error_found": pa.int64(), "search_bounds": pa.list_(pa.int64()),
+            "searched": pa.bool_(), "completer_model": pa.string(),
+            "early_stopped": pa.bool_(), "samples_saved": pa.int64(), "est_completion_tokens_saved": pa.int64()}
 
 
 class OmegaPRMConfig(BaseModel):
@@ -90,7 +95,7 @@ class _Search:
 
 
 def label_omega_prm(rollouts: Sequence[RolloutSteps], completer: Completer,
-                    cfg: OmegaPRMConfig = OmegaPRMConfig()) -> list[StepLabel]:
+                    cfg: OmegaPRMConfig = OmegaPRMConfig()) -> StepLabels:
     """Label every step of every rollout: good before the first error found, bad from it on."""
     completer.add_rollouts(rollouts)
     by_problem: dict[str, list[RolloutSteps]] = defaultdict(list)
@@ -101,8 +106,10 @@ def label_omega_prm(rollouts: Sequence[RolloutSteps], completer: Completer,
     for found in drive(completer, tasks, NAME, disjoint=True):  # one search per problem: disjoint subtrees
         searches.update(found)
     version = labeler_version(CODE_VERSION, cfg)
-    return [label for r in rollouts for label in _labels(completer.tree, r, searches.get(r.rollout_id),
-                                                         cfg, version, completer.model)]
+    labels = StepLabels(NAME, version, EVIDENCE)
+    for r in rollouts:
+        _labels(labels, completer.tree, r, searches.get(r.rollout_id), cfg, completer.model)
+    return labels
 
 
 def selection_score(state: TreeNode, length: float, total_visits: int, cfg: OmegaPRMConfig) -> float:
@@ -165,8 +172,8 @@ def _search_problem(completer: Completer, rollouts: list[RolloutSteps],
     return done
 
 
-def _labels(tree: PrefixTree, r: RolloutSteps, search: _Search | None, cfg: OmegaPRMConfig,
-            version: str, model: str) -> list[StepLabel]:
+def _labels(out: StepLabels, tree: PrefixTree, r: RolloutSteps, search: _Search | None, cfg: OmegaPRMConfig,
+            model: str) -> None:
     path = tree.path(r.problem_id, r.steps)  # path[j] = node of the prefix of j steps
     m = len(r.steps)
     if r.is_correct:
@@ -177,7 +184,6 @@ def _labels(tree: PrefixTree, r: RolloutSteps, search: _Search | None, cfg: Omeg
         lo, hi = search.lo, search.hi
     first_error = (hi - 1) if hi is not None and hi - lo == 1 else None
     estimates = search.estimates if search else {}
-    out = []
     for i in range(m):
         node = path[i + 1]
         if i < lo:
@@ -187,9 +193,8 @@ def _labels(tree: PrefixTree, r: RolloutSteps, search: _Search | None, cfg: Omeg
         else:
             hard, decider = None, None
         est = estimates.get(i + 1)
-        out.append(StepLabel(
-            problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, labeler=NAME,
-            labeler_version=version, value=node.mc_value, hard_label=hard,
+        out.add(
+            problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, value=node.mc_value, hard_label=hard,
             confidence=wilson_confidence(decider.mc_successes, decider.mc_samples) if decider else 0.0,
             prompt_tokens=est.prompt_tokens if est else 0,
             completion_tokens=est.completion_tokens if est else 0,
@@ -200,5 +205,4 @@ def _labels(tree: PrefixTree, r: RolloutSteps, search: _Search | None, cfg: Omeg
                       "first_error_found": first_error, "search_bounds": [lo, hi],
                       "searched": search is not None, "completer_model": model,
                       **({"early_stopped": est.early_stopped, "samples_saved": est.samples_saved,
-                          "est_completion_tokens_saved": est.est_tokens_saved} if est else {})}))
-    return out
+                          "est_completion_tokens_saved": est.est_tokens_saved} if est else {})})

@@ -9,8 +9,11 @@ split into steps: ids, question, steps, gold answer and outcome, the one input
 record of every labeler), the shard's problem rows, the failure log, and the
 models the labeler declared it needs: a `Completer` (its own prefix tree and
 model: the Monte Carlo completer or the progress prover) and/or the judge panel.
-`LabelerOutput` holds its `StepLabel`s and any side table rows it produced
-(`judgments`, `rubrics`); the pipeline writes them, the labeler does not.
+`LabelerOutput` holds its labels and any side table rows it produced
+(`judgments`, `rubrics`); the pipeline writes them, the labeler does not. The
+labels are a `StepLabels` (prm_data/records.py: the labeler's columns, filled
+one step at a time and written in bulk) or, slower to write, a list of
+`StepLabel`s.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from prm_data.failures import FailureLog
 from prm_data.labelers.judge_vote import JudgeVoteConfig
 from prm_data.llm.client import LLMClient
-from prm_data.records import StepLabel
+from prm_data.records import StepLabel, StepLabels
 from prm_data.rollouts import RolloutSteps
 from prm_data.trees.sampling import Completer
 
@@ -55,5 +58,5 @@ class LabelerInputs:
 class LabelerOutput:
     """A labeler's step labels plus the side-table rows it produced (table name -> rows)."""
 
-    labels: list[StepLabel]
+    labels: StepLabels | list[StepLabel]
     tables: dict[str, list[dict]] = field(default_factory=dict)

@@ -67,7 +67,7 @@ class LabelerSpec:
 
 
 def tree_labeler(function: Callable) -> Callable[[LabelerInputs, Any], LabelerOutput]:
-    """Adapter for `function(rollouts, completer, cfg) -> list[StepLabel]` (the Monte Carlo modules)."""
+    """Adapter for `function(rollouts, completer, cfg) -> StepLabels` (or a list of `StepLabel`s): the MC modules."""
     def run(inputs: LabelerInputs, cfg) -> LabelerOutput:
         return LabelerOutput(function(inputs.rollouts, inputs.sampler, cfg))
     return run

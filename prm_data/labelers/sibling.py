@@ -33,15 +33,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from itertools import combinations
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from prm_data.records import StepLabel, wilson_confidence
+from prm_data.records import StepLabels, wilson_confidence
 from prm_data.rollouts import RolloutSteps
 from prm_data.trees.prefix_tree import PrefixTree, TreeNode
 from prm_data.trees.sampling import Ask, Completer, Estimate, ask_for, drive, labeler_version, mc_estimate
 
 NAME = "sibling"
 CODE_VERSION = "v1"
+EVIDENCE = {"node_id": pa.string(), "fork_node_id": pa.string(), "step_value": pa.float64(),
+            "step_samples": pa.int64(), "sibling_mean": pa.float64(), "siblings": pa.int64(),
+            "fork_samples": pa.int64(), "completer_model": pa.string()}
 
 
 class SiblingConfig(BaseModel):
@@ -55,7 +59,7 @@ class SiblingConfig(BaseModel):
 
 
 def label_sibling(rollouts: Sequence[RolloutSteps], completer: Completer,
-                  cfg: SiblingConfig = SiblingConfig()) -> list[StepLabel]:
+                  cfg: SiblingConfig = SiblingConfig()) -> StepLabels:
     """Label every rollout step with its fork-relative advantage."""
     tree = completer.tree
     completer.add_rollouts(rollouts)
@@ -77,7 +81,7 @@ def label_sibling(rollouts: Sequence[RolloutSteps], completer: Completer,
     for (fid, _), est in zip(thin, extra):
         cost[fid].append(est)
     version = labeler_version(CODE_VERSION, cfg)
-    labels = []
+    labels = StepLabels(NAME, version, EVIDENCE)
     for r in rollouts:
         path = tree.path(r.problem_id, r.steps)
         for i in range(len(r.steps)):
@@ -89,9 +93,8 @@ def label_sibling(rollouts: Sequence[RolloutSteps], completer: Completer,
                 continue
             mean = sum(c.mc_value for c in siblings) / len(siblings)
             paid = cost[fork.node_id] if forks[fork.node_id] == (r.rollout_id, i) else []
-            labels.append(StepLabel(
-                problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, labeler=NAME,
-                labeler_version=version, value=own.mc_value - mean, hard_label=tree.reaches_gold(own),
+            labels.add(
+                problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, value=own.mc_value - mean, hard_label=tree.reaches_gold(own),
                 confidence=wilson_confidence(own.mc_successes, own.mc_samples),
                 prompt_tokens=sum(e.prompt_tokens for e in paid),
                 completion_tokens=sum(e.completion_tokens for e in paid),
@@ -99,7 +102,7 @@ def label_sibling(rollouts: Sequence[RolloutSteps], completer: Completer,
                 evidence={"node_id": own.node_id, "fork_node_id": fork.node_id, "step_value": own.mc_value,
                           "step_samples": own.mc_samples, "sibling_mean": mean,
                           "siblings": len(siblings), "fork_samples": fork.mc_samples,
-                          "completer_model": completer.model}))
+                          "completer_model": completer.model})
     return labels
 
 

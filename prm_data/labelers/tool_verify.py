@@ -47,6 +47,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import sympy
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,10 +59,12 @@ from prm_data.labelers.notation import calculator_annotations, normalize_math, n
 from prm_data.labelers.sandbox import SandboxConfig
 from prm_data.labelers.step_scope import StepScope, scope_of
 from prm_data.labelers.tool_checks import check_code, check_grounding, compare, show
-from prm_data.records import StepLabel
+from prm_data.records import JSON, StepLabel, StepLabels
 
 LABELER = "tool_verify"
 VERSION = "2"
+# `checks`: one record per check, whose fields depend on the check kind (prm_data/labelers/tool_checks.py)
+EVIDENCE = {"verdict": pa.string(), "checks": JSON}
 
 _CODE_BLOCK = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.S | re.I)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
@@ -110,7 +113,7 @@ class _Context:
 
 
 def verify_solution(solution: Solution, config: ToolVerifyConfig = ToolVerifyConfig(),
-                    failures: FailureLog | None = None) -> list[StepLabel]:
+                    failures: FailureLog | None = None) -> StepLabels:
     """One `StepLabel` per step of `solution` (labeler `tool_verify`)."""
     qnums = numbers_in(solution.question)
     ctx = _Context(question_numbers=qnums, grounded=set(qnums))
@@ -120,17 +123,17 @@ def verify_solution(solution: Solution, config: ToolVerifyConfig = ToolVerifyCon
     source = "question (alternatives)" if question_scope.local else "question"
     for chain, _ in _claims(solution.question)[0]:
         _remember_equations(chain, ctx, source)
-    labels = []
+    labels = StepLabels(LABELER, VERSION, EVIDENCE)
     for index, step in enumerate(solution.steps):
         checks = _check_step(step, index, ctx, config, solution, failures)
-        labels.append(_label(solution, index, checks, config))
+        _label(labels, solution, index, checks, config)
     return labels
 
 
 def label_tool_verify(solutions: Sequence[Solution], config: ToolVerifyConfig = ToolVerifyConfig(),
-                      failures: FailureLog | None = None) -> list[StepLabel]:
+                      failures: FailureLog | None = None) -> StepLabels:
     """Tool-verify every step of every solution; no model calls, so tokens and calls are 0."""
-    out: list[StepLabel] = []
+    out = StepLabels(LABELER, VERSION, EVIDENCE)
     for s in solutions:
         out.extend(verify_solution(s, config, failures))
     return out
@@ -344,7 +347,7 @@ def _check_substitution(chains: list[tuple[Chain, bool]], ctx: _Context, scope: 
 
 
 # --------------------------------------------------------------------- verdict
-def _label(solution: Solution, index: int, checks: list[dict], config: ToolVerifyConfig) -> StepLabel:
+def _label(out: StepLabels, solution: Solution, index: int, checks: list[dict], config: ToolVerifyConfig) -> None:
     failed = [c for c in checks if c.get("ok") is False]
     passed = [c for c in checks if c.get("ok") is True]
     if failed:
@@ -357,9 +360,8 @@ def _label(solution: Solution, index: int, checks: list[dict], config: ToolVerif
         verdict, value, hard, confidence = "verified", 1.0, True, config.verified_confidence
     else:
         verdict, value, hard, confidence = "not_checkable", None, None, 0.0
-    return StepLabel(problem_id=solution.problem_id, rollout_id=solution.rollout_id, step_index=index,
-                     labeler=LABELER, labeler_version=VERSION, value=value, hard_label=hard,
-                     confidence=confidence, evidence={"verdict": verdict, "checks": checks})
+    out.add(problem_id=solution.problem_id, rollout_id=solution.rollout_id, step_index=index, value=value,
+            hard_label=hard, confidence=confidence, evidence={"verdict": verdict, "checks": checks})
 
 
 def verdict_of(label: StepLabel) -> str:

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from prm_data.config import RunConfig  # noqa: E402
+from prm_data.labelers.registry import spec, with_role  # noqa: E402
 from prm_data.run_warehouse import for_run  # noqa: E402
 from prm_data.warehouse import Warehouse  # noqa: E402
 from prm_data.warehouse_report import laid_out, legend_outside, save_figure  # noqa: E402
@@ -94,10 +95,11 @@ def run_figures(wh: Warehouse, run_id: str, policy: str, agreement: list[dict], 
     ax.set_title("First-error position")
     figures["first_error_hist"] = laid_out(fig)
 
+    mc_labelers = with_role("mc")  # the registry's outcome estimates: MC values, search values, advantages
     mc = wh.rows("SELECT labeler, value FROM step_labels WHERE run_id = ? AND value IS NOT NULL "
-                 "AND labeler IN ('mc_value', 'omega_prm', 'sibling', 'progress')", p)
+                 "AND list_contains(?, labeler)", [*p, mc_labelers])
     by = _by_labeler(mc, "value")
-    advantages = {n: by.pop(n) for n in ("progress", "sibling") if n in by}  # in [-1, 1], not probabilities
+    advantages = {n: by.pop(n) for n in list(by) if spec(n).value == "advantage"}  # in [-1, 1], not probabilities
     fig, axes = plt.subplots(1, 2 if advantages else 1, figsize=(11 if advantages else 7, 4), squeeze=False)
     ax = axes[0][0]
     if by:

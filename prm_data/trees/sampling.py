@@ -29,6 +29,8 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+import pyarrow as pa
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from prm_data.answers import grade
@@ -106,11 +108,17 @@ class Estimate:
     def value(self) -> float | None:
         return self.successes / self.samples if self.samples else None
 
-    def evidence(self) -> dict:
+    def evidence(self) -> dict:  # its fields' types: ESTIMATE_EVIDENCE
         return {"node_id": self.node_id, "mc_successes": self.successes, "mc_samples": self.samples,
                 "new_samples": self.new_samples, "reused_samples": self.reused_samples,
                 "early_stopped": self.early_stopped, "samples_saved": self.samples_saved,
                 "est_completion_tokens_saved": self.est_tokens_saved}
+
+
+# The types of `Estimate.evidence()`'s fields, for the labelers' StepLabels (prm_data/records.py).
+ESTIMATE_EVIDENCE = {"node_id": pa.string(), "mc_successes": pa.int64(), "mc_samples": pa.int64(),
+                     "new_samples": pa.int64(), "reused_samples": pa.int64(), "early_stopped": pa.bool_(),
+                     "samples_saved": pa.int64(), "est_completion_tokens_saved": pa.int64()}
 
 
 def ask_for(rollout: RolloutSteps, prefix_len: int, n: int) -> Ask:

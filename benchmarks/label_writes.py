@@ -1,0 +1,194 @@
+"""Step labels through the label stage's own write, from each labeler output type: the write-path figure.
+
+Same labels, same process: `StepLabels` (the columns labelers fill now,
+prm_data/records.py) beside one `StepLabel` object per step (their output
+before), each written as the label stage writes it (`labels_table` then
+`Warehouse.write_shard`, one shard per labeler). Run by
+benchmarks/warehouse_scale.py (its `label_writes` result, `--label-writes N`
+alone); `python benchmarks/label_writes.py [N]` runs it and writes
+benchmarks/results/label_writes.json. Goal (issue 15): >= 1M rows/s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from prm_data.warehouse import Warehouse
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LABELERS = ("mc_value", "tool_verify", "judge_vote")
+
+
+def bench_labels(n: int, seed: int = 0) -> dict[str, list[tuple]]:
+    """`n` step labels of three labelers (a third each), as (base fields, evidence) tuples, evidence shaped
+    as each labeler's own: Monte Carlo estimates (mc_value), one arithmetic check (tool_verify), two judges'
+    votes (judge_vote); values and verdicts drawn at random."""
+    rng = np.random.default_rng(seed)
+    values, verdicts, successes = rng.random(n), rng.random(n) < 0.7, rng.integers(0, 9, n)
+    out: dict[str, list[tuple]] = {name: [] for name in LABELERS}
+    for i in range(n):
+        kind, good = LABELERS[i % 3], bool(verdicts[i])
+        base = (f"p-{i // 80:08d}", f"r-{i // 5:010d}", i % 5, float(values[i]), good, 0.9, 120, 30, 1)
+        if kind == "mc_value":
+            s = int(successes[i])
+            evidence = {"node_id": f"n-{i:012d}", "mc_successes": s, "mc_samples": 8, "new_samples": 8,
+                        "reused_samples": 0, "early_stopped": False, "samples_saved": 0,
+                        "est_completion_tokens_saved": 0, "soft_estimate": s / 8, "hard_estimate": s > 0, "k": 8,
+                        "shared_estimate": False, "completer_model": "sim-policy"}
+        elif kind == "tool_verify":
+            evidence = {"verdict": "verified" if good else "contradicted",
+                        "checks": [{"check": "arithmetic", "expr": "3 + 4", "computed": "7",
+                                    "claimed": "7" if good else "8", "ok": good, "exact": True}]}
+        else:
+            evidence = {"mode": "per_step", "prompt_version": "judge_step.v1", "votes_correct": 3.0 if good else 1.0,
+                        "votes_incorrect": 1.0 if good else 3.0, "margin": 0.5,
+                        "judges": {"a": {"correct": 2 if good else 1, "incorrect": 1 if good else 2},
+                                   "b": {"correct": 1 if good else 0, "incorrect": 0 if good else 1}},
+                        "abstentions": {}, "fleiss_kappa_rollout": 0.61, "fleiss_kappa_batch": 0.58}
+        out[kind].append((base, evidence))
+    return out
+
+
+def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0) -> dict:
+    """Step labels through the label stage's own write, from each labeler output type, same labels.
+
+    Input: `bench_labels(n)`, one shard per labeler as the stage writes them
+    (`pipeline/label.py:_write_output`: `labels_table(output.labels)` then
+    `write_shard`, fsync and rename included). `step objects`: the labels as
+    one `StepLabel` per step, the labelers' output before `StepLabels`
+    (columns gathered per attribute, evidence JSON-encoded per label);
+    `columns`: a `StepLabels` per labeler, the labelers' output now (one
+    Arrow array per column, the evidence encoded by DuckDB's to_json over its
+    typed struct column). The write is timed from the filled output to the
+    renamed shard; filling the output (per step, inside the labeler's loop) is
+    timed apart: building the `StepLabel`s vs `StepLabels.add`. Medians of
+    `repeats`, the two paths interleaved; the columns path also split into
+    its parts (base columns, evidence arrays + to_json, write_shard).
+    """
+    from prm_data.labelers import judge_vote, mc_value, tool_verify
+    from prm_data.records import StepLabel, StepLabels, labels_table
+
+    declared = {"mc_value": mc_value.EVIDENCE, "tool_verify": tool_verify.EVIDENCE, "judge_vote": judge_vote.EVIDENCE}
+    raw = bench_labels(n, seed)
+
+    def objects() -> dict[str, list[StepLabel]]:
+        return {name: [StepLabel(b[0], b[1], b[2], name, "1", b[3], b[4], b[5], b[6], b[7], b[8], ev)
+                       for b, ev in rows] for name, rows in raw.items()}
+
+    def columns() -> dict[str, StepLabels]:
+        out = {}
+        for name, rows in raw.items():
+            labels = out[name] = StepLabels(name, "1", declared[name])
+            add = labels.add
+            for b, ev in rows:
+                add(b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], ev)
+        return out
+
+    def timed(fn, cpu: list | None = None) -> tuple[float, object]:
+        t, c = time.perf_counter(), time.process_time()
+        result = fn()
+        if cpu is not None:
+            cpu.append(time.process_time() - c)  # CPU seconds of the whole process (all threads)
+        return time.perf_counter() - t, result
+
+    folder = Path(tempfile.mkdtemp(prefix="prm-label-writes-"))
+    fill: dict[str, list[float]] = {"step objects": [], "columns": []}
+    write: dict[str, list[float]] = {"step objects": [], "columns": []}
+    write_cpu: dict[str, list[float]] = {"step objects": [], "columns": []}
+    parts: dict[str, dict[str, list[float]]] = {name: {p: [] for p in _PARTS} for name in raw}
+    load = [os.getloadavg()[0]]
+    try:
+        wh = Warehouse(folder)
+        for rep in range(repeats):
+            for path, build in (("step objects", objects), ("columns", columns)):
+                seconds, output = timed(build)
+                fill[path].append(seconds)
+                write[path].append(timed(lambda: [wh.write_shard("step_labels", labels_table(labels, "run"), "run",
+                                                                 f"{path.replace(' ', '_')}-{name}")
+                                                  for name, labels in output.items()], write_cpu[path])[0])
+            for name, labels in output.items():  # the columns path, part by part, in CPU seconds
+                for part, fn in _column_parts(wh, labels).items():
+                    timed(fn, parts[name][part])
+        load.append(os.getloadavg()[0])
+        same = all(_same_stored_labels(wh, f"step_objects-{name}", f"columns-{name}") for name in raw)
+        evidence_bytes = {name: pc.mean(pc.binary_length(labels.table("run").column("evidence"))).as_py()
+                          for name, labels in output.items()}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    med = {k: {path: statistics.median(v) for path, v in d.items()}
+           for k, d in (("fill", fill), ("write", write), ("write_cpu", write_cpu))}
+    part_cpu_s = {name: {p: statistics.median(v) for p, v in d.items()} for name, d in parts.items()}
+    paths = {path: {"write_median_s": med["write"][path], "write_rows_per_s": n / med["write"][path],
+                    "write_cpu_median_s": med["write_cpu"][path], "write_rows_per_cpu_s": n / med["write_cpu"][path],
+                    "fill_median_s": med["fill"][path], "fill_rows_per_s": n / med["fill"][path],
+                    "fill_and_write_rows_per_s": n / (med["fill"][path] + med["write"][path])} for path in fill}
+    return {"labels": n, "repeats": repeats, "labelers": list(raw), "load_average_1m": load, "paths": paths,
+            "columns_parts_cpu_s": part_cpu_s, "evidence_bytes_per_label": evidence_bytes, "same_rows": bool(same),
+            "write_speedup": med["write"]["step objects"] / med["write"]["columns"],
+            "write_cpu_speedup": med["write_cpu"]["step objects"] / med["write_cpu"]["columns"],
+            "fill_speedup": med["fill"]["step objects"] / med["fill"]["columns"]}
+
+
+_PARTS = ("base columns", "evidence arrays", "evidence to_json", "write_shard")
+
+
+def _column_parts(wh: Warehouse, labels) -> dict:
+    """The steps of `labels_table(StepLabels)` + `write_shard`, one callable each (timed apart)."""
+    from prm_data.records import _to_json
+
+    fields = sorted(labels.evidence_types)
+    struct = pa.StructArray.from_arrays([labels._evidence_array(f) for f in fields], fields)
+    table = labels.table("run")
+    return {"base columns": lambda: [pa.array(labels._base[f.name], f.type) for f in table.schema
+                                     if f.name in labels._base],
+            "evidence arrays": lambda: [labels._evidence_array(f) for f in fields],
+            "evidence to_json": lambda: _to_json(struct),
+            "write_shard": lambda: wh.write_shard("step_labels", table, "run", "parts")}
+
+
+def _same_stored_labels(wh: Warehouse, a: str, b: str) -> bool:
+    """Both shards hold the same rows, the evidence equal as parsed JSON written back with sorted keys."""
+    read = "SELECT * FROM read_parquet(?) ORDER BY rollout_id, step_index"
+    rows = [wh.query(read, [str(wh.shard_path("step_labels", "run", s))]).to_pylist() for s in (a, b)]
+    canon = [[{**r, "evidence": json.dumps(json.loads(r["evidence"]), sort_keys=True)} for r in rs] for rs in rows]
+    return len(rows[0]) > 0 and canon[0] == canon[1]
+
+
+def label_writes_table(r: dict) -> str:
+    lines = [f"{r['labels']:,} step labels of {', '.join(r['labelers'])}, one shard per labeler, medians of "
+             f"{r['repeats']} (load average {r['load_average_1m'][0]:.1f} -> {r['load_average_1m'][1]:.1f}, "
+             f"{os.cpu_count()} CPUs)", "",
+             f"{'output type':<14}{'write rows/s':>14}{'per CPU s':>12}{'fill rows/s':>13}{'fill+write':>12}"]
+    for path, p in r["paths"].items():
+        lines.append(f"{path:<14}{p['write_rows_per_s']:>14,.0f}{p['write_rows_per_cpu_s']:>12,.0f}"
+                     f"{p['fill_rows_per_s']:>13,.0f}{p['fill_and_write_rows_per_s']:>12,.0f}")
+    lines += [f"columns / objects: write {r['write_speedup']:.2f}x wall, {r['write_cpu_speedup']:.2f}x CPU; "
+              f"fill {r['fill_speedup']:.2f}x; same rows: {r['same_rows']}", "",
+              "columns path, CPU ms per labeler shard: " + ", ".join(_PARTS)]
+    for name, parts in r["columns_parts_cpu_s"].items():
+        lines.append(f"  {name:<12}" + "".join(f"{v * 1e3:>10.0f}" for v in parts.values())
+                     + f"   ({r['evidence_bytes_per_label'][name]:.0f} bytes of evidence JSON per label)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    results = pipeline_label_writes(n)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "label_writes.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(label_writes_table(results))
+
+
+if __name__ == "__main__":
+    main()

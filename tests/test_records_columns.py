@@ -1,0 +1,171 @@
+"""Labels filled column by column are stored exactly as the one-`StepLabel`-per-step path stored them.
+
+Specifications:
+- for every labeler that fills a `StepLabels` (Monte Carlo, OmegaPRM, sibling,
+  tool checks, judge votes in both modes), run on the simulator: the shard the
+  label stage writes from its columns holds the same rows as the shard written
+  from the same labels as `StepLabel` objects (`labels_table`, one json.dumps
+  per label): every column equal, and the evidence equal as parsed JSON, ints
+  staying ints, floats floats, absent fields absent, nulls null;
+- a label may leave declared evidence fields out, hold nulls, quotes, newlines,
+  non-ASCII text and NaN; a field it was not declared with is refused with its
+  name and nothing is added;
+- the columns read back as `StepLabel`s (what tests, audits and aggregation read).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from prm_data.labelers.judge_vote import JudgeSpec, JudgeVoteConfig, judge_solutions
+from prm_data.labelers.mc_value import MCValueConfig, label_mc_value
+from prm_data.labelers.omega_prm import OmegaPRMConfig, label_omega_prm
+from prm_data.labelers.sibling import SiblingConfig, label_sibling
+from prm_data.labelers.sim_truth import sim_rollouts
+from prm_data.labelers.tool_verify import label_tool_verify
+from prm_data.llm.client import LLMClient
+from prm_data.llm.sim import SimBackend
+from prm_data.records import JSON, StepLabel, StepLabels, labels_table
+from prm_data.trees.sampling import Completer
+from prm_data.warehouse import Warehouse
+
+
+def canonical(evidence: str) -> str:
+    """The parsed JSON, written back with sorted keys: 1 and 1.0, true and 1, null and absent all differ."""
+    return json.dumps(json.loads(evidence), sort_keys=True)
+
+
+def stored_both_ways(tmp_path, labels: StepLabels) -> tuple[list[dict], list[dict]]:
+    wh = Warehouse(tmp_path / "wh")
+    wh.write_shard("step_labels", labels.table("run"), run_id="run", shard="columns")
+    wh.write_shard("step_labels", labels_table(list(labels), "run"), run_id="run", shard="objects")
+    read = ("SELECT * FROM read_parquet(?) ORDER BY rollout_id, step_index")
+    return ([wh.query(read, [str(wh.shard_path("step_labels", "run", shard))]).to_pylist()
+             for shard in ("columns", "objects")])
+
+
+def assert_same_rows(tmp_path, labels: StepLabels) -> list[dict]:
+    columns, objects = stored_both_ways(tmp_path, labels)
+    assert len(columns) == len(objects) == len(labels) > 0
+    for a, b in zip(columns, objects):
+        assert {k: v for k, v in a.items() if k != "evidence"} == {k: v for k, v in b.items() if k != "evidence"}
+        assert canonical(a["evidence"]) == canonical(b["evidence"])
+    return columns
+
+
+def sim_solutions(count: int, seed: int):
+    return sim_rollouts(count, per_problem=3, error_rate=0.3, seed=seed)
+
+
+@pytest.mark.parametrize("label", [
+    lambda rs: label_mc_value(rs, Completer(LLMClient(SimBackend(error_rate=0.2))), MCValueConfig(k=4)),
+    lambda rs: label_mc_value(rs, Completer(LLMClient(SimBackend(error_rate=0.2))),
+                              MCValueConfig(k=4, early_stop=True)),
+    lambda rs: label_omega_prm(rs, Completer(LLMClient(SimBackend(error_rate=0.2))), OmegaPRMConfig()),
+    lambda rs: label_sibling(rs, Completer(LLMClient(SimBackend(error_rate=0.2))), SiblingConfig(k=3)),
+], ids=["mc_value", "mc_value_early_stop", "omega_prm", "sibling"])
+def test_monte_carlo_labels_are_stored_the_same_from_columns(tmp_path, label):
+    labels = label([r.as_rollout_steps() for r in sim_solutions(6, seed=3)])
+    assert isinstance(labels, StepLabels)
+    assert_same_rows(tmp_path, labels)
+
+
+def test_omega_prm_labels_leave_the_estimate_fields_out_where_no_estimate_was_made(tmp_path):
+    rollouts = [r.as_rollout_steps() for r in sim_solutions(6, seed=4)]
+    labels = label_omega_prm(rollouts, Completer(LLMClient(SimBackend(error_rate=0.2))), OmegaPRMConfig())
+    rows = assert_same_rows(tmp_path, labels)
+    evidence = [json.loads(r["evidence"]) for r in rows]
+    assert any(e["estimated"] for e in evidence) and not all(e["estimated"] for e in evidence)
+    assert all(("samples_saved" in e) == e["estimated"] for e in evidence)
+    assert any(e["first_error_found"] is None and e["search_bounds"][1] is None for e in evidence)  # nulls stay
+
+
+def test_tool_check_labels_are_stored_the_same_from_columns(tmp_path):
+    labels = label_tool_verify([r.solution for r in sim_solutions(10, seed=5)])
+    rows = assert_same_rows(tmp_path, labels)
+    assert {json.loads(r["evidence"])["verdict"] for r in rows} >= {"verified", "contradicted"}
+
+
+@pytest.mark.parametrize("mode", ["per_step", "first_error"])
+def test_judge_labels_are_stored_the_same_from_columns(tmp_path, mode):
+    judges = (JudgeSpec(name="a", samples=3), JudgeSpec(name="b", samples=1, weight=0.5))
+    clients = {j.name: LLMClient(SimBackend(model=f"sim-judge-{j.name}", judge_accuracy=0.7)) for j in judges}
+    result = judge_solutions([r.solution for r in sim_solutions(6, seed=6)], clients,
+                             JudgeVoteConfig(mode=mode, judges=judges), "run")
+    rows = assert_same_rows(tmp_path, result.labels)
+    evidence = [json.loads(r["evidence"]) for r in rows]
+    assert all(e["fleiss_kappa_batch"] == result.fleiss_kappa for e in evidence)
+    assert all(set(e["judges"]) == {"a", "b"} for e in evidence)
+    assert any("first_error_votes" in e for e in evidence) == (mode == "first_error")
+
+
+ODD = {"name": pa.string(), "count": pa.int64(), "share": pa.float64(), "flag": pa.bool_(),
+       "bounds": pa.list_(pa.int64()), "votes": pa.map_(pa.string(), pa.int64()), "records": JSON}
+
+
+def test_absent_fields_nulls_odd_text_and_nan_are_stored_as_the_objects_stored_them(tmp_path):
+    labels = StepLabels("odd", "1", ODD)
+    labels.add("p", "r", 0, 0.5, True, 0.9, 3, 4, 1, {"name": 'a "quoted"\nline \\ é ∑ \x01', "count": 3,
+                                                      "share": float("nan"), "flag": False, "bounds": [1, None],
+                                                      "votes": {"x": 2}, "records": [{"k": None}, {"j": 1.5}]})
+    labels.add("p", "r", 1, None, None, evidence={"count": None, "share": 1.0})
+    labels.add("p", "r", 2, 0.0, False)
+    rows = assert_same_rows(tmp_path, labels)
+    assert json.loads(rows[1]["evidence"]) == {"count": None, "share": 1.0}
+    assert rows[2]["evidence"] == "{}"
+
+
+def test_an_undeclared_evidence_field_is_refused_and_nothing_is_added():
+    labels = StepLabels("odd", "1", ODD)
+    labels.add("p", "r", 0, 1.0, True, evidence={"count": 1})
+    with pytest.raises(ValueError, match=r"odd: evidence fields \['cuont'\] are not declared"):
+        labels.add("p", "r", 1, 1.0, True, evidence={"cuont": 2})
+    with pytest.raises(ValueError, match="not declared"):
+        labels.add("p", "r", 1, 1.0, True, evidence={**{k: None for k in ODD if k != "count"}, "cuont": 2})
+    assert len(labels) == 1 and all(len(c) == 1 for c in labels._evidence.values())
+    assert labels.table("run").num_rows == 1
+
+
+def test_the_columns_read_back_as_step_labels():
+    labels = StepLabels("odd", "1", ODD)
+    labels.add("p", "r", 0, 1.0, True, 0.5, 1, 2, 3, {"count": 1})
+    labels.add("p", "r", 1, None, None)
+    labels.set_evidence("share", 0.25)
+    assert labels[0] == StepLabel("p", "r", 0, "odd", "1", 1.0, True, 0.5, 1, 2, 3, {"count": 1, "share": 0.25})
+    assert labels[-1].evidence == {"share": 0.25} and len(labels[:1]) == 1
+    other = StepLabels("odd", "1", ODD)
+    other.extend(labels)
+    other.extend([StepLabel("p", "r", 2, "odd", "1", 0.0, False)])
+    assert [l.step_index for l in other] == [0, 1, 2] and other[:2] == list(labels)
+    with pytest.raises(ValueError, match="judge_vote/1 label added to the labels of odd/1"):
+        other.extend([StepLabel("p", "r", 3, "judge_vote", "1", 0.0, False)])
+
+
+def test_the_write_benchmark_stores_the_same_rows_through_both_output_types():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from label_writes import pipeline_label_writes
+
+    result = pipeline_label_writes(600, repeats=1)
+    assert result["same_rows"] and set(result["paths"]) == {"step objects", "columns"}
+    assert set(result["columns_parts_cpu_s"]) == {"mc_value", "tool_verify", "judge_vote"}
+
+
+def _evidence_in_child(_) -> list[str]:
+    labels = StepLabels("odd", "1", ODD)
+    labels.add("p", "r", 0, 1.0, True, evidence={"count": 2})
+    return labels.table("run").column("evidence").to_pylist()
+
+
+def test_a_forked_worker_encodes_evidence_after_its_parent_did():
+    import multiprocessing
+
+    labels = StepLabels("odd", "1", ODD)
+    labels.add("p", "r", 0, 1.0, True, evidence={"count": 1})
+    assert labels.table("run").column("evidence").to_pylist() == ['{"count":1}']  # the parent's encoder exists
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.map(_evidence_in_child, [0], chunksize=1) == [['{"count":2}']]
