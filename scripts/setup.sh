@@ -10,10 +10,10 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 VENV=${VENV:-.venv}
 PIP="$VENV/bin/python -m pip --disable-pip-version-check"
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
-# The extras installed with the package: dev (the test tools) and ray (prefect-ray and ray, so the Ray case
-# of tests/test_executors.py runs: 31 more packages, 101 MB of wheels, ~310 MB installed, about 1.5-2 min
-# of setup on 2 cores). EXTRAS=dev leaves Ray out; that test case then skips.
-EXTRAS=${EXTRAS:-dev,ray}
+# The extras installed with the package: dev (the test tools). EXTRAS=dev,ray adds prefect-ray and ray, so
+# the Ray case of tests/test_executors.py runs instead of skipping (31 more packages, 101 MB of wheels,
+# ~310 MB installed, about 1.5-2 min of setup on 2 cores: left out of CI's default for its time budget).
+EXTRAS=${EXTRAS:-dev}
 stamp="$VENV/.prm-data-installed"
 
 # The code sandbox (tool_verify.run_code) isolates model-written code with bubblewrap. Install it
