@@ -5,6 +5,7 @@ environment. Each test gets its own bucket, so tests share the server and nothin
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import subprocess
@@ -25,16 +26,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    """The server's URL; AWS_ENDPOINT_URL and the dummy credentials are set for the whole session,
-    so every process a test starts (a worker, a killed writer) reaches it the way a user's would."""
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto.server")
-    # a process of its own: in this one, the server's threads would share the GIL with the tests
+_SERVER: dict[str, object] = {}
+
+
+def _start_server() -> str:
+    """moto's server in a process of its own (in this one its threads would share the GIL with the
+    tests), started once per test process however many modules import the fixture; stopped at exit."""
+    if "endpoint" in _SERVER:
+        return _SERVER["endpoint"]
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    atexit.register(lambda: (server.terminate(), server.wait(10)))
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -45,16 +48,20 @@ def s3_endpoint():
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"moto server did not start (exit {server.poll()})")
             time.sleep(0.1)
-    saved = {k: os.environ.get(k) for k in [*S3_ENV, "AWS_ENDPOINT_URL"]}
-    os.environ.update(S3_ENV, AWS_ENDPOINT_URL=endpoint)
-    yield endpoint
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    server.terminate()
-    server.wait(10)
+    _SERVER.update(endpoint=endpoint, process=server)
+    return endpoint
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch):
+    """The server's URL; AWS_ENDPOINT_URL and the dummy credentials are set in the environment, so
+    every process a test starts (a worker, a killed writer) reaches it the way a user's would."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    endpoint = _start_server()
+    for key, value in {**S3_ENV, "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(key, value)
+    return endpoint
 
 
 @pytest.fixture

@@ -50,8 +50,10 @@ def reader(root: str, stop, ready, observed, results) -> None:
     warehouse = Warehouse(root)
     counts, errors = [], []
     ready.set()
+    rounds = 0
     while not stop.is_set():
-        for read in ("views", "query"):
+        rounds += 1  # prm-data query's path (a new views file, nothing cached) every third round: it is slow
+        for read in ("views", "query") if rounds % 3 == 1 else ("views",):
             try:
                 if read == "views":
                     row = warehouse.query(COUNT_SQL).to_pylist()[0].values()
@@ -189,7 +191,7 @@ SAME_SHARD_WRITER = """
 import sys
 from prm_data.warehouse import Warehouse
 wh = Warehouse(sys.argv[1])
-for i in range(8):
+for i in range(5):
     rows = [{"problem_id": f"p{j}", "run_id": "writer", "source": "test", "question": "q",
              "answer": f"{sys.argv[2]}-{i}", "reference_solution": "s"} for j in range(50)]
     wh.write_shard("problems", rows, run_id="writer", shard="same")
@@ -207,7 +209,7 @@ def test_two_workers_writing_the_same_shard_end_with_one_copy(s3_root, s3_endpoi
     assert markers[0].replace(".commit", ".parquet") in keys
     warehouse = Warehouse(s3_root)
     rows = warehouse.rows("SELECT DISTINCT answer FROM problems")
-    assert len(rows) == 1 and rows[0]["answer"] in ("a-7", "b-7")
+    assert len(rows) == 1 and rows[0]["answer"] in ("a-4", "b-4")
     # superseded versions stay readable for their grace (a query may have listed them), then go
     warehouse.sync_views()  # the end-of-run clean-up: still within the grace, nothing of the current goes
     assert markers[0].replace(".commit", ".parquet") in shard_keys(s3_endpoint, s3_root, "problems", "writer", "same")
