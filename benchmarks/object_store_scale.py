@@ -5,9 +5,11 @@ rollouts, 3 labelers per step, final labels), written once into a local folder a
 an S3 bucket (prm_data/storage/, issue 20), by the same `Warehouse.write_shard` calls
 (`--shard-rows` rows per shard, `--writers` threads), then the same standard queries through
 `Warehouse.query` (the views every tool uses; median of `--repeats`), and `prm-data query`'s
-read-only path once. For the object store it counts the S3 requests (by operation, at the s3fs
-client: `WarehouseS3FileSystem.requests`) each write and each query costs, the listing that
-makes a query's views included.
+read-only path once. Each query runs first cold (on a new process database: its views are made,
+reading every shard's footer, and nothing is cached, as in a new process), then warm. For the
+object store it counts the S3 requests (by operation, at the s3fs client:
+`WarehouseS3FileSystem.requests`) each write and each query costs, the listing that makes a
+query's views included.
 
 The S3 server is moto's (`moto[server]`, started here on 127.0.0.1 unless `--endpoint URL`
 names another): an in-memory Python server on the same machine, so its latency per request
@@ -15,7 +17,8 @@ names another): an in-memory Python server on the same machine, so its latency p
 far more parallel bandwidth). The request counts carry over; the seconds do not.
 
 Run: `python benchmarks/object_store_scale.py [--rows 300000] [--shard-rows 50000]`; prints a
-table and writes benchmarks/results/object_store_scale.json.
+table and writes benchmarks/results/object_store_scale.json. `--pipeline` instead runs
+configs/sim.yaml serially on a local folder and on a bucket (benchmarks/results/object_store_pipeline.json).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from warehouse_scale import QUERIES, RESULTS, campaign, write_all  # noqa: E402
 
 from prm_data.sql_guard import run_read_only  # noqa: E402
-from prm_data.warehouse import Warehouse, load_query  # noqa: E402
+from prm_data.warehouse import _DATABASES, Warehouse, load_query  # noqa: E402
 
 
 def start_moto() -> tuple[subprocess.Popen, str]:
@@ -79,7 +82,9 @@ def time_queries(wh, repeats: int) -> dict:
         elif "?" in sql:
             params = [problem]
         times, requests = [], []
-        for _ in range(repeats):
+        for i in range(repeats):
+            if i == 0:  # cold: a new process database, as a new process has (views made, nothing cached)
+                _DATABASES.clear()
             before = requests_of(wh)
             t0 = time.perf_counter()
             result = wh.query(sql, params)
@@ -141,10 +146,54 @@ def run(rows: int = 300_000, shard_rows: int = 50_000, writers: int = 2, repeats
     return results
 
 
+def pipeline(endpoint: str | None = None, out_dir: Path | None = RESULTS) -> dict:
+    """configs/sim.yaml run serially (`run_serial`), on a local folder then on a bucket, in this process:
+    wall and CPU seconds, and the S3 requests of the bucket's run. Only the warehouse differs."""
+    from prm_data.config import RunConfig
+    from prm_data.pipeline.serial import run_serial
+    from prm_data.storage.roots import filesystem
+
+    server = None
+    if endpoint is None:
+        for key, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench"),
+                           ("AWS_DEFAULT_REGION", "us-east-1")):
+            os.environ.setdefault(key, value)
+        server, endpoint = start_moto()
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    folder = Path(tempfile.mkdtemp(prefix="prm-object-store-pipeline-"))
+    os.environ["PRM_DATA_LOCAL_STATE"] = str(folder / "local-state")
+    out = {"config": "configs/sim.yaml", "cpus": os.cpu_count()}
+    try:
+        import boto3
+
+        bucket = "bench-" + uuid.uuid4().hex[:12]
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+        base = RunConfig.from_yaml(Path(__file__).resolve().parents[1] / "configs" / "sim.yaml").model_dump(mode="json")
+        for name, warehouse in (("local", str(folder / "wh")), ("s3", f"s3://{bucket}/wh")):
+            data = dict(base, warehouse=warehouse, reports_dir=str(folder / name / "reports"))
+            data["export"] = dict(base["export"], out_dir=str(folder / name / "export"))
+            fs = filesystem("s3://x")
+            before, load = dict(fs.requests), os.getloadavg()[0]
+            t0, c0 = time.perf_counter(), time.process_time()
+            summary = run_serial(RunConfig.model_validate(data))
+            out[name] = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+                         "load_average_1m_before": load, "steps": summary.get("steps"),
+                         "requests": delta(dict(fs.requests), before) if name == "s3" else {}}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "object_store_pipeline.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
 def table(results: dict) -> str:
     lines = [f"{results['step_labels']:,} step labels, shards of {results['shard_rows']:,} rows, "
              f"{results['writers']} writers, load {results['load_average_1m']:.1f} on {results['cpus']} cpus",
-             "| measure | local disk | S3 (moto) | S3 requests, first run | S3 requests, repeated |",
+             "| measure | local disk | S3 (moto) | S3 requests, cold | S3 requests, warm |",
              "|---|---|---|---|---|"]
     lw, sw = results["local"]["write"], results["s3"]["write"]
     lines.append(f"| write, rows/s ({lw['shards']} shards) | {lw['rows_per_s']:,.0f} | {sw['rows_per_s']:,.0f} | "
@@ -153,7 +202,7 @@ def table(results: dict) -> str:
         local_q = results["local"]["queries"][name]
         def shown(req):
             return f"{sum(req.values())} ({', '.join(f'{k} {v}' for k, v in sorted(req.items()))})"
-        lines.append(f"| {name}: first s / median s | {local_q['first_s']:.3f} / {local_q['median_s']:.3f} | "
+        lines.append(f"| {name}: cold s / median s | {local_q['first_s']:.3f} / {local_q['median_s']:.3f} | "
                      f"{q['first_s']:.3f} / {q['median_s']:.3f} | {shown(q['first_requests'])} | {shown(q['requests'])} |")
     return "\n".join(lines)
 
@@ -165,8 +214,12 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--endpoint", default=None, help="an S3 endpoint to use instead of a local moto server")
+    parser.add_argument("--pipeline", action="store_true", help="instead: configs/sim.yaml serially, local vs S3")
     args = parser.parse_args()
-    print(table(run(args.rows, args.shard_rows, args.writers, args.repeats, args.endpoint)))
+    if args.pipeline:
+        print(json.dumps(pipeline(args.endpoint), indent=2))
+    else:
+        print(table(run(args.rows, args.shard_rows, args.writers, args.repeats, args.endpoint)))
 
 
 if __name__ == "__main__":

@@ -291,3 +291,12 @@ def test_each_worker_keeps_its_own_cache_store_and_a_new_worker_adopts_every_exp
     assert cache.get("k-a").text == "answer a" and cache.get("k-b").text == "answer b"
     assert cache.get("k-a").cached and cache.hits == 3 and cache.misses == 0
     assert sorted(p.parent.parent.name for p in tmp_path.glob("*/*/llm_cache.sqlite")) == ["a", "b", "c"]
+
+
+def test_a_written_shards_url_survives_pickling_as_task_results_are(s3_root):
+    import pickle
+
+    ref = Warehouse(s3_root).write_shard("problems", shard_rows(0)[:2], run_id="writer", shard="s")
+    back = pickle.loads(pickle.dumps(ref))
+    assert (back, back.stem, back.name, back.parent.name) == (ref, "s", "s.parquet", "run_id=writer")
+    assert back.startswith(s3_root + "/tables/problems/run_id=writer/s~")

@@ -71,6 +71,9 @@ class ShardRef(str):
         ref.stem, ref.name, ref.parent = shard, f"{shard}.parquet", _Folder(folder_name)
         return ref
 
+    def __reduce__(self):  # task results are pickled (Prefect, Dask): keep the names
+        return ShardRef, (str(self), self.stem, self.parent.name)
+
 
 @dataclass(frozen=True)
 class _Folder:
