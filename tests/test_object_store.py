@@ -89,7 +89,7 @@ def test_a_reader_during_writes_sees_only_whole_committed_shards(s3_root, s3_end
     try:
         assert ready.wait(60), "reader process did not start"
         shard = 0
-        while shard < 6 or (observed.value < 6 and shard < 100):
+        while shard < 5 or (observed.value < 5 and shard < 100):
             warehouse.write_shard("problems", shard_rows(shard), run_id="writer", shard=f"s{shard:04d}")
             if shard % 3 == 0:  # replace an earlier shard: same rows, a new version
                 warehouse.write_shard("problems", shard_rows(shard // 2, version=shard), run_id="writer",
