@@ -300,3 +300,20 @@ def test_a_written_shards_url_survives_pickling_as_task_results_are(s3_root):
     back = pickle.loads(pickle.dumps(ref))
     assert (back, back.stem, back.name, back.parent.name) == (ref, "s", "s.parquet", "run_id=writer")
     assert back.startswith(s3_root + "/tables/problems/run_id=writer/s~")
+
+
+def test_a_held_lease_is_renewed_so_it_never_expires_under_its_holder(s3_root):
+    from prm_data.storage.lease import Lease
+
+    warehouse = Warehouse(s3_root)
+    key = f"{s3_root.split('://')[1]}/locks/renewed.lease"
+    holder = Lease(warehouse.fs, key, ttl_s=0.9)
+    assert holder.acquire()
+    try:
+        time.sleep(2.0)  # over twice its TTL: without renewal another worker could take it over
+        other = Lease(warehouse.fs, key, ttl_s=0.9)  # its holder's pid is alive: only expiry could free it
+        assert not other.acquire(wait_s=0.3)
+        assert not holder.lost
+    finally:
+        holder.release()
+    assert not warehouse.fs.exists(key)
