@@ -6,7 +6,6 @@ environment. Each test gets its own bucket, so tests share the server and nothin
 from __future__ import annotations
 
 import atexit
-import os
 import socket
 import subprocess
 import sys
