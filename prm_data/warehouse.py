@@ -205,6 +205,9 @@ class Warehouse:
             return super().__new__(ObjectWarehouse)
         return super().__new__(cls)
 
+    def __getnewargs__(self):  # unpickled by root, not by whatever PRM_DATA_WAREHOUSE says there
+        return (self.root,)
+
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = local_root(root if root is not None else default_root()).resolve()
         self.tables_dir = self.root / "tables"

@@ -317,3 +317,15 @@ def test_a_held_lease_is_renewed_so_it_never_expires_under_its_holder(s3_root):
     finally:
         holder.release()
     assert not warehouse.fs.exists(key)
+
+
+def test_warehouses_unpickle_as_what_they_were_whatever_the_environment_names(s3_root, tmp_path, monkeypatch):
+    import pickle
+
+    from prm_data.run_warehouse import for_run
+
+    local, remote = Warehouse(tmp_path / "wh"), for_run(Warehouse(s3_root), "r1")
+    monkeypatch.setenv("PRM_DATA_WAREHOUSE", s3_root)  # a worker whose default is the bucket
+    back_local, back_remote = pickle.loads(pickle.dumps(local)), pickle.loads(pickle.dumps(remote))
+    assert type(back_local) is Warehouse and back_local.root == local.root
+    assert type(back_remote).__name__ == "ObjectWarehouse" and (back_remote.root, back_remote.run_id) == (s3_root, "r1")

@@ -75,6 +75,9 @@ class ObjectWarehouse(Warehouse):
         self._listing: dict[str, list[str]] = {}
         self._ensure_layout()
 
+    def __reduce__(self):  # a fresh one in the unpickling process: its own filesystem and database
+        return ObjectWarehouse, (self.root, self.run_id)
+
     def for_run(self, run_id: str) -> ObjectWarehouse:
         return self if self.run_id == run_id else ObjectWarehouse(self.root, run_id)
 
