@@ -47,7 +47,7 @@ def main(
         None,
         "--warehouse",
         envvar="PRM_DATA_WAREHOUSE",
-        help="Warehouse root directory (Parquet shards + prm.duckdb), or a file:// URL.",
+        help="Warehouse root directory (Parquet shards + prm.duckdb), a file:// URL, or s3://bucket/prefix.",
         show_default="warehouse/data",
     ),
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
@@ -55,10 +55,10 @@ def main(
 ) -> None:
     from prm_data.commands import EXIT_USAGE, fail
     from prm_data.warehouse import default_root
-    from prm_data.warehouse_root import UnsupportedWarehouseRoot, local_root
+    from prm_data.warehouse_root import UnsupportedWarehouseRoot, parse_root
 
     try:
-        root = local_root(warehouse) if warehouse is not None else local_root(default_root())
+        root = parse_root(warehouse) if warehouse is not None else default_root()
     except UnsupportedWarehouseRoot as err:
         fail(str(err), code=EXIT_USAGE)
     ctx.obj = {"warehouse": root, "warehouse_explicit": warehouse is not None}

@@ -28,7 +28,7 @@ from prm_data.rollouts import RolloutConfig
 from prm_data.sources import FieldMapping
 from prm_data.train.config import TrainConfig
 from prm_data.trees.sampling import CompleterConfig
-from prm_data.warehouse_root import local_root
+from prm_data.warehouse_root import parse_root
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -183,8 +183,8 @@ class RunConfig(BaseModel):
 
     @field_validator("warehouse")
     @classmethod
-    def _local_warehouse(cls, root: str) -> str:
-        local_root(root)  # refuses s3://, gs://, ... with the reason, at load
+    def _known_warehouse(cls, root: str) -> str:
+        parse_root(root)  # refuses gs://, az://, ... (any scheme but file:// and s3://) with the reason, at load
         return root
 
     @model_validator(mode="before")

@@ -93,4 +93,6 @@ def for_run(warehouse: Warehouse, run_id: str) -> RunWarehouse:
     costs grows with the run, not with the runs before it (issue 21)."""
     if isinstance(warehouse, RunWarehouse) and warehouse.run_id == run_id:
         return warehouse
+    if getattr(warehouse, "object_store", False):  # prm_data/storage/object_warehouse.py
+        return warehouse.for_run(run_id)
     return RunWarehouse(warehouse.root, run_id)

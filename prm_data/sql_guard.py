@@ -105,6 +105,8 @@ def read_only_connection(warehouse: Warehouse, open_wait_s: float = 2.0) -> duck
     views are missing or stale, a private copy is opened instead
     (Warehouse.readable_views_file).
     """
+    if getattr(warehouse, "object_store", False):  # prm_data/storage/object_warehouse.py
+        return warehouse.read_only_connection()
     deadline = time.monotonic() + open_wait_s
     while True:  # held for writing only by a duckdb session opened without -readonly
         path = warehouse.readable_views_file()
@@ -125,6 +127,8 @@ def read_only_connection(warehouse: Warehouse, open_wait_s: float = 2.0) -> duck
 def run_read_only(warehouse: Warehouse, sql: str, params: list | None = None) -> pa.Table:
     """Check `sql`, run it read-only, return the result as an Arrow table."""
     statement = check_read_only(sql)
+    if getattr(warehouse, "object_store", False):  # re-lists on a retry (prm_data/storage/object_warehouse.py)
+        return warehouse.run_read_only(statement, params)
     con = read_only_connection(warehouse)
     try:
         def run() -> pa.Table:

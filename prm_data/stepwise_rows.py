@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from prm_data.schema import schema_for, to_table
 from prm_data.warehouse import Warehouse, load_query, process_database
@@ -71,6 +70,6 @@ def backfill_stepwise_rows(warehouse: Warehouse, run_id: str | None = None) -> l
     for path in warehouse.run_files("final_labels", run_id):
         run_id, shard = path.parent.name.removeprefix("run_id="), path.stem
         if not warehouse.has_shard("stepwise_rows", run_id, shard):
-            rows = build_stepwise_rows(warehouse, pq.read_table(path), run_id)
+            rows = build_stepwise_rows(warehouse, warehouse.read_files("final_labels", [path]), run_id)
             written.append(warehouse.write_shard("stepwise_rows", rows, run_id=run_id, shard=shard))
     return written

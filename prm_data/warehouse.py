@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prm_data.schema import TABLES, schema_for, to_table
-from prm_data.warehouse_root import local_root
+from prm_data.warehouse_root import is_object_url, local_root, parse_root
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "warehouse"
 QUERIES_DIR = SQL_DIR / "queries"
@@ -119,8 +119,9 @@ class ProcessLock:
         self.release()
 
 
-def default_root() -> Path:
-    return local_root(os.environ.get("PRM_DATA_WAREHOUSE", "warehouse/data"))
+def default_root() -> Path | str:
+    """PRM_DATA_WAREHOUSE or warehouse/data: a local Path, or an object-store URL (prm_data/storage/)."""
+    return parse_root(os.environ.get("PRM_DATA_WAREHOUSE", "warehouse/data"))
 
 
 def retry_torn_reads(run, attempts: int = 20):
@@ -191,12 +192,27 @@ def process_database(warehouse: "Warehouse") -> ProcessDatabase:
 
 
 class Warehouse:
-    """A warehouse rooted at a directory. Cheap to construct; safe to share paths, not objects."""
+    """A warehouse rooted at a directory. Cheap to construct; safe to share paths, not objects.
+
+    An object-store root (`s3://bucket/prefix`) makes an `ObjectWarehouse` (prm_data/storage/).
+    """
+
+    def __new__(cls, root: str | os.PathLike | None = None, *args, **kwargs):
+        chosen = root if root is not None else os.environ.get("PRM_DATA_WAREHOUSE")
+        if cls is Warehouse and is_object_url(chosen):
+            from prm_data.storage.object_warehouse import ObjectWarehouse
+
+            return super().__new__(ObjectWarehouse)
+        return super().__new__(cls)
+
+    def __getnewargs__(self):  # unpickled by root, not by whatever PRM_DATA_WAREHOUSE says there
+        return (self.root,)
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = local_root(root if root is not None else default_root()).resolve()
         self.tables_dir = self.root / "tables"
         self.db_path = self.root / "prm.duckdb"
+        self.state_dir = self.root  # this machine's own files (the request cache's store)
         self._ensure_layout()
 
     @property
@@ -234,6 +250,10 @@ class Warehouse:
             raise ValueError(f"shard and run ids must match {_SHARD_NAME.pattern}: {run_id!r}/{shard!r}")
         return self.tables_dir / table / f"run_id={run_id}" / f"{shard}.parquet"
 
+    def process_lock(self, name: str) -> ProcessLock:
+        """The (not yet acquired) warehouse-wide lock `name`; a lease on an object store."""
+        return ProcessLock(self.root / "locks" / f"{name}.lock")
+
     def lock(self, name: str, wait_s: float = 120.0, what: str | None = None) -> ProcessLock:
         """Hold the warehouse-wide lock `name` (use with `with`); WarehouseBusy after `wait_s`.
 
@@ -241,7 +261,7 @@ class Warehouse:
         """
         if not _SHARD_NAME.match(name):
             raise ValueError(f"lock names must match {_SHARD_NAME.pattern}: {name!r}")
-        lock = ProcessLock(self.root / "locks" / f"{name}.lock")
+        lock = self.process_lock(name)
         if not lock.acquire(wait_s):
             raise WarehouseBusy(f"{what or name} is held by another process ({lock.holder()}) for over "
                                 f"{wait_s:.0f} s; lock file {lock.path}")

@@ -1,10 +1,11 @@
-"""What a warehouse root may be: a local folder (or a `file://` URL naming one).
+"""What a warehouse root may be: a local folder (or a `file://` URL naming one), or an S3 URL.
 
-An object-store URL (`s3://bucket/prefix`, `gs://...`, `az://...`) is not supported yet
-(issue 20). Before this check, `warehouse: s3://bucket/wh` ran, exited 0 and wrote everything
-into a local folder named `s3:`: a user believed the data was in the bucket. Every way a root
-reaches the code (a config's `warehouse:`, `prm-data --warehouse`, `PRM_DATA_WAREHOUSE`,
-`Warehouse(root)`) goes through `local_root`, which refuses any URL scheme but `file`.
+`s3://bucket/prefix` is an object-store warehouse (prm_data/storage/, docs/warehouse.md,
+"Object storage"). Every other scheme (`gs://`, `az://`, `hdfs://`, ...) is refused with the
+reason before anything is written: before this check, `warehouse: s3://bucket/wh` ran, exited
+0 and wrote everything into a local folder named `s3:`, so a user believed the data was in the
+bucket. Every way a root reaches the code (a config's `warehouse:`, `prm-data --warehouse`,
+`PRM_DATA_WAREHOUSE`, `Warehouse(root)`) goes through `parse_root`.
 """
 
 from __future__ import annotations
@@ -15,24 +16,77 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
-SUPPORTED_SCHEMES = ("file",)
+OBJECT_SCHEMES = ("s3",)
+SUPPORTED_SCHEMES = ("file", *OBJECT_SCHEMES)
+# gs:// (gcsfs) and az:// (adlfs) would take the same code path, but are untested (no local server)
+# and their conditional writes (the leases of prm_data/storage/lease.py) are not written.
+_NOT_YET = {"gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs"}
 
 
 class UnsupportedWarehouseRoot(ValueError):
     """A warehouse root that names storage this version cannot write to."""
 
 
-def local_root(root: str | os.PathLike) -> Path:
-    """The local folder `root` names; a URL with any scheme but `file://` is refused."""
+def scheme_of(root: str | os.PathLike) -> str | None:
+    """The URL scheme of `root`, lower case (None for a plain path)."""
+    match = _URL.match(os.fspath(root))
+    return match["scheme"].lower() if match else None
+
+
+def is_object_url(root: str | os.PathLike | None) -> bool:
+    return root is not None and scheme_of(root) in OBJECT_SCHEMES
+
+
+def object_url(root: str) -> str:
+    """The normalized form of an object-store root: `s3://bucket/prefix`, no trailing slash.
+
+    Refused: a URL without a bucket, with credentials or a port in it (credentials come from
+    the environment only, so they are never written into a config, a table or a log), a query
+    string or a fragment.
+    """
     text = os.fspath(root)
-    match = _URL.match(text)
-    if match is None:
-        return Path(text)
-    scheme = match["scheme"].lower()
-    if scheme not in SUPPORTED_SCHEMES:
+    parsed = urlparse(text)
+    scheme = parsed.scheme.lower()
+    if parsed.username or parsed.password or "@" in parsed.netloc:
         raise UnsupportedWarehouseRoot(
-            f"warehouse {text!r}: the {scheme}:// scheme is not supported (object storage is issue 20); "
-            "give a local folder or a file:// URL. Nothing was written.")
+            f"warehouse {scheme}://{parsed.hostname or ''}...: credentials do not belong in the URL; set them "
+            "in the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role). "
+            "Nothing was written.")
+    if not parsed.netloc or ":" in parsed.netloc:
+        raise UnsupportedWarehouseRoot(f"warehouse {text!r}: give {scheme}://<bucket>/<prefix>. Nothing was written.")
+    if parsed.query or parsed.fragment or parsed.params:
+        raise UnsupportedWarehouseRoot(f"warehouse {text!r}: no query string or fragment. Nothing was written.")
+    prefix = parsed.path.strip("/")
+    if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+        raise UnsupportedWarehouseRoot(f"warehouse {text!r}: empty, '.' or '..' path parts. Nothing was written.")
+    return f"{scheme}://{parsed.netloc}" + (f"/{prefix}" if prefix else "")
+
+
+def parse_root(root: str | os.PathLike) -> Path | str:
+    """A local root as a Path, an object-store root as its normalized URL; anything else refused."""
+    text = os.fspath(root)
+    scheme = scheme_of(text)
+    if scheme is None:
+        return Path(text)
+    if scheme in OBJECT_SCHEMES:
+        return object_url(text)
+    return local_root(text)
+
+
+def local_root(root: str | os.PathLike) -> Path:
+    """The local folder `root` names; an object-store URL or any scheme but `file://` is refused."""
+    text = os.fspath(root)
+    scheme = scheme_of(text)
+    if scheme is None:
+        return Path(text)
+    if scheme in OBJECT_SCHEMES:
+        raise UnsupportedWarehouseRoot(f"warehouse {text!r} is an object store; this needs a local folder")
+    if scheme not in SUPPORTED_SCHEMES:
+        extra = (f" ({_NOT_YET[scheme]} would serve it, but it is untested and its conditional writes are not "
+                 "written)") if scheme in _NOT_YET else ""
+        raise UnsupportedWarehouseRoot(
+            f"warehouse {text!r}: the {scheme}:// scheme is not supported{extra}; give a local folder, a file:// "
+            "URL or s3://bucket/prefix. Nothing was written.")
     parsed = urlparse(text)
     if parsed.netloc not in ("", "localhost"):
         raise UnsupportedWarehouseRoot(

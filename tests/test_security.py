@@ -197,6 +197,11 @@ AUDITED_SQL = {
     ("prm_data/views_file.py", ("_literal(tmp)", "VIEWS_STORAGE_VERSION")):
         "a quoted path the warehouse chose and a constant storage version",
     ("prm_data/warehouse.py", ("paths", "where")): "shard paths the warehouse listed (quoted) and a clause of ? parameters",
+    ("prm_data/storage/object_warehouse.py", ("paths", "where")):
+        "object keys the warehouse listed (quoted) and a clause of ? parameters",
+    ("prm_data/storage/object_warehouse.py", ("name", "paths")): "table names from schema.TABLES; quoted object keys",
+    ("prm_data/storage/object_warehouse.py", ("self.schema",)): "'main', or 'run_' and a hex digest of the run id",
+    ("prm_data/storage/object_warehouse.py", ("n",)): "view names read from duckdb_views()",
 }
 SQL_WORDS = re.compile(r"\b(SELECT|FROM|WHERE|INSERT|UPDATE|DELETE|CREATE|COPY|ATTACH|PRAGMA)\b")
 

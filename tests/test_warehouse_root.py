@@ -1,8 +1,9 @@
-"""A warehouse root is a local folder or a file:// URL; object-store URLs are refused, not
-silently written to a local folder named `s3:` (issue 20)."""
+"""A warehouse root is a local folder, a file:// URL or s3://bucket/prefix; other object-store URLs
+are refused, not silently written to a local folder named `gs:` (issue 20; before, s3:// too)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,10 @@ from typer.testing import CliRunner
 from prm_data.cli import app
 from prm_data.config import RunConfig
 from prm_data.warehouse import Warehouse
-from prm_data.warehouse_root import UnsupportedWarehouseRoot, local_root
+from prm_data.warehouse_root import UnsupportedWarehouseRoot, local_root, parse_root
 
 runner = CliRunner()
-OBJECT_STORE_URLS = ["s3://bucket/wh", "gs://bucket/wh", "az://container/wh", "S3://Bucket/wh", "hdfs://nn/wh"]
+OBJECT_STORE_URLS = ["gs://bucket/wh", "az://container/wh", "GS://Bucket/wh", "hdfs://nn/wh", "abfs://c/wh"]
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -58,9 +59,9 @@ def test_plain_paths_pass_unchanged():
 @pytest.mark.parametrize("args", [["tables"], ["problems", "add", "bank:2"], ["query", "SELECT 1"]])
 def test_the_cli_refuses_an_object_store_warehouse_with_exit_code_2_and_writes_nothing(args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["--warehouse", "s3://bucket/wh", *args])
+    result = runner.invoke(app, ["--warehouse", "gs://bucket/wh", *args])
     assert result.exit_code == 2, result.output
-    assert "s3:// scheme is not supported" in result.output
+    assert "gs:// scheme is not supported" in result.output
     assert files_under(tmp_path) == []
 
 
@@ -77,10 +78,30 @@ def test_prm_data_run_with_an_object_store_warehouse_exits_2_before_any_work(tmp
     monkeypatch.chdir(tmp_path)
     config = Path(__file__).resolve().parents[1] / "configs" / "sim.yaml"
     data = yaml.safe_load(config.read_text())
-    data["warehouse"] = "s3://bucket/wh"
-    path = tmp_path / "s3.yaml"
+    data["warehouse"] = "az://container/wh"
+    path = tmp_path / "az.yaml"
     path.write_text(yaml.safe_dump(data))
     result = runner.invoke(app, ["run", "-c", str(path), "--serial"])
     assert result.exit_code == 2, result.output
     assert "scheme is not supported" in result.output
     assert files_under(tmp_path) == [path]
+
+
+@pytest.mark.parametrize("url, normalized", [("s3://bucket/wh", "s3://bucket/wh"), ("S3://bucket/a/b/", "s3://bucket/a/b"),
+                                             ("s3://bucket", "s3://bucket")])
+def test_an_s3_url_is_accepted_in_a_config_and_normalized(url, normalized):
+    assert RunConfig(warehouse=url).warehouse == url
+    assert parse_root(url) == normalized
+
+
+@pytest.mark.parametrize("url, reason", [("s3://key:secret@bucket/wh", "credentials do not belong in the URL"),
+                                         ("s3:///wh", "give s3://<bucket>"), ("s3://bucket/a/../b", "'..'"),
+                                         ("s3://bucket/wh?versionId=1", "no query string")])
+def test_a_bad_s3_url_is_refused_with_the_reason_and_never_echoes_a_secret(url, reason, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnsupportedWarehouseRoot, match=re.escape(reason)) as err:
+        Warehouse(url)
+    assert "secret" not in str(err.value)
+    result = runner.invoke(app, ["--warehouse", url, "tables"])
+    assert result.exit_code == 2 and "secret" not in result.output, result.output
+    assert files_under(tmp_path) == []

@@ -21,14 +21,15 @@ EXIT_ERROR = 1  # the command ran and failed (bad source, SQL error, nothing usa
 EXIT_USAGE = 2  # the command was refused (bad options, a write sent to `query`)
 
 
-def warehouse_root(ctx: typer.Context) -> Path:
-    """The warehouse root chosen by `prm-data --warehouse PATH` (or its default)."""
+def warehouse_root(ctx: typer.Context) -> Path | str:
+    """The warehouse root chosen by `prm-data --warehouse PATH` (or its default); an object-store URL is a str."""
     obj = ctx.find_root().obj or {}
     if "warehouse" not in obj:
         from prm_data.warehouse import default_root
 
         return default_root()
-    return Path(obj["warehouse"])
+    root = obj["warehouse"]
+    return root if isinstance(root, str) else Path(root)
 
 
 def open_warehouse(ctx: typer.Context):
@@ -41,7 +42,13 @@ def open_warehouse(ctx: typer.Context):
 def open_existing_warehouse(ctx: typer.Context):
     """The chosen warehouse; a path that holds none is refused (a read must not create one at a typo)."""
     root = warehouse_root(ctx)
-    if not (root / "tables").is_dir():
+    if isinstance(root, str):
+        from prm_data.storage.object_warehouse import warehouse_exists
+
+        if not warehouse_exists(root):
+            fail(f"no warehouse at {root}: give the right --warehouse URL (or PRM_DATA_WAREHOUSE); "
+                 "`prm-data run` creates one")
+    elif not (root / "tables").is_dir():
         fail(f"no warehouse at {root.resolve()}: give the right --warehouse PATH (or PRM_DATA_WAREHOUSE); "
              "`prm-data run` creates one")
     return open_warehouse(ctx)

@@ -26,7 +26,7 @@ def table_summary(warehouse) -> list[dict]:
     counts = warehouse.row_counts()
     out = []
     for name in TABLES:
-        shards = sum(1 for p in (warehouse.tables_dir / name).glob("run_id=*/*.parquet"))
+        shards = len(warehouse.run_files(name, None))
         out.append({"name": name, "kind": "table", "rows": counts.get(name, 0), "shards": shards})
     for name in sorted(set(counts) - set(TABLES)):
         out.append({"name": name, "kind": "view", "rows": counts[name], "shards": None})

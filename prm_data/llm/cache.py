@@ -55,8 +55,6 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from prm_data.llm.types import Sample
 from prm_data.schema import LLM_CACHE
 
@@ -102,7 +100,8 @@ def process_writer_id() -> str:
 
 
 def store_path(warehouse) -> Path:
-    return Path(warehouse.root) / STORE_NAME
+    """The store sits on this machine's disk: the warehouse root, or an object-store warehouse's `state_dir`."""
+    return Path(getattr(warehouse, "state_dir", warehouse.root)) / STORE_NAME
 
 
 def connect_store(warehouse, fsync: bool = True) -> sqlite3.Connection:
@@ -235,10 +234,21 @@ def export_pending(warehouse, con: sqlite3.Connection) -> list[Path]:
                 row = dict(zip(_COLUMNS, values[:-1]))
                 row["created_at"] = datetime.fromisoformat(row["created_at"])
                 by_run.setdefault(values[-1], []).append(row)
+            prefix = _store_prefix(warehouse, con)
             for run_id, rows in by_run.items():
-                written.append(warehouse.write_shard("llm_cache", rows, run_id=run_id, shard=f"b{batch:08d}"))
+                written.append(warehouse.write_shard("llm_cache", rows, run_id=run_id, shard=f"{prefix}b{batch:08d}"))
             con.execute("UPDATE batches SET written = 1 WHERE batch = ?", (batch,))
     return written
+
+
+def _store_prefix(warehouse, con: sqlite3.Connection) -> str:
+    """"" on disk (one store per warehouse); on an object store, where every worker has its own store
+    and batch numbers, `s<store id>-`, so two workers' exports never share a shard name."""
+    if not getattr(warehouse, "object_store", False):
+        return ""
+    con.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (uuid.uuid4().hex[:12],))
+    (store_id,) = con.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+    return f"s{store_id}-"
 
 
 def paid_by_run(warehouse, run_id: str) -> dict[str, int]:
@@ -296,13 +306,13 @@ def _import_legacy_rows(warehouse, con: sqlite3.Connection) -> list[Path]:
             row.get("latency_s"), row.get("metadata"),
             created.isoformat() if hasattr(created, "isoformat") else str(created), batch))
 
-    for path in sorted((Path(warehouse.tables_dir) / "llm_cache").glob("run_id=*/*.parquet")):
-        if not path.name.startswith("."):  # not a writer's temporary file
-            run_id = path.parent.name.removeprefix("run_id=")
-            for row in pq.read_table(path, columns=_COLUMNS).to_pylist():
-                insert(row, run_id, _LEGACY_EXPORTED)
+    # Every exported answer (on an object store: every worker's, which a new worker adopts this way).
+    for path in warehouse.run_files("llm_cache", None):  # committed shards, no writer's temporary file
+        run_id = path.parent.name.removeprefix("run_id=")
+        for row in warehouse.read_files("llm_cache", [path]).select(_COLUMNS).to_pylist():
+            insert(row, run_id, _LEGACY_EXPORTED)
     adopted = []
-    for path in sorted((Path(warehouse.root) / LEGACY_JOURNAL_DIR).glob("*.jsonl")):
+    for path in sorted((Path(getattr(warehouse, "state_dir", warehouse.root)) / LEGACY_JOURNAL_DIR).glob("*.jsonl")):
         fd = os.open(path, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

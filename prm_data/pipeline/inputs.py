@@ -39,8 +39,8 @@ def shard_rollouts(wh: Warehouse, run_id: str, shard: str, skip_uniform: bool = 
         return []
     # The generate stage writes a shard's rollouts to the rollouts shard of the same name; read
     # only that one when it is there, else every shard of the run (same rows, found slower).
-    named = wh.tables_dir / "rollouts" / f"run_id={run_id}" / f"{shard}.parquet"
-    files = [named] if named.exists() else wh.run_files("rollouts", run_id)
+    named = wh.existing_shard("rollouts", run_id, shard)
+    files = [named] if named else wh.run_files("rollouts", run_id)
     where = "run_id = ? AND list_contains(?::VARCHAR[], problem_id)"
     if skip_uniform:
         where += " AND coalesce(problem_outcome, 'mixed') = 'mixed'"

@@ -38,7 +38,7 @@ def claim_run(config: RunConfig, run_id: str) -> None:
     key = (str(wh.root), run_id)
     if key in _CLAIMS:
         return
-    lock = ProcessLock(wh.root / "locks" / f"run-{_safe(run_id)}.lock")
+    lock = wh.process_lock(f"run-{_safe(run_id)}")  # a lease on an object store (prm_data/storage/lease.py)
     if not lock.acquire():
         raise RunInProgress(f"run {run_id} is in progress in process {lock.holder()}: let it finish, "
                             "or start a separate run with --new-run")

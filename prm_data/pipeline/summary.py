@@ -64,7 +64,7 @@ def run_summary(config: RunConfig, run_id: str, timings: dict | None = None, usa
         "costs": cost_table(usage or {}, [l["labeler"] for l in labelers]),
         "stage_seconds": sum((timings or {}).values()),
         "wall_seconds": _seconds_since(started),
-        "warehouse": str(wh.root), "duckdb": str(wh.db_path),
+        "warehouse": str(wh.root), "duckdb": str(wh.db_path) if wh.db_path else None,
         # is the data about the steps or about the completer? (issues 16 and 17)
         "quality": label_quality(wh, run_id, config.aggregate.policy),
         "sanity": arithmetic_sanity(wh, run_id).to_dict(),
