@@ -146,15 +146,18 @@ class ProcessDatabase:
 
     `views_made`: whether the views over every run's shards exist yet (made on the first
     `Warehouse.connect()`, not before: making them reads the footer of every shard, so a
-    process that reads only one run's shards never pays it); `run_schemas`: run id -> which
-    tables had shards of that run when its schema of views was made (`Warehouse.for_run`).
+    process that reads only one run's shards never pays it); `run_schemas`: run id -> what
+    each table's shards of that run were like when its schema of views was made, and
+    `file_schemas`: shard path -> (file stamp, whether it has its table's exact schema), both
+    for `Warehouse.for_run` (prm_data/run_warehouse.py).
     """
 
     def __init__(self) -> None:
         self.con = duckdb.connect(":memory:")
         self.lock = threading.Lock()
         self.views_made = False
-        self.run_schemas: dict[str, tuple[bool, ...]] = {}
+        self.run_schemas: dict[str, tuple[str, ...]] = {}
+        self.file_schemas: dict[str, tuple[tuple, bool]] = {}
 
 
 _DATABASES: dict[tuple[int, str], ProcessDatabase] = {}
