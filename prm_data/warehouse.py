@@ -48,6 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prm_data.schema import TABLES, schema_for, to_table
+from prm_data.shard_keys import ShardKeys
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "warehouse"
 QUERIES_DIR = SQL_DIR / "queries"
@@ -162,17 +163,17 @@ class ProcessDatabase:
 
 _DATABASES: dict[tuple[int, str], ProcessDatabase] = {}
 _DATABASES_LOCK = threading.Lock()
-_KEY_INDEXES: dict[tuple[str, str, str | None, str], dict[Path, tuple[tuple, frozenset]]] = {}
-_KEY_INDEXES_KEPT = 8  # (table, run, column) indexes a process keeps; a run needs one or two
+_KEY_INDEXES: dict[tuple[str, str, str | None, str], ShardKeys] = {}
+_KEY_INDEXES_KEPT = 8  # (table, run, column) indexes a process keeps; a run needs a few
 
 
-def _key_index(warehouse: "Warehouse", table: str, run_id: str | None, column: str) -> dict:
-    """Shard path -> (file stamp, keys it holds) for one run's shards of a table (see read_keyed)."""
+def _key_index(warehouse: "Warehouse", table: str, run_id: str | None, column: str) -> ShardKeys:
+    """Which of one run's (None: every run's) shards of a table hold which keys (see read_keyed)."""
     key = (str(warehouse.root), table, run_id, column)
     with _DATABASES_LOCK:
         index = _KEY_INDEXES.pop(key, None)
         if index is None:
-            index = {}
+            index = ShardKeys(column)
             while len(_KEY_INDEXES) >= _KEY_INDEXES_KEPT:
                 _KEY_INDEXES.pop(next(iter(_KEY_INDEXES)))  # the least recently used
         _KEY_INDEXES[key] = index  # now the most recently used
@@ -388,28 +389,18 @@ class Warehouse:
         Only the shards that hold one of the keys are scanned. Which keys a shard holds is
         learnt once per shard and process (reading that one column; re-read when the file
         is replaced), so looking up every shard of a run costs one pass over the run in
-        all, not a scan of the whole run per lookup.
+        all, not a scan of the whole run per lookup (prm_data/shard_keys.py).
         """
         wanted = set(keys)
         if not wanted:
             return schema_for(table).empty_table()
-        index = _key_index(self, table, run_id, column)
-        holding = []
-        for path in self.run_files(table, run_id):
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                continue  # removed since the listing
-            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-            known = index.get(path)
-            if known is None or known[0] != stamp:
-                try:
-                    found = pq.read_table(path, columns=[column]).column(0).to_pylist()
-                except FileNotFoundError:
-                    continue
-                known = index[path] = (stamp, frozenset(found))
-            if not wanted.isdisjoint(known[1]):
-                holding.append(path)
+        table_dir = self.shard_path(table, run_id or "any", "any").parents[1]  # checks the names
+        if run_id is not None:
+            folders = [str(table_dir / f"run_id={run_id}")]
+        else:
+            with os.scandir(table_dir) as entries:
+                folders = [e.path for e in entries if e.name.startswith("run_id=") and e.is_dir()]
+        holding = [Path(p) for p in _key_index(self, table, run_id, column).holding(folders, wanted)]
         if run_id is None:
             return self.read_files(table, holding, f"list_contains(?::VARCHAR[], {column})", [sorted(wanted)])
         return self.read_files(table, holding, f"run_id = ? AND list_contains(?::VARCHAR[], {column})",
