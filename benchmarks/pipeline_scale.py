@@ -15,7 +15,9 @@ problems as it would on a fresh warehouse, while every view, glob and cache sees
 warehouse with as many shards, rows and stored answers as that history would leave.
 
 Printed per measurement: step labels, wall seconds and CPU seconds (user + sys of
-the run's process) per step label, peak RSS, and seconds per stage. With
+the run's process) per step label, peak RSS, seconds per stage, and the peak RSS
+while each stage ran (sampled every 50 ms; `close_run`: the summary, report plots
+and runs row after the last stage). With
 `--code main=DIR` (a checkout of another commit, e.g. a `git worktree` of main),
 every measurement is made with that code too, in the same way; `--merge A.json B.json`
 prints the results of separate invocations side by side. The machine these figures come from is shared: CPU
@@ -42,22 +44,45 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 GOALS = {"1200_vs_240": 1.15, "12000_vs_240": 1.3, "history_vs_empty": 1.2, "peak_rss_mb_12000": 1024}
 
-# Runs in the measured process: one serial run, then what it cost (JSON on the last line).
+# Runs in the measured process: one serial run, then what it cost (JSON on the last line). A thread
+# reads the RSS every 50 ms and keeps its peak per stage (and for closing the run), where the
+# serial runner lets it see which stage runs.
 CHILD = """
-import json, resource, sys, time
+import json, resource, sys, threading, time
 from prm_data.config import RunConfig
-from prm_data.pipeline.serial import run_serial
+import prm_data.pipeline.serial as serial
 from prm_data.warehouse import Warehouse
+running, peaks = ["start"], {}
+def sample():
+    while True:
+        with open("/proc/self/status") as fh:
+            rss = next(int(l.split()[1]) / 1024 for l in fh if l.startswith("VmRSS"))
+        peaks[running[0]] = max(peaks.get(running[0], 0), rss)
+        time.sleep(0.05)
+def tagged(name_of, function):
+    def run(*args, **kwargs):
+        before, running[0] = running[0], name_of(*args)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            running[0] = before
+    return run
+if hasattr(serial, "call"):
+    serial.call = tagged(lambda stage, *a: stage.name, serial.call)
+if hasattr(serial, "close_run"):
+    serial.close_run = tagged(lambda *a: "close_run", serial.close_run)
+threading.Thread(target=sample, daemon=True).start()
 config = RunConfig.from_yaml(sys.argv[1])
 t0 = time.perf_counter()
-summary = run_serial(config)
+summary = serial.run_serial(config)
 wall = time.perf_counter() - t0
 usage = resource.getrusage(resource.RUSAGE_SELF)
 run_id = summary.get("run_id") or Warehouse(config.warehouse).rows(
     "SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1")[0]["run_id"]
 labels = Warehouse(config.warehouse).scalar("SELECT count(*) FROM step_labels WHERE run_id = ?", [run_id])
 print(json.dumps({"run_id": run_id, "step_labels": labels, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
-                  "peak_rss_mb": usage.ru_maxrss / 1024, "stages_s": summary.get("timings") or {}}))
+                  "peak_rss_mb": usage.ru_maxrss / 1024, "stages_s": summary.get("timings") or {},
+                  "stage_peak_rss_mb": {k: round(v) for k, v in peaks.items() if k != "start"}}))
 """
 
 
@@ -171,12 +196,13 @@ def run(sizes: list[int], history: int, history_size: int, codes: dict[str, Path
 
 def table(results: dict) -> str:
     lines = ["| code | problems | earlier labels | step labels | wall ms/label | CPU ms/label | peak RSS MB | "
-             "slowest stages (s) |", "|---|---|---|---|---|---|---|---|"]
+             "slowest stages (s) | peak RSS by stage (MB) |", "|---|---|---|---|---|---|---|---|---|"]
 
     def row(name, n, earlier, r):
         stages = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["stages_s"].items(), key=lambda kv: -kv[1])[:4])
+        memory = ", ".join(f"{k} {v}" for k, v in (r.get("stage_peak_rss_mb") or {}).items())
         lines.append(f"| {name} | {n} | {earlier} | {r['step_labels']:,} | {r['ms_per_label']:.3f} | "
-                     f"{r['cpu_ms_per_label']:.3f} | {r['peak_rss_mb']:.0f} | {stages} |")
+                     f"{r['cpu_ms_per_label']:.3f} | {r['peak_rss_mb']:.0f} | {stages} | {memory} |")
 
     for n, by_code in results["sizes"].items():
         for name, r in by_code.items():
