@@ -211,13 +211,20 @@ def _rollouts(count: int, cancel_rate: float) -> tuple[list[RolloutSteps], dict]
         "right_answer_with_an_error": sum(r.is_correct and r.true_first_error != -1 for r in rollouts)}
 
 
-def run(quick: bool = False, out_dir: Path | None = None, sweep: bool = True) -> dict:
-    """Run the benchmark; writes the JSON and the PNG (to `out_dir`) and returns the results."""
+def run(quick: bool = False, out_dir: Path | None = None, sweep: bool = True,
+        only: list[str] | None = None) -> dict:
+    """Run the benchmark; writes the JSON and the PNG (to `out_dir`) and returns the results.
+
+    `only`: run just these settings (names of SETTINGS; "default" is always run).
+    """
+    unknown = set(only or ()) - set(SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(SETTINGS)}")
     count, seeds, sweep_seeds = (12, [0], [0]) if quick else (40, [0, 1], [0])
     worlds: dict[float, tuple] = {}
     settings = {}
     for name, (axis, cancel, completer, every_method) in SETTINGS.items():
-        if not sweep and not every_method:
+        if (not sweep and not every_method) or (only is not None and name not in {"default", *only}):
             continue
         if cancel not in worlds:
             worlds[cancel] = _rollouts(count, cancel)
@@ -257,7 +264,8 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     settings = {n: s for n, s in results["settings"].items() if SETTINGS[n][3]}
-    fig, axes = plt.subplots(1, len(settings), figsize=(6.5 * len(settings), 5.8), sharey=True)
+    fig, axes = plt.subplots(1, len(settings), figsize=(6.5 * len(settings), 5.8), sharey=True, squeeze=False)
+    axes = axes[0]
     colors = plt.get_cmap("tab20").colors
     for ax, (name, setting) in zip(axes, settings.items()):
         for i, (method, m) in enumerate(setting["methods"].items()):

@@ -129,6 +129,13 @@ class ExportStageConfig(BaseModel):
         if self.scope == "run" and self.options.run_id is not None:
             raise ValueError("export.options.run_id picks a run out of the whole warehouse: it needs "
                              "export.scope: warehouse (scope `run` exports the run itself)")
+        if self.push_to_hub and "scope" not in self.model_fields_set:
+            # a push replaces the repo's dataset: with the default scope each night's push would drop
+            # every earlier night from the Hub, so the choice is the user's to state
+            raise ValueError(f"export.push_to_hub ({self.push_to_hub}) needs export.scope stated: `warehouse` "
+                             "pushes every run's labels (the repo holds the whole dataset; the export reads "
+                             "the whole warehouse every night), `run` pushes this run's only (each push "
+                             "replaces the repo's dataset with the newest night)")
         return self
 
 

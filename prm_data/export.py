@@ -1,6 +1,6 @@
 """Export the warehouse's final labels as Hugging Face datasets: a local folder or the Hub.
 
-Three formats, one SQL query each in `warehouse/queries/`:
+Three formats, from the SQL in `warehouse/queries/`:
 
 - `stepwise`: TRL's stepwise supervision (`prompt`, `completions`, `labels`), the
   format `PRMTrainer` reads (Lightman et al., 2023; Wang et al., 2024, Math-Shepherd),
@@ -9,7 +9,8 @@ Three formats, one SQL query each in `warehouse/queries/`:
 - `pairs`: step preference pairs from sibling nodes of the prefix trees, for
   Step-DPO (Lai et al., 2024): `prompt` (question + shared prefix), `chosen`, `rejected`;
 - `processbench`: a ProcessBench-style evaluation set (Zheng et al., 2024):
-  `problem`, `steps`, `label` = index of the earliest wrong step or -1.
+  `problem`, `steps`, `label` = index of the earliest wrong step or -1, its steps
+  put in order with numpy (prm_data/exports/processbench.py).
 
 Three more, built from the stepwise rows when asked for in `formats`
 (prm_data/exports/formats.py): `rl_rewards` (transformed step rewards at step
@@ -47,6 +48,7 @@ from datasets.table import InMemoryTable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from prm_data.exports import formats as trainer_formats
+from prm_data.exports.processbench import build_processbench_rows
 from prm_data.schema import TABLES
 from prm_data.steps import POLICIES, join_steps
 from prm_data.stepwise_rows import backfill_stepwise_rows
@@ -212,7 +214,9 @@ def split_of(problem_id: str, test_fraction: float, salt: str = "prm-data-split-
 
 def _query(warehouse: Warehouse, fmt: str, config: ExportConfig) -> pa.Table:
     """One format's rows as an Arrow table with the columns of `FEATURES[fmt]`, in the query's order."""
-    if fmt != "pairs":
+    if fmt == "processbench":
+        table = build_processbench_rows(warehouse, config.policy, config.run_id)
+    elif fmt != "pairs":
         table = warehouse.query(load_query(f"export_{fmt}"), {"policy": config.policy, "run_id": config.run_id})
     else:
         table = warehouse.query(load_query("export_pairs"), {

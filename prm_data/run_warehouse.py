@@ -3,7 +3,7 @@
 The warehouse's views are globs over every run's shards, so a query about one run
 (`... WHERE run_id = ?`) still opens the footer of every shard ever written: the
 run summary, its report plots and the quality checks took 35 s on a warehouse of
-1M earlier step labels, against under 2 s on an empty one. `Warehouse.for_run(run_id)`
+1M earlier step labels, against under 2 s on an empty one. `for_run(warehouse, run_id)`
 returns a `RunWarehouse`: the same methods and the same view names, but each view
 of a per-run table reads only the run's folder (`tables/<table>/run_id=<run>/`),
 and the shared tables (`prm_data.schema.SHARED_TABLES`: problems) stay whole. The
@@ -45,9 +45,6 @@ class RunWarehouse(Warehouse):
         self.run_id = run_id
         self.schema = "run_" + hashlib.sha256(run_id.encode()).hexdigest()[:16]
         self._states: dict[str, str] = {}  # table -> its shards' state when the views are (re)made
-
-    def for_run(self, run_id: str) -> Warehouse:
-        return self if run_id == self.run_id else RunWarehouse(self.root, run_id)
 
     def _run_folder(self, table: str):
         return self.tables_dir / table / f"run_id={self.run_id}"
@@ -123,3 +120,12 @@ class RunWarehouse(Warehouse):
 
     def readable_views_file(self):
         return Warehouse(self.root).readable_views_file()
+
+
+def for_run(warehouse: Warehouse, run_id: str) -> RunWarehouse:
+    """`warehouse` as run `run_id` sees its own work: the same methods, but every view of a per-run
+    table holds only that run's shards (the shared tables, `problems`, stay whole), so what a query
+    costs grows with the run, not with the runs before it (issue 21)."""
+    if isinstance(warehouse, RunWarehouse) and warehouse.run_id == run_id:
+        return warehouse
+    return RunWarehouse(warehouse.root, run_id)

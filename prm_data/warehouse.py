@@ -334,14 +334,6 @@ class Warehouse:
                 db.views_made = True
         return db.con.cursor()
 
-    def for_run(self, run_id: str) -> "Warehouse":
-        """This warehouse as run `run_id` sees its own work: the same methods, but every view of a
-        per-run table holds only that run's shards (the shared tables, `problems`, stay whole), so
-        what a query costs grows with the run, not with the runs before it (issue 21)."""
-        from prm_data.run_warehouse import RunWarehouse
-
-        return RunWarehouse(self.root, run_id)
-
     def query(self, sql: str, params: Sequence | dict | None = None, views: bool = True) -> pa.Table:
         """Run a query (parameterized with `?` or `$name`) and return an Arrow table; `views=False`: on a
         connection without the views (a query that names its files), which never has to make them."""

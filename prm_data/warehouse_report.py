@@ -15,7 +15,9 @@ with the numbers behind every plot:
 - `cost_per_kept_step.png`: tokens paid (the runs' cost tables) per kept final step, per
   run in start order, and accumulated over the nights.
 
-Legends sit right of the axes, where they never cover a bar.
+Legends sit right of the axes, where they never cover a bar; `report_figures`
+returns the laid-out figures, which tests/test_report_legends.py draws to check
+that no legend's box overlaps a bar's and that every legend is inside its figure.
 """
 
 from __future__ import annotations
@@ -39,11 +41,17 @@ def legend_outside(ax) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
 
 
-def _save(fig, path: Path) -> str:
-    fig.tight_layout()
+def save_figure(fig, path: Path) -> str:
+    """Write a laid-out figure as PNG and free it."""
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path)
+
+
+def laid_out(fig):
+    """The figure after tight_layout, as it will be saved."""
+    fig.tight_layout()  # legends outside the axes are part of the layout: tight_layout keeps them in the figure
+    return fig
 
 
 def _empty(ax, what: str) -> None:
@@ -158,8 +166,18 @@ def write_warehouse_report(warehouse: Warehouse, out_dir: str | Path, rollout_id
     data = report_data(warehouse, rollout_ids)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths = [save_figure(fig, out / f"{name}.png") for name, fig in report_figures(data).items()]
+    (out / "report.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    paths.append(str(out / "report.json"))
+    return paths
 
+
+def report_figures(data: dict) -> dict:
+    """One laid-out matplotlib Figure per plot of `report_data(...)`, by file name (without .png)."""
+    return {name: laid_out(draw(data)) for name, draw in PLOTS.items()}
+
+
+def _label_balance_by_step(data: dict):
     fig, ax = plt.subplots(figsize=(8, 4))
     if data["label_balance_by_step"]:
         b = data["label_balance_by_step"]
@@ -174,8 +192,10 @@ def write_warehouse_report(warehouse: Warehouse, out_dir: str | Path, rollout_id
     else:
         _empty(ax, "kept final labels")
     ax.set_title("Label balance by step index")
-    paths.append(_save(fig, out / "label_balance_by_step.png"))
+    return fig
 
+
+def _steps_per_rollout(data: dict):
     fig, ax = plt.subplots(figsize=(7, 4))
     if data["steps_per_rollout"]:
         ax.bar([r["num_steps"] for r in data["steps_per_rollout"]], [r["rollouts"] for r in data["steps_per_rollout"]],
@@ -185,8 +205,10 @@ def write_warehouse_report(warehouse: Warehouse, out_dir: str | Path, rollout_id
     else:
         _empty(ax, "rollouts")
     ax.set_title("Steps per rollout")
-    paths.append(_save(fig, out / "steps_per_rollout.png"))
+    return fig
 
+
+def _first_error_positions(data: dict):
     fig, ax = plt.subplots(figsize=(8, 4))
     if data["first_error_positions"]:
         labelers = sorted({r["labeler"] for r in data["first_error_positions"]})
@@ -203,8 +225,10 @@ def write_warehouse_report(warehouse: Warehouse, out_dir: str | Path, rollout_id
     else:
         _empty(ax, "labeled rollouts")
     ax.set_title("First-error positions per labeler")
-    paths.append(_save(fig, out / "first_error_positions.png"))
+    return fig
 
+
+def _agreement_kappa(data: dict):
     fig, ax = plt.subplots(figsize=(8, 4))
     if data["agreement"]:
         pairs = data["agreement"]
@@ -220,8 +244,10 @@ def write_warehouse_report(warehouse: Warehouse, out_dir: str | Path, rollout_id
     else:
         _empty(ax, "steps labeled by two labelers")
     ax.set_title("Agreement between labelers (hard labels)")
-    paths.append(_save(fig, out / "agreement_kappa.png"))
+    return fig
 
+
+def _calibration_plot(data: dict):
     fig, ax = plt.subplots(figsize=(7, 5))
     bins = data["calibration"]["bins"]
     if bins:
@@ -235,8 +261,10 @@ def write_warehouse_report(warehouse: Warehouse, out_dir: str | Path, rollout_id
     else:
         _empty(ax, "reference labels (true_first_error) to calibrate against")
     ax.set_title("Calibration against the reference")
-    paths.append(_save(fig, out / "calibration.png"))
+    return fig
 
+
+def _cost_per_kept_step(data: dict):
     fig, ax = plt.subplots(figsize=(8, 4))
     cost = [c for c in data["cost_per_kept_step"] if c["tokens_per_kept_step"] is not None]
     if cost:
@@ -250,11 +278,12 @@ def write_warehouse_report(warehouse: Warehouse, out_dir: str | Path, rollout_id
     else:
         _empty(ax, "runs with a cost table and kept steps")
     ax.set_title("Cost per kept step, night by night")
-    paths.append(_save(fig, out / "cost_per_kept_step.png"))
+    return fig
 
-    (out / "report.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
-    paths.append(str(out / "report.json"))
-    return paths
+
+PLOTS = {"label_balance_by_step": _label_balance_by_step, "steps_per_rollout": _steps_per_rollout,
+         "first_error_positions": _first_error_positions, "agreement_kappa": _agreement_kappa,
+         "calibration": _calibration_plot, "cost_per_kept_step": _cost_per_kept_step}
 
 
 def export_rollout_ids(export_dir: str | Path) -> list[str]:

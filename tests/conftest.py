@@ -16,6 +16,14 @@ import tempfile
 
 import pytest
 
+# Under pytest-xdist (`-n N`) each worker, and every process it starts, gets its share of the cores:
+# torch's default of one thread per core in each of N workers oversubscribes them (a training test
+# took many times longer). Set before anything imports torch.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
 _PREFECT_HOME = tempfile.mkdtemp(prefix="prm-data-test-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 atexit.register(shutil.rmtree, _PREFECT_HOME, True)

@@ -20,11 +20,13 @@ from prm_data.warehouse import Warehouse
 REPO = Path(__file__).resolve().parents[1]
 
 
-def build_sim_warehouse(root: Path, problems: int = 10, rollouts: int = 4) -> Warehouse:
+def build_sim_warehouse(root: Path, problems: int = 10, rollouts: int = 4,
+                        labelers: tuple[str, ...] = ("mc_value", "tool_verify", "judge_vote")) -> Warehouse:
+    """`labelers`: a subset of configs/sim.yaml's (mc_value, omega_prm, progress, tool_verify, judge_vote, rubric)."""
     config = yaml.safe_load((REPO / "configs" / "sim.yaml").read_text())
     config["problems"]["source"] = f"bank:{problems}:3:0"
     config["rollouts"]["n"] = rollouts
-    config["labeling"]["labelers"] = ["mc_value", "tool_verify", "judge_vote"]
+    config["labeling"]["labelers"] = list(labelers)
     config["labeling"]["mc_value"]["k"] = 4
     config["labeling"]["judge_vote"]["judges"][0]["samples"] = 3
     config["export"] = {"enabled": False}

@@ -23,7 +23,7 @@ from prm_data.llm.types import Sample
 from prm_data.warehouse import Warehouse
 
 PROCESSES, THREADS, FLUSHERS, PUTS = 4, 6, 2, 100
-REPETITIONS = 20
+REPETITIONS = int(os.environ.get("PRM_DATA_STRESS_REPETITIONS", "6"))  # CI: 6; raise it to hunt a rare race
 OPENERS, OPEN_CYCLES = 6, 40
 
 

@@ -22,9 +22,10 @@ from prm_data.sources.bank import generate_bank
 
 pytestmark = pytest.mark.network
 
-# Timeouts: long enough that no answered request is given up on, even on a busy 2-core machine
-# (an answer the client stopped waiting for would be asked again); the faulty ones hold 3 s.
-TIMEOUT_S, HOLD_S = 2.0, 3.0
+# Timeouts: long enough that no answered request is given up on, even on a 2-core machine running
+# two test workers (an answer the client stopped waiting for would be asked again: 2 s was too short
+# there); the faulty ones hold longer than the client waits.
+TIMEOUT_S, HOLD_S = 6.0, 7.0
 FAST_RETRIES = dict(base_delay_s=0.01, max_delay_s=0.1, timeout_s=TIMEOUT_S)
 
 

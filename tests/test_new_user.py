@@ -264,3 +264,88 @@ def test_report_of_an_export_covers_only_its_rollouts(home):
     ids = {r for f in (home / "exports/v1").glob("*/*.parquet") if f.parent.name in ("stepwise", "processbench")
            for r in pq.read_table(f, columns=["rollout_id"]).column("rollout_id").to_pylist()}
     assert sum(r["rollouts"] for r in data["steps_per_rollout"]) == len(ids)
+
+
+# ------------------------------------------------------------------ the README's export, train and eval commands
+def bash_block(doc: str, heading: str) -> list[str]:
+    """The commands of the first bash block under `## heading` in `doc` (continued lines joined), as written."""
+    section = (ROOT / doc).read_text().split(f"\n## {heading}\n", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1).replace("\\\n", " ")
+    return [line for line in block.splitlines() if line.strip()]
+
+
+UPLOAD_MODEL = """
+import sys
+from huggingface_hub import HfApi
+HfApi().create_repo(sys.argv[1], exist_ok=True)
+HfApi().upload_folder(repo_id=sys.argv[1], folder_path=sys.argv[2])
+"""
+
+
+@pytest.mark.network
+def test_the_readme_export_train_and_eval_commands_run_as_written_against_a_hub_on_localhost(home, tmp_path):
+    """Every line of the README's "Export, train, evaluate", then docs/training.md's "Evaluate", typed in a clone
+    (`.venv/bin/prm-data`, `configs/`, the default warehouse, the user's ProcessBench-style files) with HF_ENDPOINT
+    on a Hub server on 127.0.0.1 (tests/hub_server.py) that serves the offline test model under the base model id
+    the README names and takes the README's push. Not run: docs/training.md's 2000-step and multi-GPU commands."""
+    import os
+
+    from hub_server import HubServer
+    from test_hub_push import TOKEN
+
+    from prm_data.train.tiny import make_tiny_model
+
+    readme = bash_block("README.md", "Export, train, evaluate")
+    docs = bash_block("docs/training.md", "Evaluate")
+    base_model = re.search(r" train .*--model (\S+)", "\n".join(readme)).group(1)
+    dataset_repo = re.search(r"--push-to-hub (\S+)", "\n".join(readme)).group(1)
+    clone = tmp_path / "clone"  # what the relative paths assume: the repository root, after `prm-data run`
+    (clone / ".venv/bin").mkdir(parents=True)
+    (clone / ".venv/bin/prm-data").symlink_to(CLI)
+    shutil.copytree(home / "wh", clone / "warehouse/data")
+    shutil.copytree(ROOT / "configs", clone / "configs")
+    outside = "".join(json.dumps(r) + "\n" for r in outside_set(home, tmp_path, 12))
+    for name in ("processbench.jsonl", "processbench_gsm8k.jsonl"):  # the README's and the docs' file names
+        (clone / name).write_text(outside)
+    if not (home / "exports/v1/export.json").exists():
+        assert prm_data("--warehouse", "wh", "export", "--out", "exports/v1", cwd=home).returncode == 0
+    # what `prm-data train --tiny` writes (tokenizer, config, seeded random weights), smaller: a fast epoch
+    make_tiny_model(home / "exports/v1", tmp_path / "hub-model", vocab_size=300, hidden_size=16, num_layers=1,
+                    num_heads=2, with_weights=True)
+    with HubServer(token=TOKEN) as hub:
+        env = {**{k: v for k, v in os.environ.items() if k != "PRM_DATA_WAREHOUSE"},
+               "PATH": f"{clone / '.venv/bin'}{os.pathsep}{os.environ['PATH']}",  # docs/ type a bare `prm-data`
+               "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf"),
+               "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
+        upload = subprocess.run([sys.executable, "-c", UPLOAD_MODEL, base_model, str(tmp_path / "hub-model")],
+                                env=env, capture_output=True, text=True, timeout=300)
+        assert upload.returncode == 0, upload.stderr[-3000:]
+        done = {}
+        for line in readme + docs:
+            done[line] = subprocess.run(["bash", "-c", line], cwd=clone, env=env, capture_output=True, text=True,
+                                        timeout=600)
+            assert done[line].returncode == 0, (line, done[line].stdout[-2000:], done[line].stderr[-3000:])
+            assert "Traceback" not in done[line].stderr, line
+        pushed = hub.files(dataset_repo)
+        downloaded = {path for method, path in hub.requests if method == "GET" and "/resolve/" in path}
+    assert hub.repos[("dataset", dataset_repo)].private and "README.md" in pushed
+    assert any(p.startswith("stepwise/") and p.endswith(".parquet") for p in pushed)
+    assert any(re.fullmatch(rf"/{base_model}/resolve/\w+/model\.safetensors", p) for p in downloaded), downloaded
+
+    ckpt = clone / "checkpoints/prm"
+    metrics = json.loads((ckpt / "metrics.json").read_text())
+    assert metrics["steps"] > 0 and metrics["final_eval_loss"] is not None  # one epoch, evaluated on the test split
+    assert json.loads((ckpt / "train_config.json").read_text())["model"] == base_model
+    assert (ckpt / "model.safetensors").exists()
+    assert (ckpt / "tokenizer.json").read_text() == (tmp_path / "hub-model/tokenizer.json").read_text()
+    evaluated = Warehouse(clone / "warehouse/data").rows(
+        "SELECT benchmark, metric, threshold, evaluated FROM eval_results")
+    of_ckpt = {(r["benchmark"], r["metric"], r["threshold"]) for r in evaluated
+               if r["evaluated"].endswith("checkpoints/prm")}
+    assert {("processbench", "f1", 0.5), ("best_of_n", "accuracy@min", None)} <= of_ckpt  # README: defaults
+    assert {("processbench", "f1", t) for t in (0.3, 0.7)} <= of_ckpt  # docs: -t 0.3 -t 0.5 -t 0.7
+    assert (clone / "reports/eval.png").read_bytes()[:4] == b"\x89PNG"
+    for line, labelers in ((readme[-1], ("tool_verify", "judge_vote")),
+                           (docs[-1], ("tool_verify", "judge_vote", "mc_value"))):
+        for labeler in labelers:
+            assert re.search(rf"labeler:{labeler}: f1 = [\d.]+ \(n=12\)", done[line].stdout), done[line].stdout

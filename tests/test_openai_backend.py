@@ -67,7 +67,7 @@ def test_an_error_in_the_prefix_is_the_first_error_of_every_continuation(server,
 
 
 def test_requests_go_to_the_endpoint_with_fewest_outstanding():
-    slow_cfg = ServeSimConfig(latency_s=0.2, max_concurrency=2)
+    slow_cfg = ServeSimConfig(latency_s=0.6, max_concurrency=2)  # far slower than a busy machine makes the fast one
     with SimServer(slow_cfg) as slow, SimServer(ServeSimConfig(latency_s=0.01)) as fast:
         backend = OpenAIBackend("sim-policy", [slow.url, fast.url])
         reqs = [GenerationRequest(messages=(Message("user", PROBLEM.question),), seed=s) for s in range(60)]

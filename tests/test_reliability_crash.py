@@ -218,4 +218,4 @@ def test_an_uninterrupted_prefect_run_stores_every_answer_it_was_sent(tmp_path):
         assert wh.scalar("SELECT count(*) FROM llm_cache") == answered == wh.scalar(
             "SELECT count(DISTINCT request_key) FROM llm_cache") > 100
         assert wh.scalar("SELECT paid_requests FROM runs") == answered
-        assert_every_answer_kept_and_a_relabel_pays_nothing(server, tmp_path, root, env)
+        # the relabel served from the cache is checked once, after the killed run above (the harder case)

@@ -54,6 +54,14 @@ def test_the_nightly_export_is_the_runs_own_unless_every_run_is_asked_for():
         RunConfig.model_validate({"export": {"options": {"run_id": "night-3"}}})
 
 
+def test_a_hub_push_needs_its_scope_stated_so_a_default_never_shrinks_the_repo_to_one_night():
+    with pytest.raises(ValidationError, match=r"push_to_hub \(me/prm\) needs export.scope stated"):
+        RunConfig.model_validate({"export": {"push_to_hub": "me/prm"}})
+    for scope in ("run", "warehouse"):
+        stated = RunConfig.model_validate({"export": {"push_to_hub": "me/prm", "scope": scope}})
+        assert RunConfig.model_validate_json(stated.model_dump_json()).export.scope == scope  # as stored in runs
+
+
 def test_workers_paths_and_export_options_leave_the_labeling_version_alone():
     base = RunConfig()
     other = RunConfig.model_validate({"max_workers": 7, "reports_dir": "elsewhere", "task_runner": "dask",

@@ -229,7 +229,8 @@ def test_a_whole_run_with_a_hub_push_leaves_no_secret_anywhere(tmp_path):
     with HubServer(token=HF_TOKEN) as hub, SimServer(ServeSimConfig(api_key=API_KEY)) as sim:
         config = http_config(tmp_path / "night.yaml", sim.url, source="bank:4:2:3",
                              backend={"api_key_env": "PRM_SECURITY_API_KEY"},
-                             export={"out_dir": "exports/night", "push_to_hub": "tester/night"})
+                             export={"out_dir": "exports/night", "push_to_hub": "tester/night",
+                                     "scope": "run"})
         env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": HF_TOKEN, "PRM_SECURITY_API_KEY": API_KEY,
                "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf_home"), "HF_DEBUG": "1",
                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0"}

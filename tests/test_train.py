@@ -212,18 +212,72 @@ def test_training_evaluates_on_the_test_split_and_logs_lr_grad_norm_and_eval_los
     assert json.loads((root / "evald" / "metrics.json").read_text())["final_eval_loss"] == log[-1]["eval_loss"]
 
 
-def test_train_shows_a_progress_bar_and_refuses_a_tracker_that_is_not_installed(exported):
-    import importlib.util
-
+def test_train_shows_a_progress_bar(exported):
     _, export_dir, tiny, root = exported
-    runner = CliRunner()
-    trained = runner.invoke(app, ["train", "-d", str(export_dir), "-m", str(tiny), "--out", str(root / "bar"),
-                                  "--max-steps", "2", "--batch-size", "4"])
+    trained = CliRunner().invoke(app, ["train", "-d", str(export_dir), "-m", str(tiny), "--out", str(root / "bar"),
+                                       "--max-steps", "2", "--batch-size", "4"])
     assert trained.exit_code == 0, trained.output
     assert "train: 100%" in trained.output and "2/2" in trained.output
-    if importlib.util.find_spec("tensorboard") is None:
-        refused = runner.invoke(app, ["train", "-d", str(export_dir), "-m", str(tiny), "--out", str(root / "tb"),
-                                      "--set", "report_to=[tensorboard]"])
-        assert refused.exit_code == 1
-        assert "report_to tensorboard needs the package `tensorboard`: pip install tensorboard" in refused.output
-        assert not (root / "tb").exists()
+
+
+def test_a_tracker_whose_package_is_not_installed_is_refused_before_training(exported):
+    import importlib.util
+
+    from prm_data.train.loop import TRACKER_PACKAGES
+
+    _, export_dir, tiny, root = exported
+    missing = [name for name, packages in TRACKER_PACKAGES.items()
+               if all(importlib.util.find_spec(p) is None for p in packages)]
+    if not missing:
+        pytest.skip("every tracker accelerate knows is installed here")
+    refused = CliRunner().invoke(app, ["train", "-d", str(export_dir), "-m", str(tiny), "--out", str(root / "nope"),
+                                       "--set", f"report_to=[{missing[0]}]"])
+    assert refused.exit_code == 1
+    wanted = TRACKER_PACKAGES[missing[0]]
+    assert f"report_to {missing[0]} needs the package `{wanted[0]}`" in refused.output
+    assert f"pip install {wanted[0]}" in refused.output
+    assert not (root / "nope").exists()
+
+
+def tensorboard_scalars(logdir) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the TFRecord event files under `logdir`: tag -> [(step, value)], CRCs checked."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.record_writer import masked_crc32c
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(logdir.rglob("events.out.tfevents.*")):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):  # a record: u64 length, u32 masked crc of it, payload, u32 masked crc of that
+            header = data[pos:pos + 8]
+            (length,), (header_crc,) = struct.unpack("<Q", header), struct.unpack("<I", data[pos + 8:pos + 12])
+            payload = data[pos + 12:pos + 12 + length]
+            (payload_crc,) = struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])
+            assert masked_crc32c(header) == header_crc and masked_crc32c(payload) == payload_crc, path
+            pos += 16 + length
+            event = Event.FromString(payload)
+            for value in event.summary.value:
+                if value.WhichOneof("value") == "simple_value":
+                    scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_report_to_tensorboard_writes_loss_learning_rate_grad_norm_and_eval_loss_as_event_scalars(exported):
+    _, export_dir, tiny, root = exported
+    out = root / "tensorboard"
+    trained = CliRunner().invoke(app, ["train", "-d", str(export_dir), "-m", str(tiny), "--out", str(out),
+                                       "--max-steps", "4", "--batch-size", "4", "--lr", "3e-3",
+                                       "--set", "report_to=[tensorboard]", "--set", "eval_steps=2"])
+    assert trained.exit_code == 0, trained.output
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    expected = {"train/loss": [(e["step"], e["loss"]) for e in log],
+                "train/learning_rate": [(e["step"], e["learning_rate"]) for e in log],
+                "train/grad_norm": [(e["step"], e["grad_norm"]) for e in log],
+                "eval/loss": [(e["step"], e["eval_loss"]) for e in log if "eval_loss" in e]}
+    assert [step for step, _ in expected["eval/loss"]] == [2, 4]
+    scalars = tensorboard_scalars(out / "prm-data")  # accelerate's project folder is --out, the run "prm-data"
+    assert set(scalars) == set(expected)
+    for tag, points in expected.items():  # event files hold float32
+        assert [s for s, _ in scalars[tag]] == [s for s, _ in points], tag
+        assert [v for _, v in scalars[tag]] == pytest.approx([v for _, v in points], rel=1e-6), tag

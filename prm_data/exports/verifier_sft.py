@@ -10,7 +10,8 @@ verifier (what it checked, with the computed and claimed values), the gold label
 are the final labels of the `stepwise` export, and a candidate is kept only when it
 gives a verdict for every exported step and every verdict equals the final label.
 
-Candidates come from warehouse/queries/export_verifier_candidates.sql. Each kept
+Candidates come from warehouse/queries/export_verifier_candidates.sql (the judges) and
+export_verifier_tool_steps.sql (the tool verifier, lined up with the steps here). Each kept
 row is a chat conversation (`messages`: system, user, assistant) ready for SFT: the
 system and user text come from prompts/verifier_critique.v1.jinja, the assistant's
 critique has one paragraph per step ending in `The step is \\boxed{correct}.` or
@@ -24,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from prm_data.exports.latest_rows import latest_per_key
 from prm_data.exports.step_offsets import list_offsets
 from prm_data.prompts import render
 from prm_data.warehouse import Warehouse, load_query, retry_torn_reads
@@ -38,20 +40,52 @@ REASONS = ("kept", "no_verdict_for_a_step", "disagrees_with_final_labels", "same
 def candidates(warehouse: Warehouse, stepwise: pa.Table) -> pa.Table:
     """Every candidate critique of these stepwise rows (one per voting judgment and one per tool-checked
     rollout): `row` (its stepwise row), `critic`, `judgment_id`, `verdicts` and `notes` per exported step."""
+    num_steps = pc.list_value_length(stepwise["completions"])
+    offsets = np.r_[0, np.cumsum(np.asarray(num_steps.to_numpy(), np.int64))]
     con = warehouse.connect()
     try:
         con.register("stepwise_export", pa.table({
             "row": pa.array(np.arange(stepwise.num_rows), pa.int64()), "rollout_id": stepwise["rollout_id"],
-            "num_steps": pc.list_value_length(stepwise["completions"])}))
+            "num_steps": num_steps}))
+        sql = load_query("export_verifier_tool_steps")
+        tool = _tool_steps(retry_torn_reads(lambda: con.sql(sql).to_arrow_table()), offsets)
+        con.register("tool_notes", pa.table({"row": pa.array(np.arange(stepwise.num_rows), pa.int64()),
+                                             "notes": tool["notes"]}))
         sql = load_query("export_verifier_candidates")
-        table = retry_torn_reads(lambda: con.sql(sql).to_arrow_table())
+        judges = retry_torn_reads(lambda: con.sql(sql).to_arrow_table())
     finally:
         con.close()
-    steps, offsets = list_offsets(table["per_step"])
-    as_list = lambda field: pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),  # noqa: E731
+    steps, judge_offsets = list_offsets(judges["per_step"])
+    as_list = lambda field: pa.ListArray.from_arrays(pa.array(judge_offsets, pa.int32()),  # noqa: E731
                                                      pc.struct_field(steps, field))
-    return table.drop_columns(["per_step"]).append_column("verdicts", as_list("verdict")).append_column(
+    judges = judges.drop_columns(["per_step"]).append_column("verdicts", as_list("verdict")).append_column(
         "notes", as_list("note"))
+    checked = tool.filter(pc.greater(tool["checked_steps"], 0)).drop_columns(["checked_steps"])
+    return pa.concat_tables([judges, checked.select(judges.column_names).cast(judges.schema)])
+
+
+def _tool_steps(results: pa.Table, offsets: np.ndarray) -> pa.Table:
+    """The tool verifier's results (export_verifier_tool_steps.sql) lined up with every stepwise row's
+    exported steps: per row `verdicts` (NULL where it gave none), `notes` ('' where it checked nothing)
+    and `checked_steps`, the steps it labelled; where several runs labelled a step, the greatest run_id."""
+    rows = np.asarray(results["row"].to_numpy(), np.int64)
+    position = offsets[rows] + np.asarray(results["step_index"].to_numpy(), np.int64)  # in the flat steps
+    keep = latest_per_key(position, results["run_id"])
+    total, n = int(offsets[-1]), len(offsets) - 1
+    source = np.full(total, -1, np.int64)  # per exported step, its result's row in `results`, or -1
+    source[position[keep]] = keep
+    take = pa.array(source, mask=source < 0)
+    verdicts = results["verdict"].combine_chunks().take(take)
+    notes = pc.fill_null(results["checked"].combine_chunks().take(take), "")
+    offsets32 = pa.array(offsets, pa.int32())
+    return pa.table({
+        "row": pa.array(np.arange(n), pa.int64()),
+        "critic": pa.repeat(pa.scalar("tool_verify", pa.string()), n),
+        "judgment_id": pa.nulls(n, pa.string()),
+        "verdicts": pa.ListArray.from_arrays(offsets32, verdicts),
+        "notes": pa.ListArray.from_arrays(offsets32, notes),
+        "checked_steps": pa.array(np.bincount(rows[keep], minlength=n), pa.int64()),
+    })
 
 
 def _template() -> tuple[str, tuple[str, str, str]]:
@@ -91,7 +125,7 @@ def build_verifier_rows(warehouse: Warehouse, stepwise: pa.Table) -> tuple[pa.Ta
     kept = cands.filter(pa.array(reasons == 0)).sort_by(  # the query leaves rows unordered
         [("row", "ascending"), ("critic", "ascending"), ("judgment_id", "ascending")])
     kept, repeats = _drop_repeats(kept)
-    rows = stepwise.take(kept["row"])
+    rows = stepwise.select(["problem_id", "rollout_id", "prompt", "completions"]).take(kept["row"])
     system, (before, middle, after) = _template()
     steps_flat, offsets = list_offsets(rows["completions"])
     numbers, texts = _numbered(steps_flat, offsets)
@@ -163,8 +197,9 @@ def _first_false(verdicts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def _messages(system: str, user: pa.Array, assistant: pa.Array) -> pa.Array:
     """A list<struct<role, content>> column: system, user, assistant per row."""
     n = len(user)
-    contents = pa.concat_arrays([pa.repeat(pa.scalar(system, pa.string()), n), user, assistant])
-    order = np.stack([np.arange(n), np.arange(n) + n, np.arange(n) + 2 * n], axis=1).ravel()
-    roles = pa.array(np.tile(np.array(["system", "user", "assistant"], object), n), pa.string())
+    contents = pa.concat_arrays([pa.array([system], pa.string()), user, assistant])  # the system text once
+    row = np.arange(n)
+    order = np.stack([np.zeros(n, np.int64), row + 1, row + 1 + n], axis=1).ravel()
+    roles = pa.array(["system", "user", "assistant"], pa.string()).take(pa.array(np.tile(np.arange(3), n)))
     structs = pa.StructArray.from_arrays([roles, contents.take(pa.array(order))], fields=list(MESSAGE))
     return pa.ListArray.from_arrays(pa.array(np.arange(0, 3 * n + 1, 3), pa.int32()), structs)

@@ -9,6 +9,7 @@ from prm_data.filters import (balance_classes, drop_by_length, drop_duplicate_ro
                               drop_unparseable, mark_dropped, steps_by_rollout)
 from prm_data.pipeline.context import StageScope
 from prm_data.pipeline.inputs import shard_rollouts, shard_steps
+from prm_data.run_warehouse import for_run
 from prm_data.stepwise_rows import write_final_labels
 
 
@@ -58,7 +59,7 @@ def export_stage(scope: StageScope, export) -> dict:
         return {"skipped": "export disabled"}
     wh, options = scope.warehouse, export.options
     if export.scope == "run":
-        wh, options = wh.for_run(scope.run_id), options.model_copy(update={"run_id": scope.run_id})
+        wh, options = for_run(wh, scope.run_id), options.model_copy(update={"run_id": scope.run_id})
     try:
         result = run_export(wh, export.out_dir, options, push_to_hub=export.push_to_hub, private=export.private)
     except EmptyExport as exc:

@@ -1,4 +1,8 @@
-"""A run's report folder: PNG plots of label balance, first errors, MC values, agreement and cost."""
+"""A run's report folder: PNG plots of label balance, first errors, MC values, agreement and cost.
+
+`run_figures` builds the laid-out figures (tests/test_report_legends.py checks that no legend
+covers a bar), `write_report` saves them.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from prm_data.config import RunConfig  # noqa: E402
+from prm_data.run_warehouse import for_run  # noqa: E402
 from prm_data.warehouse import Warehouse  # noqa: E402
-from prm_data.warehouse_report import legend_outside  # noqa: E402
-
-
-def _save(fig, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+from prm_data.warehouse_report import laid_out, legend_outside, save_figure  # noqa: E402
 
 
 def _by_labeler(table: pa.Table, column: str) -> dict[str, np.ndarray]:
@@ -40,14 +38,22 @@ def _empty(ax, what: str) -> None:
 
 def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: list[dict] | None = None,
                  sanity: dict | None = None) -> list[str]:
-    """The run's PNGs; `agreement` is the run summary's labeler pairs (labeler_a < labeler_b, agreement),
-    `costs` its cost table (`prm_data.pipeline.summary.cost_table`: one row per purpose paid for),
-    `sanity` its check against exact arithmetic (`prm_data.sanity.arithmetic_sanity(...).to_dict()`)."""
-    wh = Warehouse(config.warehouse).for_run(run_id)  # reads this run's shards only (issue 21)
+    """The run's PNGs in `reports_dir/<run id>/`; see `run_figures` for the arguments."""
+    wh = for_run(Warehouse(config.warehouse), run_id)  # reads this run's shards only (issue 21)
+    figures = run_figures(wh, run_id, config.aggregate.policy, agreement, costs, sanity)
     out = Path(config.reports_dir) / run_id
     out.mkdir(parents=True, exist_ok=True)
+    return [save_figure(fig, out / f"{name}.png") for name, fig in figures.items()]
+
+
+def run_figures(wh: Warehouse, run_id: str, policy: str, agreement: list[dict], costs: list[dict] | None = None,
+                sanity: dict | None = None) -> dict:
+    """One laid-out Figure per plot of the run, by file name (without .png). `policy` is the run's aggregation
+    policy, `agreement` the run summary's labeler pairs (labeler_a < labeler_b, agreement), `costs` its cost
+    table (`prm_data.pipeline.summary.cost_table`: one row per purpose paid for), `sanity` its check against
+    exact arithmetic (`prm_data.sanity.arithmetic_sanity(...).to_dict()`)."""
     p = [run_id]
-    paths = []
+    figures = {}
 
     rows = wh.rows("SELECT labeler, sum(CASE WHEN hard_label THEN 1 ELSE 0 END) AS good, "
                    "sum(CASE WHEN hard_label = false THEN 1 ELSE 0 END) AS bad, "
@@ -56,7 +62,7 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: l
     fin = wh.rows("SELECT sum(CASE WHEN label THEN 1 ELSE 0 END) AS good, "
                   "sum(CASE WHEN NOT label THEN 1 ELSE 0 END) AS bad FROM final_labels WHERE run_id = ? AND kept", p)
     if fin and (fin[0]["good"] or fin[0]["bad"]):
-        rows.append({"labeler": f"final ({config.aggregate.policy})", "good": fin[0]["good"] or 0,
+        rows.append({"labeler": f"final ({policy})", "good": fin[0]["good"] or 0,
                      "bad": fin[0]["bad"] or 0, "abstain": 0})
     fig, ax = plt.subplots(figsize=(7, 4))
     if rows:
@@ -72,7 +78,7 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: l
     else:
         _empty(ax, "step labels")
     ax.set_title("Label balance per labeler")
-    paths.append(_save(fig, out / "label_balance.png"))
+    figures["label_balance"] = laid_out(fig)
 
     by = _by_labeler(wh.query("SELECT labeler, first_error_step FROM first_error WHERE rollout_id IN "
                               "(SELECT rollout_id FROM rollouts WHERE run_id = ?)", p), "first_error_step")
@@ -88,7 +94,7 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: l
     else:
         _empty(ax, "labeled rollouts")
     ax.set_title("First-error position")
-    paths.append(_save(fig, out / "first_error_hist.png"))
+    figures["first_error_hist"] = laid_out(fig)
 
     by = _by_labeler(wh.query("SELECT labeler, value FROM step_labels WHERE run_id = ? AND value IS NOT NULL "
                               "AND labeler IN ('mc_value', 'omega_prm', 'sibling', 'progress')", p), "value")
@@ -110,7 +116,7 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: l
         ax.set_ylabel("steps")
         legend_outside(ax)
         ax.set_title("Progress advantages")
-    paths.append(_save(fig, out / "mc_values.png"))
+    figures["mc_values"] = laid_out(fig)
 
     fig, ax = plt.subplots(figsize=(6, 5))
     if agreement:
@@ -130,7 +136,7 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: l
     else:
         _empty(ax, "overlapping labels")
     ax.set_title("Agreement between labelers (hard labels)")
-    paths.append(_save(fig, out / "label_agreement.png"))
+    figures["label_agreement"] = laid_out(fig)
 
     fig, ax = plt.subplots(figsize=(8, 4))
     if costs:
@@ -144,13 +150,13 @@ def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: l
     else:
         _empty(ax, "paid model calls")
     ax.set_title("Cost per purpose (every paid token in one bar)")
-    paths.append(_save(fig, out / "cost_per_labeler.png"))
+    figures["cost_per_labeler"] = laid_out(fig)
     if sanity is not None:
-        paths.append(_sanity_plot(sanity, out / "agreement_with_arithmetic.png"))
-    return paths
+        figures["agreement_with_arithmetic"] = laid_out(_sanity_plot(sanity))
+    return figures
 
 
-def _sanity_plot(sanity: dict, path: Path) -> str:
+def _sanity_plot(sanity: dict):
     """Each labeler's agreement with tool verification on the steps it fully checks; warnings as the title."""
     rows = sanity.get("labelers") or []
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -173,4 +179,4 @@ def _sanity_plot(sanity: dict, path: Path) -> str:
         ax.set_title("WARNING: " + warnings[0][:90] + "...", fontsize=9, color="#b00020")
     else:
         ax.set_title("Labelers against exact arithmetic")
-    return _save(fig, path)
+    return fig

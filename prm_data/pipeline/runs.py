@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from prm_data.config import RunConfig
 from prm_data.llm.cache import paid_by_run
 from prm_data.provenance import git_sha, package_versions
+from prm_data.run_warehouse import for_run
 from prm_data.warehouse import ProcessLock, Warehouse, WarehouseBusy
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -108,5 +109,5 @@ def write_run(config: RunConfig, run_id: str, status: str, started_at: datetime,
 
 
 def run_started_at(config: RunConfig, run_id: str) -> datetime | None:
-    rows = Warehouse(config.warehouse).for_run(run_id).rows("SELECT min(started_at) AS t FROM runs WHERE run_id = ?", [run_id])
+    rows = for_run(Warehouse(config.warehouse), run_id).rows("SELECT min(started_at) AS t FROM runs WHERE run_id = ?", [run_id])
     return rows[0]["t"] if rows and rows[0]["t"] is not None else None

@@ -56,6 +56,7 @@ class TrainConfig(BaseModel):
     eval_steps: int | None = Field(None, ge=1, description="Evaluate every this many optimizer steps; None = "
                                    "at every epoch's end and after the last step.")
     report_to: tuple[str, ...] = Field((), description="Experiment trackers, as transformers' `report_to`: "
-                                       "tensorboard, wandb, mlflow, ... (accelerate's trackers; the package must "
-                                       "be installed). The metrics always go to train_log.jsonl.")
+                                       "tensorboard (tensorboardX or tensorboard; event files in "
+                                       "output_dir/prm-data), wandb, mlflow, ... (accelerate's trackers; the "
+                                       "package must be installed). The metrics always go to train_log.jsonl.")
     progress_bar: bool = Field(True, description="Show a progress bar of the optimizer steps (main process).")

@@ -12,7 +12,9 @@ Written to `output_dir`: the model (LoRA merged into the weights) and tokenizer,
 loss, learning rate, gradient norm, and the eval loss on the test split where
 evaluated) and `metrics.json` (steps, tokens/s, peak GPU memory, wall time,
 final eval loss). A progress bar shows the steps; `report_to` sends the same
-metrics to tensorboard, wandb, ... through accelerate's trackers.
+metrics to tensorboard, wandb, ... through accelerate's trackers, with
+`output_dir` as the project folder (tensorboard: event files in
+`output_dir/prm-data/`), under transformers' names (`train/loss`, `eval/loss`).
 """
 
 from __future__ import annotations
@@ -78,16 +80,30 @@ def _tokenized(config: TrainConfig, tokenizer, accelerator):
     return tokenize(config.split), (tokenize(config.eval_split) if has_eval else None)
 
 
+# Each tracker accelerate knows, with the packages any one of which it can log through (first: the one to
+# suggest). tensorboard: accelerate's TensorBoardTracker takes torch.utils.tensorboard's SummaryWriter when
+# the `tensorboard` package is installed, else tensorboardX's, which writes the same event files.
+TRACKER_PACKAGES = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb",), "mlflow": ("mlflow",),
+                    "comet_ml": ("comet_ml",), "aim": ("aim",), "clearml": ("clearml",), "dvclive": ("dvclive",)}
+
+
 def _check_trackers(report_to: tuple[str, ...]) -> None:
     import importlib.util
 
-    packages = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
-                "aim": "aim", "clearml": "clearml", "dvclive": "dvclive"}
     for name in report_to:
-        if name not in packages:
-            raise ValueError(f"report_to {name!r} is not a tracker accelerate knows ({', '.join(packages)})")
-        if importlib.util.find_spec(packages[name]) is None:
-            raise ValueError(f"report_to {name} needs the package `{packages[name]}`: pip install {packages[name]}")
+        if name not in TRACKER_PACKAGES:
+            raise ValueError(f"report_to {name!r} is not a tracker accelerate knows ({', '.join(TRACKER_PACKAGES)})")
+        packages = TRACKER_PACKAGES[name]
+        if all(importlib.util.find_spec(p) is None for p in packages):
+            raise ValueError(f"report_to {name} needs the package {' or '.join(f'`{p}`' for p in packages)}: "
+                             f"pip install {packages[0]}")
+
+
+def tracker_metrics(entry: dict) -> dict:
+    """A train_log.jsonl entry under the names transformers' Trainer gives its trackers (`rewrite_logs`):
+    `train/loss`, `train/learning_rate`, `train/grad_norm`, `eval/loss`, so runs of both compare in one board."""
+    return {(f"eval/{k[len('eval_'):]}" if k.startswith("eval_") else f"train/{k}"): v
+            for k, v in entry.items() if k != "step" and v is not None}
 
 
 @torch.no_grad()
@@ -185,7 +201,7 @@ def train_prm(config: TrainConfig) -> TrainResult:
             bar.set_postfix(loss=f"{step_loss:.4f}", **({"eval_loss": f"{entry['eval_loss']:.4f}"}
                                                       if "eval_loss" in entry else {}))
             if config.report_to:
-                accelerator.log({k: v for k, v in entry.items() if k != "step" and v is not None}, step=result.steps)
+                accelerator.log(tracker_metrics(entry), step=result.steps)
             if accelerator.is_main_process and (result.steps % config.logging_steps == 0 or result.steps == total):
                 log.info("step %d/%d loss %.4f lr %.2e grad_norm %s%s", result.steps, total, step_loss,
                          entry["learning_rate"], entry["grad_norm"],
