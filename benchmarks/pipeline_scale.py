@@ -76,10 +76,15 @@ config = RunConfig.from_yaml(sys.argv[1])
 t0 = time.perf_counter()
 summary = serial.run_serial(config)
 wall = time.perf_counter() - t0
-usage = resource.getrusage(resource.RUSAGE_SELF)
+usage = resource.getrusage(resource.RUSAGE_SELF)  # before the counting below, which is not the run's
 run_id = summary.get("run_id") or Warehouse(config.warehouse).rows(
     "SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1")[0]["run_id"]
-labels = Warehouse(config.warehouse).scalar("SELECT count(*) FROM step_labels WHERE run_id = ?", [run_id])
+try:  # the run's own views: the views over every run would cost seconds and memory on a large warehouse
+    from prm_data.run_warehouse import for_run
+    own = for_run(Warehouse(config.warehouse), run_id)
+except ImportError:  # code from before for_run
+    own = Warehouse(config.warehouse)
+labels = own.scalar("SELECT count(*) FROM step_labels WHERE run_id = ?", [run_id])
 print(json.dumps({"run_id": run_id, "step_labels": labels, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
                   "peak_rss_mb": usage.ru_maxrss / 1024, "stages_s": summary.get("timings") or {},
                   "stage_peak_rss_mb": {k: round(v) for k, v in peaks.items() if k != "start"}}))
