@@ -14,15 +14,25 @@ request keys and labeling versions, so the new run selects and pays for all its
 problems as it would on a fresh warehouse, while every view, glob and cache sees a
 warehouse with as many shards, rows and stored answers as that history would leave.
 
+- with `--cache-answers N 10N`: the request cache alone (prm_data/llm/cache.py)
+  holding N and then 10N stored answers, opened in a fresh process: how long
+  opening it takes, how much the process's RSS grows by opening it and by 2,000
+  lookups (half stored, half not), and how long a lookup takes. The answers are
+  written straight into the store (random keys, texts of 100-600 characters,
+  like the sim's), not through a run, so 10M answers take minutes, not hours.
+
 Printed per measurement: step labels, wall seconds and CPU seconds (user + sys of
-the run's process) per step label, peak RSS, and seconds per stage. With
+the run's process) per step label, peak RSS, seconds per stage, and the peak RSS
+while each stage ran (sampled every 50 ms; `close_run`: the summary, report plots
+and runs row after the last stage). With
 `--code main=DIR` (a checkout of another commit, e.g. a `git worktree` of main),
 every measurement is made with that code too, in the same way; `--merge A.json B.json`
 prints the results of separate invocations side by side. The machine these figures come from is shared: CPU
 seconds per step label are the steadier figure; wall time follows the load.
 
 Run: `python benchmarks/pipeline_scale.py [--sizes 240 1200 12000] [--history 1000000]
-[--code new=. --code main=/tmp/old-main]`; writes benchmarks/results/pipeline_scale.json.
+[--cache-answers 100000 1000000] [--code new=. --code main=/tmp/old-main]`; writes
+benchmarks/results/pipeline_scale.json.
 """
 
 from __future__ import annotations
@@ -42,22 +52,50 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 GOALS = {"1200_vs_240": 1.15, "12000_vs_240": 1.3, "history_vs_empty": 1.2, "peak_rss_mb_12000": 1024}
 
-# Runs in the measured process: one serial run, then what it cost (JSON on the last line).
+# Runs in the measured process: one serial run, then what it cost (JSON on the last line). A thread
+# reads the RSS every 50 ms and keeps its peak per stage (and for closing the run), where the
+# serial runner lets it see which stage runs.
 CHILD = """
-import json, resource, sys, time
+import json, resource, sys, threading, time
 from prm_data.config import RunConfig
-from prm_data.pipeline.serial import run_serial
+import prm_data.pipeline.serial as serial
 from prm_data.warehouse import Warehouse
+running, peaks = ["start"], {}
+def sample():
+    while True:
+        with open("/proc/self/status") as fh:
+            rss = next(int(l.split()[1]) / 1024 for l in fh if l.startswith("VmRSS"))
+        peaks[running[0]] = max(peaks.get(running[0], 0), rss)
+        time.sleep(0.05)
+def tagged(name_of, function):
+    def run(*args, **kwargs):
+        before, running[0] = running[0], name_of(*args)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            running[0] = before
+    return run
+if hasattr(serial, "call"):
+    serial.call = tagged(lambda stage, *a: stage.name, serial.call)
+if hasattr(serial, "close_run"):
+    serial.close_run = tagged(lambda *a: "close_run", serial.close_run)
+threading.Thread(target=sample, daemon=True).start()
 config = RunConfig.from_yaml(sys.argv[1])
 t0 = time.perf_counter()
-summary = run_serial(config)
+summary = serial.run_serial(config)
 wall = time.perf_counter() - t0
-usage = resource.getrusage(resource.RUSAGE_SELF)
+usage = resource.getrusage(resource.RUSAGE_SELF)  # before the counting below, which is not the run's
 run_id = summary.get("run_id") or Warehouse(config.warehouse).rows(
     "SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1")[0]["run_id"]
-labels = Warehouse(config.warehouse).scalar("SELECT count(*) FROM step_labels WHERE run_id = ?", [run_id])
+try:  # the run's own views: the views over every run would cost seconds and memory on a large warehouse
+    from prm_data.run_warehouse import for_run
+    own = for_run(Warehouse(config.warehouse), run_id)
+except ImportError:  # code from before for_run
+    own = Warehouse(config.warehouse)
+labels = own.scalar("SELECT count(*) FROM step_labels WHERE run_id = ?", [run_id])
 print(json.dumps({"run_id": run_id, "step_labels": labels, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
-                  "peak_rss_mb": usage.ru_maxrss / 1024, "stages_s": summary.get("timings") or {}}))
+                  "peak_rss_mb": usage.ru_maxrss / 1024, "stages_s": summary.get("timings") or {},
+                  "stage_peak_rss_mb": {k: round(v) for k, v in peaks.items() if k != "start"}}))
 """
 
 
@@ -132,12 +170,81 @@ def _copy_answers_into_store(root: Path, code: Path) -> None:
                     "    Warehouse(sys.argv[1]).sync_views()", str(root)], env=env, cwd=root, check=True)
 
 
+# ------------------------------------------------------------ the request cache alone
+FILL = """
+import hashlib, json, random, sys
+from prm_data.llm import cache
+from prm_data.warehouse import Warehouse
+root, start, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+con = cache.connect_store(Warehouse(root), fsync=False)
+rng, words = random.Random(start), "the step adds so we get therefore answer is total of".split()
+def row(i):
+    text = " ".join(rng.choice(words) for _ in range(rng.randint(25, 120)))[:600]
+    return (hashlib.sha256(str(i).encode()).hexdigest(), f"earlier-{i // 100000:03d}", "fill", "sim", "sim-policy",
+            text, "stop", 200, len(text) // 4, 0.01, json.dumps({"true_first_error": i % 5}), "2026-12-01T00:00:00")
+con.execute("BEGIN")
+con.executemany(cache._INSERT, (row(i) for i in range(start, stop)))
+con.execute("COMMIT")
+con.close()
+"""
+OPEN = """
+import hashlib, json, random, sys, time
+def rss():
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) / 1024 for l in fh if l.startswith("VmRSS"))
+from prm_data.llm.cache import RequestCache
+from prm_data.warehouse import Warehouse
+root, stored = sys.argv[1], int(sys.argv[2])
+wh = Warehouse(root)
+before = rss()
+t0 = time.perf_counter()
+c = RequestCache(wh, "measured")
+open_s = time.perf_counter() - t0
+opened = rss()
+rng = random.Random(0)
+keys = [hashlib.sha256(str(rng.randrange(stored) if k % 2 else stored + k).encode()).hexdigest() for k in range(2000)]
+t0 = time.perf_counter()
+found = sum(c.get(k) is not None for k in keys)
+get_s = time.perf_counter() - t0
+print(json.dumps({"answers": stored, "open_ms": 1e3 * open_s, "rss_growth_open_mb": opened - before,
+                  "rss_growth_after_lookups_mb": rss() - before, "lookup_us": 1e6 * get_s / len(keys),
+                  "hits": found, "lookups": len(keys)}))
+"""
+
+
+def measure_cache(code: Path, folder: Path, counts: list[int]) -> list[dict]:
+    """Open the request cache of one warehouse as it grows to each of `counts` answers (see the docstring)."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    env.pop("PRM_DATA_WAREHOUSE", None)
+    root, stored, out = folder / "wh", 0, []
+    for n in sorted(counts):
+        for start in range(stored, n, 1_000_000):  # in pieces: one transaction of 10M rows is a large WAL
+            subprocess.run([sys.executable, "-c", FILL, str(root), str(start), str(min(n, start + 1_000_000))],
+                           env=env, cwd=folder, check=True)
+        stored = n
+        runs = [json.loads(subprocess.run([sys.executable, "-c", OPEN, str(root), str(n)], env=env, cwd=folder,
+                                          check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+                for _ in range(3)]
+        r = sorted(runs, key=lambda r: r["open_ms"])[1]  # the median open of three fresh processes
+        r["store_mb"] = sum(p.stat().st_size for p in root.glob("llm_cache.sqlite*")) / 2**20
+        out.append(r)
+        print(f"request cache with {n:,} answers ({r['store_mb']:.0f} MB): open {r['open_ms']:.1f} ms, "
+              f"+{r['rss_growth_open_mb']:.1f} MB RSS, lookup {r['lookup_us']:.0f} us, "
+              f"+{r['rss_growth_after_lookups_mb']:.1f} MB after {r['lookups']} lookups", flush=True)
+    return out
+
+
 # ------------------------------------------------------------------ driver
-def run(sizes: list[int], history: int, history_size: int, codes: dict[str, Path], keep: Path | None) -> dict:
+def run(sizes: list[int], history: int, history_size: int, codes: dict[str, Path], keep: Path | None,
+        cache_answers: list[int] = ()) -> dict:
     work = Path(keep or tempfile.mkdtemp(prefix="pipeline-scale-"))
     work.mkdir(parents=True, exist_ok=True)
-    results: dict = {"sizes": {}, "history": {}, "history_labels": None}
+    results: dict = {"sizes": {}, "history": {}, "history_labels": None, "cache": {}}
     try:
+        if cache_answers:
+            for name, code in codes.items():
+                (work / f"{name}-cache").mkdir()
+                results["cache"][name] = measure_cache(code, work / f"{name}-cache", cache_answers)
         for n in sizes:
             for name, code in codes.items():
                 folder = work / f"{name}-{n}"
@@ -171,18 +278,26 @@ def run(sizes: list[int], history: int, history_size: int, codes: dict[str, Path
 
 def table(results: dict) -> str:
     lines = ["| code | problems | earlier labels | step labels | wall ms/label | CPU ms/label | peak RSS MB | "
-             "slowest stages (s) |", "|---|---|---|---|---|---|---|---|"]
+             "slowest stages (s) | peak RSS by stage (MB) |", "|---|---|---|---|---|---|---|---|---|"]
 
     def row(name, n, earlier, r):
         stages = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["stages_s"].items(), key=lambda kv: -kv[1])[:4])
+        memory = ", ".join(f"{k} {v}" for k, v in (r.get("stage_peak_rss_mb") or {}).items())
         lines.append(f"| {name} | {n} | {earlier} | {r['step_labels']:,} | {r['ms_per_label']:.3f} | "
-                     f"{r['cpu_ms_per_label']:.3f} | {r['peak_rss_mb']:.0f} | {stages} |")
+                     f"{r['cpu_ms_per_label']:.3f} | {r['peak_rss_mb']:.0f} | {stages} | {memory} |")
 
     for n, by_code in results["sizes"].items():
         for name, r in by_code.items():
             row(name, n, 0, r)
     for name, r in results["history"].items():
         row(name, "history", f"{results['history_labels']:,}", r)
+    if any(results.get("cache", {}).values()):
+        lines += ["", "| code | stored answers | store MB | open ms | RSS growth by opening MB | lookup us | "
+                  "RSS growth after 2,000 lookups MB |", "|---|---|---|---|---|---|---|"]
+        for name, measured in results["cache"].items():
+            lines += [f"| {name} | {r['answers']:,} | {r['store_mb']:.0f} | {r['open_ms']:.1f} | "
+                      f"{r['rss_growth_open_mb']:.1f} | {r['lookup_us']:.0f} | {r['rss_growth_after_lookups_mb']:.1f} |"
+                      for r in measured]
     return "\n".join(lines)
 
 
@@ -198,20 +313,25 @@ def main() -> None:
     ap.add_argument("--merge", type=Path, nargs="*", default=None,
                     help="Only print the table of these results files together.")
     ap.add_argument("--keep", type=Path, default=None, help="Keep the warehouses in this folder.")
+    ap.add_argument("--cache-answers", type=int, nargs="*", default=[],
+                    help="Measure opening the request cache holding each of these numbers of answers.")
     args = ap.parse_args()
     if args.merge:
-        merged: dict = {"sizes": {}, "history": {}, "history_labels": None}
+        merged: dict = {"sizes": {}, "history": {}, "history_labels": None, "cache": {}}
         for path in args.merge:
             part = json.loads(path.read_text())
             for n, by_code in part["sizes"].items():
                 merged["sizes"].setdefault(n, {}).update(by_code)
             merged["history"].update(part["history"])
+            merged["cache"].update(part.get("cache") or {})
             merged["history_labels"] = part["history_labels"] or merged["history_labels"]
+        if "--out" in sys.argv:
+            args.out.write_text(json.dumps(merged, indent=2))
         print(table(merged))
         return
     codes = dict(c.split("=", 1) for c in args.code) if args.code else {"new": str(REPO)}
     results = run(args.sizes, args.history, args.history_size, {k: Path(v).resolve() for k, v in codes.items()},
-                  args.keep)
+                  args.keep, args.cache_answers)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(table(results))

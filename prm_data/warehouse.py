@@ -11,34 +11,30 @@ then `os.replace`d onto their final name, so a concurrent reader sees either
 the whole shard or none of it. Shard names are chosen by the writer, so a
 rerun that writes the same shard replaces it instead of duplicating rows.
 
-Atomic rename keeps every file whole, but a reader opens a Parquet file more
-than once per query (DuckDB reads the schema at bind time and the data at scan
-time through new handles; pyarrow does the same), so a shard *replaced* during
-a query is read half from each version and the query fails ("TProtocolException:
-Invalid data"). Appending new shards never does this; replacing one (a stage
-rerun) can, so every read here retries such a torn read (`retry_torn_reads`).
+Atomic rename keeps every file whole, but a shard *replaced* during a query can
+be read half from each version; every read here retries such a torn read
+(`retry_torn_reads`, prm_data/process_database.py).
 
 Two processes that must not interleave a check and a write (adding problems,
-working on one run) serialize on a `ProcessLock` under `locks/`.
+working on one run) serialize on a `ProcessLock` under `locks/`
+(prm_data/process_lock.py).
 
 The `.duckdb` file holds nothing but views (over `read_parquet` globs); it is
 rewritten (beside, then renamed) only when the views change, never opened for
 writing in place (prm_data/views_file.py). Everything inside the library queries
 through this process's one in-memory database carrying the same views, created
 once (on the first `connect()`: making them reads every shard's footer), and never
-holds a lock on the file. A run's own work reads through `for_run(run_id)`, whose
-views hold that run's shards only (prm_data/run_warehouse.py), or names its files
-(`read_files`, `read_keyed`), so its cost does not grow with earlier runs (issue 21).
+holds a lock on the file. A run's own work reads through `for_run(warehouse,
+run_id)`, whose views hold that run's shards only (prm_data/run_warehouse.py), or
+names its files (`read_files`, `read_keyed`), so its cost does not grow with
+earlier runs (issue 21).
 """
 
 from __future__ import annotations
 
 import glob
 import os
-import random
 import re
-import threading
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -47,16 +43,20 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# ProcessLock, WarehouseBusy, ProcessDatabase, process_database, retry_torn_reads and sql_literal are
+# importable from here as before they had modules of their own.
+from prm_data.process_database import ProcessDatabase, key_index, process_database, retry_torn_reads, sql_literal
+from prm_data.process_lock import ProcessLock, WarehouseBusy
 from prm_data.schema import TABLES, schema_for, to_table
 from prm_data.warehouse_root import is_object_url, local_root, parse_root
+
+__all__ = ["ProcessDatabase", "ProcessLock", "Warehouse", "WarehouseBusy", "default_root", "iter_batches",
+           "load_query", "process_database", "retry_torn_reads", "shard_name", "sql_literal"]
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "warehouse"
 QUERIES_DIR = SQL_DIR / "queries"
 _INCLUDE = re.compile(r"^--\s*include:\s*(\w+)\s*$", re.M)
 _SHARD_NAME = re.compile(r"^[A-Za-z0-9_.=-]{1,200}$")
-# What a query says when a shard was replaced or removed between its reads of the file.
-_TORN_READ = re.compile(r"TProtocolException|No magic bytes|too small to be a Parquet file|"
-                        r"Cannot open file \"[^\"]*\.parquet\"|No such file or directory")
 
 
 def load_query(name: str) -> str:
@@ -65,130 +65,9 @@ def load_query(name: str) -> str:
     return _INCLUDE.sub(lambda m: (QUERIES_DIR / f"{m.group(1)}.sql").read_text().strip(), sql)
 
 
-class WarehouseBusy(RuntimeError):
-    """Something in the warehouse (the .duckdb file, a lock) is held by another process for longer than we wait."""
-
-
-class ProcessLock:
-    """An exclusive `flock` on `<warehouse>/locks/<name>.lock`, held by one process at a time.
-
-    The kernel releases it when the holder exits or is killed, so a crashed
-    process never leaves a stale lock. The file says who holds it (pid, since).
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self, wait_s: float = 0.0) -> bool:
-        """Take the lock, waiting up to `wait_s`; False if another process still holds it."""
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    return False
-                time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
-
-    def holder(self) -> str:
-        try:
-            return self.path.read_text().strip() or "unknown"
-        except OSError:
-            return "unknown"
-
-    def __enter__(self) -> ProcessLock:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
 def default_root() -> Path | str:
     """PRM_DATA_WAREHOUSE or warehouse/data: a local Path, or an object-store URL (prm_data/storage/)."""
     return parse_root(os.environ.get("PRM_DATA_WAREHOUSE", "warehouse/data"))
-
-
-def retry_torn_reads(run, attempts: int = 20):
-    """`run()`, retried while it fails because a shard was replaced under the query (see above).
-
-    Jittered, capped backoff (at most ~3 s in all): a reader must not fall into step with a
-    writer that replaces the same shard over and over.
-    """
-    for attempt in range(attempts):
-        try:
-            return run()
-        except duckdb.Error as exc:
-            if attempt == attempts - 1 or not _TORN_READ.search(str(exc)):
-                raise
-            time.sleep(min(0.01 * 2**attempt, 0.2) * random.uniform(0.5, 1.5))
-
-
-def sql_literal(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-class ProcessDatabase:
-    """This process's one in-memory DuckDB database for a warehouse (see `process_database`).
-
-    `views_made`: whether the views over every run's shards exist yet (made on the first
-    `Warehouse.connect()`, not before: making them reads the footer of every shard, so a
-    process that reads only one run's shards never pays it); `run_schemas`: run id -> which
-    tables had shards of that run when its schema of views was made (`Warehouse.for_run`).
-    """
-
-    def __init__(self) -> None:
-        self.con = duckdb.connect(":memory:")
-        self.lock = threading.Lock()
-        self.views_made = False
-        self.run_schemas: dict[str, tuple[bool, ...]] = {}
-
-
-_DATABASES: dict[tuple[int, str], ProcessDatabase] = {}
-_DATABASES_LOCK = threading.Lock()
-_KEY_INDEXES: dict[tuple[str, str, str | None, str], dict[Path, tuple[tuple, frozenset]]] = {}
-_KEY_INDEXES_KEPT = 8  # (table, run, column) indexes a process keeps; a run needs one or two
-
-
-def _key_index(warehouse: "Warehouse", table: str, run_id: str | None, column: str) -> dict:
-    """Shard path -> (file stamp, keys it holds) for one run's shards of a table (see read_keyed)."""
-    key = (str(warehouse.root), table, run_id, column)
-    with _DATABASES_LOCK:
-        index = _KEY_INDEXES.pop(key, None)
-        if index is None:
-            index = {}
-            while len(_KEY_INDEXES) >= _KEY_INDEXES_KEPT:
-                _KEY_INDEXES.pop(next(iter(_KEY_INDEXES)))  # the least recently used
-        _KEY_INDEXES[key] = index  # now the most recently used
-        return index
-
-
-def process_database(warehouse: "Warehouse") -> ProcessDatabase:
-    """This process's in-memory database for the warehouse, created (bare) on first use.
-
-    Keyed by pid too: a forked child must not use its parent's database.
-    """
-    key = (os.getpid(), str(warehouse.root))
-    with _DATABASES_LOCK:
-        db = _DATABASES.get(key)
-        if db is None:
-            db = _DATABASES[key] = ProcessDatabase()
-        return db
 
 
 class Warehouse:
@@ -398,28 +277,18 @@ class Warehouse:
         Only the shards that hold one of the keys are scanned. Which keys a shard holds is
         learnt once per shard and process (reading that one column; re-read when the file
         is replaced), so looking up every shard of a run costs one pass over the run in
-        all, not a scan of the whole run per lookup.
+        all, not a scan of the whole run per lookup (prm_data/shard_keys.py).
         """
         wanted = set(keys)
         if not wanted:
             return schema_for(table).empty_table()
-        index = _key_index(self, table, run_id, column)
-        holding = []
-        for path in self.run_files(table, run_id):
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                continue  # removed since the listing
-            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-            known = index.get(path)
-            if known is None or known[0] != stamp:
-                try:
-                    found = pq.read_table(path, columns=[column]).column(0).to_pylist()
-                except FileNotFoundError:
-                    continue
-                known = index[path] = (stamp, frozenset(found))
-            if not wanted.isdisjoint(known[1]):
-                holding.append(path)
+        table_dir = self.shard_path(table, run_id or "any", "any").parents[1]  # checks the names
+        if run_id is not None:
+            folders = [str(table_dir / f"run_id={run_id}")]
+        else:
+            with os.scandir(table_dir) as entries:
+                folders = [e.path for e in entries if e.name.startswith("run_id=") and e.is_dir()]
+        holding = [Path(p) for p in key_index(self, table, run_id, column).holding(folders, wanted)]
         if run_id is None:
             return self.read_files(table, holding, f"list_contains(?::VARCHAR[], {column})", [sorted(wanted)])
         return self.read_files(table, holding, f"run_id = ? AND list_contains(?::VARCHAR[], {column})",

@@ -1,4 +1,4 @@
-"""One run's view of the warehouse (`Warehouse.for_run`): its own shards, every problem, nothing else."""
+"""One run's view of the warehouse (`for_run(warehouse, run_id)`): its own shards, every problem, nothing else."""
 
 from __future__ import annotations
 

@@ -180,7 +180,8 @@ def test_text_that_looks_like_sql_is_stored_verbatim(tmp_path):
 # Every f-string in the code that holds SQL, with what it interpolates and why that is safe.
 AUDITED_SQL = {
     ("prm_data/warehouse.py", ("name", "sql_literal(glob)")): "table names from schema.TABLES; a quoted path",
-    ("prm_data/run_warehouse.py", ("name", "paths")): "table names from schema.TABLES; quoted paths",
+    ("prm_data/run_warehouse.py", ("name", "paths", "union")):
+        "table names from schema.TABLES; quoted paths; 'true' or 'false'",
     ("prm_data/run_warehouse.py", ("self.schema",)): "'run_' and a hex digest of the run id",
     ("prm_data/warehouse.py", ("n",)): "view names read from duckdb_views()",
     ("prm_data/pipeline/summary.py", ("s['run_id']",)): "a query shown to the user, not executed",

@@ -39,9 +39,13 @@ from prm_data.storage import commit
 from prm_data.storage.duckdb_fs import read_only_filesystem
 from prm_data.storage.lease import Lease, precondition_failed
 from prm_data.storage.roots import filesystem, local_state_dir, strip
-from prm_data.warehouse import (ProcessLock, Warehouse, WarehouseBusy, _SHARD_NAME, _key_index,
-                                process_database, retry_torn_reads, sql_literal)
+from prm_data.warehouse import (ProcessLock, Warehouse, WarehouseBusy, _SHARD_NAME, process_database,
+                                retry_torn_reads, sql_literal)
 from prm_data.warehouse_root import object_url
+
+# (root, table, run, column) -> committed version -> the keys it holds (read_keyed); per process.
+_KEY_SETS: dict[tuple[str, str, str | None, str], dict] = {}
+_KEY_SETS_LOCK = threading.Lock()
 
 # Locks that guard this worker's own files (the request cache's SQLite store), not shared data.
 LOCAL_LOCKS = frozenset({"llm_cache_store", "llm_cache_export"})
@@ -196,13 +200,14 @@ class ObjectWarehouse(Warehouse):
         wanted = set(keys)
         if not wanted:
             return schema_for(table).empty_table()
-        index = _key_index(self, table, run_id, column)
+        with _KEY_SETS_LOCK:
+            index = _KEY_SETS.setdefault((str(self.root), table, run_id, column), {})
         holding = []
         for ref in self.run_files(table, run_id):
-            if ref not in index:
-                index[ref] = (ref, frozenset(pq.read_table(strip(ref), columns=[column],
-                                                           filesystem=self.fs).column(0).to_pylist()))
-            if not wanted.isdisjoint(index[ref][1]):
+            if ref not in index:  # a version's key is never rewritten, so what it holds is learnt once
+                index[ref] = frozenset(pq.read_table(strip(ref), columns=[column],
+                                                     filesystem=self.fs).column(0).to_pylist())
+            if not wanted.isdisjoint(index[ref]):
                 holding.append(ref)
         where = f"list_contains(?::VARCHAR[], {column})"
         if run_id is None:
