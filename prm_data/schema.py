@@ -272,7 +272,7 @@ TABLES: dict[str, pa.Schema] = {
 # Tables whose rows every run reads, whichever run wrote them: a problem is stored once, by the
 # run that first saw it, and later runs label it from that row. In every other table a run's
 # rows are its own (`run_id=<run>/` shards), and a run reads its own work back from those alone
-# (`Warehouse.for_run`); the few reads across runs (earlier runs' prefix trees of the same
+# (`for_run`, prm_data/run_warehouse.py); the few reads across runs (earlier runs' prefix trees of the same
 # problems, an export of every run) say so where they are made.
 SHARED_TABLES: frozenset[str] = frozenset({"problems"})
 

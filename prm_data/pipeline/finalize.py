@@ -54,7 +54,7 @@ def aggregate_shard(scope: StageScope, shard: str, policy: AggregateConfig, f, l
 
 def export_stage(scope: StageScope, export) -> dict:
     """Export the kept final labels of this run, or of every run (`export`: an ExportStageConfig, its
-    `scope`); push when configured. This run's are read from its own shards only (`Warehouse.for_run`)."""
+    `scope`); push when configured. This run's are read from its own shards only (`for_run`, prm_data/run_warehouse.py)."""
     if not export.enabled:
         return {"skipped": "export disabled"}
     wh, options = scope.warehouse, export.options
