@@ -23,6 +23,9 @@ label, and the pass rate of the run's rollouts, for context.
 
 from __future__ import annotations
 
+import json
+
+from prm_data.bank_reference import bank_operations, reference_agreement, reference_labels
 from prm_data.warehouse import Warehouse
 
 _KEPT = "FROM final_labels WHERE run_id = $run AND kept AND ($policy IS NULL OR policy = $policy)"
@@ -89,7 +92,8 @@ def labeled_rollouts(warehouse: Warehouse, run_id: str, limit: int = 10) -> list
         "  row_number() OVER (PARTITION BY r.problem_id ORDER BY r.sample_index, r.rollout_id) AS nth "
         "  FROM rollouts r JOIN kept USING (rollout_id) WHERE r.run_id = $run "
         "  ORDER BY nth, r.problem_id LIMIT $limit) "
-        "SELECT p.rollout_id, p.nth, pr.question, pr.answer, p.is_correct, p.final_answer, s.step_index, s.text, "
+        "SELECT p.rollout_id, p.nth, pr.question, pr.answer, pr.source, pr.metadata, p.is_correct, p.final_answer, "
+        "  s.step_index, s.text, "
         "  f.label, m.value AS mc_value, t.hard_label AS tool_ok "
         "FROM picked p JOIN problems pr ON pr.problem_id = p.problem_id AND pr.run_id = $run "
         "JOIN steps s ON s.rollout_id = p.rollout_id AND s.run_id = $run "
@@ -103,8 +107,14 @@ def labeled_rollouts(warehouse: Warehouse, run_id: str, limit: int = 10) -> list
     out: dict[str, dict] = {}
     for r in rows:
         ro = out.setdefault(r["rollout_id"], {k: r[k] for k in ("rollout_id", "question", "answer", "is_correct",
-                                                                "final_answer")} | {"steps": []})
+                                                                "final_answer", "source", "metadata")} | {"steps": []})
         ro["steps"].append({k: r[k] for k in ("step_index", "text", "label", "mc_value", "tool_ok")})
+    for ro in out.values():  # bank problems: each step against the problem's own equations
+        ops = bank_operations(ro["metadata"]) if ro["source"] == "bank" else None
+        ref = [None] * len(ro["steps"]) if ops is None else \
+            reference_labels([s["text"] for s in ro["steps"]], ops, bool(ro["is_correct"]))
+        for s, right in zip(ro["steps"], ref):
+            s["reference_right"] = right
     return list(out.values())
 
 
@@ -116,13 +126,13 @@ def format_labeled_rollout(rollout: dict) -> str:
         label = {True: "good", False: "BAD", None: "unlabeled"}[s["label"]]
         mc = "-" if s["mc_value"] is None else f"{s['mc_value']:.2f}"
         tool = {True: "verified", False: "contradicted", None: "no check"}[s["tool_ok"]]
-        lines.append(f"- `{label:>9}` (MC {mc}, tool {tool}) {' '.join(s['text'].split())}")
+        ref = {True: "; reference right", False: "; reference WRONG", None: ""}[s.get("reference_right")]
+        lines.append(f"- `{label:>9}` (MC {mc}, tool {tool}{ref}) {' '.join(s['text'].split())}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m prm_data.run_quality WAREHOUSE [RUN_ID] [N]`: the figures, then N labeled rollouts as Markdown."""
-    import json
     import sys
 
     args = sys.argv[1:] if argv is None else argv
@@ -136,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no rollouts in warehouse {wh.root}", file=sys.stderr)
         return 1
     quality = label_quality(wh, run_id)
-    print(json.dumps({"run_id": run_id, **quality, "goals_met": goals_met(quality)}, indent=2))
+    print(json.dumps({"run_id": run_id, **quality, "goals_met": goals_met(quality),
+                      "bank_reference": reference_agreement(wh, run_id)}, indent=2))
     for rollout in labeled_rollouts(wh, run_id, int(args[2]) if len(args) > 2 else 10):
         print("\n" + format_labeled_rollout(rollout))
     return 0

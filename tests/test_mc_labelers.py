@@ -95,6 +95,51 @@ def test_a_failed_request_is_a_failure_row_not_a_label():
     assert any("could not be sampled" in f["reason"] for f in completer.failures.rows)
 
 
+
+def answered(n: int, answer: str, tag: str = "") -> list[str]:
+    """`n` steps, the last one stating a final answer (as the solve prompts ask)."""
+    return steps_of(n - 1, tag) + [f"Step {n}: {tag}so {n - 1} + 1 = {n}. The answer is \\boxed{{{answer}}}."]
+
+
+def test_the_last_step_of_an_answered_rollout_is_valued_by_its_own_answer():
+    # Every continuation reaches the gold answer, even one sampled after a finished wrong solution
+    # (a completer that recomputes what the rollout left out): only the terminal rule sees the error.
+    backend = ScriptedBackend(lambda prefix, drawn: True)
+    wrong = rollout("w", answered(2, "9"), is_correct=False, policy_model="x")
+    right = rollout("r", answered(2, "7", tag="other "), is_correct=True, policy_model="x")
+    before = label_mc_value([wrong], Completer(LLMClient(backend)), MCValueConfig(k=4))
+    assert [l.hard_label for l in before] == [True, True]  # the wrong final step came out good
+    backend = ScriptedBackend(lambda prefix, drawn: True)
+    labels = label_mc_value([wrong, right], Completer(LLMClient(backend)),
+                            MCValueConfig(k=4, terminal_outcome=True))
+    by = {(l.rollout_id, l.step_index): l for l in labels}
+    assert (by["w", 1].value, by["w", 1].hard_label) == (0.0, False)
+    assert (by["r", 1].value, by["r", 1].hard_label) == (1.0, True)
+    assert by["w", 1].evidence["terminal"] and by["w", 1].calls == 0 and by["w", 1].completion_tokens == 0
+    assert by["w", 0].hard_label is True and by["w", 0].calls == 4  # earlier steps: Monte Carlo as before
+    assert backend.drawn_from(wrong.steps) == 0 and backend.drawn_from(right.steps) == 0
+
+
+def test_a_rollout_without_a_final_answer_has_its_last_step_sampled_as_before():
+    backend = ScriptedBackend(lambda prefix, drawn: drawn == 0)
+    cut = rollout("c", steps_of(2), is_correct=False, policy_model="x")  # no answer: cut at max_tokens
+    labels = label_mc_value([cut], Completer(LLMClient(backend)), MCValueConfig(k=4, terminal_outcome=True))
+    assert backend.drawn_from(cut.steps) == 4
+    assert labels[1].value == 0.25 and labels[1].evidence["terminal"] is False
+
+
+def test_a_terminal_step_that_is_another_rollouts_inner_prefix_is_still_estimated_for_that_one():
+    backend = ScriptedBackend(lambda prefix, drawn: True)
+    short = rollout("s", answered(1, "1"), is_correct=False, policy_model="x")  # stopped after step 1
+    longer = rollout("l", list(short.steps) + ["Step 2: one more, so 1 + 6 = 7. The answer is \\boxed{7}."],
+                     is_correct=True, policy_model="x")
+    labels = label_mc_value([short, longer], Completer(LLMClient(backend)),
+                            MCValueConfig(k=4, terminal_outcome=True))
+    by = {(l.rollout_id, l.step_index): l for l in labels}
+    assert by["s", 0].hard_label is False and by["s", 0].evidence["terminal"]
+    assert by["l", 0].hard_label is True and by["l", 0].calls > 0  # the same text, not the end here
+    assert by["l", 1].evidence["terminal"] and by["l", 1].hard_label is True
+
 # ---------------------------------------------------------------- omega_prm
 @pytest.mark.parametrize("first_error", range(7))
 @pytest.mark.parametrize("early_stop", [False, True])

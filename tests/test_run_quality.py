@@ -97,5 +97,6 @@ def test_the_command_prints_the_figures_and_the_rollouts(tmp_path, capsys):
                               "text": f"r1 step {i}"} for i in range(2)], run_id=RUN)
     assert main([str(wh.root)]) == 0
     out = capsys.readouterr().out
-    assert '"run_id": "run-a"' in out and '"first_step_bad_share": 0.3333' in out and "**Q?** (answer 5" in out
+    assert "\"bank_reference\"" in out
+    assert "\"run_id\": \"run-a\"" in out and '"first_step_bad_share": 0.3333' in out and "**Q?** (answer 5" in out
     assert main([str(tmp_path / "empty")]) == 1

@@ -78,3 +78,17 @@ def test_a_strong_completer_raises_no_warning_and_a_warning_reaches_the_markdown
     assert not [w for w in summary["sanity"]["warnings"] if w.startswith("mc_value")]
     warned = dict(summary, sanity=dict(summary["sanity"], warnings=["mc_value disagrees with exact arithmetic"]))
     assert "Warning: mc_value disagrees with exact arithmetic" in summary_markdown(warned)
+
+
+def test_the_summary_counts_the_rollouts_of_problems_all_right_or_all_wrong(strong_run):
+    config, summary = strong_run
+    wh = Warehouse(config.warehouse)
+    outcome = lambda o: wh.scalar(  # noqa: E731
+        "SELECT count(*) FROM rollouts WHERE run_id = ? AND problem_outcome = ?", [summary["run_id"], o])
+    uniform = summary["uniform"]
+    assert (uniform["all_correct"], uniform["all_incorrect"]) == (outcome("all_correct"), outcome("all_incorrect"))
+    assert uniform["skipped"] is config.rollouts.skip_uniform
+    line = f"{uniform['all_correct']} / {uniform['all_incorrect']} |"
+    assert "| rollouts of problems every / no rollout solved" in summary_markdown(summary)
+    assert line in summary_markdown(summary)
+    assert "(not labeled: rollouts.skip_uniform)" in summary_markdown(dict(summary, uniform={**uniform, "skipped": True}))

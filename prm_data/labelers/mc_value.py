@@ -19,6 +19,15 @@ or on by config and reported separately by `benchmarks/labeling_cost.py`:
   not drawn and their estimated tokens are recorded in the label's evidence
   (the soft value of an early-stopped step rests on fewer samples).
 
+The last step of a rollout that states a final answer is a complete solution:
+its only completion is itself, so Math-Shepherd's estimate of it is the
+correctness of that answer. With `terminal_outcome` (off by default) it gets
+exactly that (value 1 or 0 from the rollout's own grade, nothing sampled)
+instead of `k` continuations sampled after the solution ended: a small
+completer continues a finished "... = 21. The answer is \\boxed{21}." with the
+steps the rollout left out and reaches the gold answer, so a step that stops
+short with a wrong final answer came out good (Qwen2.5-Coder-0.5B, docs/models.md).
+
 Inputs: `RolloutSteps` (prm_data/rollouts.py). Output: one `StepLabel` per step
 with value = SE, hard_label = HE, confidence = 1 - Wilson interval width, and the
 tokens and calls spent on that step (a node shared by several rollouts is paid
@@ -32,8 +41,10 @@ from collections.abc import Sequence
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from prm_data.answers import extract_answer
 from prm_data.records import StepLabels, wilson_confidence
 from prm_data.rollouts import RolloutSteps
+from prm_data.steps import join_steps
 from prm_data.trees.prefix_tree import prefix_node_ids
 from prm_data.trees.sampling import (ESTIMATE_EVIDENCE, Completer, Estimate, ask_for, drive, labeler_version,
                                      mc_estimate)
@@ -41,7 +52,7 @@ from prm_data.trees.sampling import (ESTIMATE_EVIDENCE, Completer, Estimate, ask
 NAME = "mc_value"
 CODE_VERSION = "v1"
 EVIDENCE = {**ESTIMATE_EVIDENCE, "soft_estimate": pa.float64(), "hard_estimate": pa.bool_(), "k": pa.int64(),
-            "shared_estimate": pa.bool_(), "completer_model": pa.string()}
+            "shared_estimate": pa.bool_(), "completer_model": pa.string(), "terminal": pa.bool_()}
 
 
 class MCValueConfig(BaseModel):
@@ -56,6 +67,16 @@ class MCValueConfig(BaseModel):
     early_stop: bool = Field(
         False, description="For hard labels: draw in chunks and stop at the first success.")
     chunk_size: int = Field(2, ge=1, description="Completions per request when early stopping.")
+    terminal_outcome: bool = Field(
+        False, description="Value the last step of a rollout that states a final answer by that answer's "
+                           "correctness (its only completion is the rollout itself) instead of sampling `k` "
+                           "continuations after the solution ended.")
+
+
+def is_terminal(rollout: RolloutSteps, step_index: int, step_policy: str = "blank_line") -> bool:
+    """Whether step `step_index` ends a graded rollout that states a final answer (a complete solution)."""
+    return (step_index == len(rollout.steps) - 1 and rollout.is_correct is not None
+            and extract_answer(join_steps(list(rollout.steps), step_policy)) is not None)
 
 
 def label_mc_value(rollouts: Sequence[RolloutSteps], completer: Completer,
@@ -64,13 +85,16 @@ def label_mc_value(rollouts: Sequence[RolloutSteps], completer: Completer,
     completer.add_rollouts(rollouts)
     items = [(r, i) for r in rollouts for i in range(len(r.steps))]
     keys = [nid for r in rollouts for nid in prefix_node_ids(r.problem_id, r.steps)]
+    policy = completer.cfg.step_policy
+    terminal = {j for j, (r, i) in enumerate(items) if cfg.terminal_outcome and is_terminal(r, i, policy)}
     if cfg.reuse_tree:  # one estimate per distinct prefix node
         first_of: dict[str, int] = {}
         for j, key in enumerate(keys):
-            first_of.setdefault(key, j)
+            if j not in terminal:
+                first_of.setdefault(key, j)
         owners = list(first_of.values())
     else:
-        owners = list(range(len(items)))
+        owners = [j for j in range(len(items)) if j not in terminal]
     tasks = [mc_estimate(completer, ask_for(items[j][0], items[j][1] + 1, cfg.k), cfg.k,
                          reuse=cfg.reuse_tree, early_stop=cfg.early_stop, chunk_size=cfg.chunk_size)
              for j in owners]
@@ -79,6 +103,9 @@ def label_mc_value(rollouts: Sequence[RolloutSteps], completer: Completer,
     version = labeler_version(CODE_VERSION, cfg)
     labels = StepLabels(NAME, version, EVIDENCE)
     for j, (r, i) in enumerate(items):
+        if j in terminal:
+            _add_terminal_label(labels, r, i, keys[j], completer.model)
+            continue
         est: Estimate = estimates.get(j) or by_key[keys[j]]
         paid = j in estimates
         if est.samples == 0:
@@ -92,5 +119,18 @@ def label_mc_value(rollouts: Sequence[RolloutSteps], completer: Completer,
             completion_tokens=est.completion_tokens if paid else 0,
             calls=est.calls if paid else 0,
             evidence={**est.evidence(), "soft_estimate": est.value, "hard_estimate": est.successes > 0,
-                      "k": cfg.k, "shared_estimate": not paid, "completer_model": completer.model})
+                      "k": cfg.k, "shared_estimate": not paid, "completer_model": completer.model,
+                      "terminal": False})
     return labels
+
+
+def _add_terminal_label(labels: StepLabels, r: RolloutSteps, i: int, node_id: str, completer_model: str) -> None:
+    """The last step of a complete solution: valued by the rollout's own graded answer, nothing sampled."""
+    ok = bool(r.is_correct)
+    labels.add(
+        problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, value=float(ok), hard_label=ok,
+        confidence=wilson_confidence(int(ok), 1), prompt_tokens=0, completion_tokens=0, calls=0,
+        evidence={"node_id": node_id, "terminal": True, "mc_successes": int(ok), "mc_samples": 1,
+                  "new_samples": 0, "reused_samples": 1, "early_stopped": False, "samples_saved": 0,
+                  "est_completion_tokens_saved": 0, "soft_estimate": float(ok), "hard_estimate": ok,
+                  "k": 0, "shared_estimate": False, "completer_model": completer_model})

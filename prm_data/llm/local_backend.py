@@ -332,19 +332,42 @@ def _eos_ids(model, tok) -> set[int]:
     return ids
 
 
+NUCLEUS_CANDIDATES = 64  # tokens ranked first when looking for the top-p nucleus (grown until it holds it)
+
+
 def _pick(logits, request: GenerationRequest, gen) -> int:
-    """Greedy at temperature 0, else top-p (nucleus) sampling from the row's own generator."""
+    """Greedy at temperature 0, else top-p (nucleus) sampling from the row's own generator.
+
+    The nucleus is found among the `NUCLEUS_CANDIDATES` most likely tokens (`topk`), widened
+    eightfold until their mass exceeds `top_p`: every token past them is then outside the nucleus,
+    so the distribution sampled is exactly the one a sort of the whole vocabulary gives, at a
+    fraction of the cost (sorting Qwen2.5's 151,936 probabilities took ~87 ms of CPU per sampled
+    token, `topk` ~7 ms, in a scratch measurement on the shared 2-core machine at load ~10).
+    """
     import torch
 
     if request.temperature <= 0:
         return int(torch.argmax(logits))
     probs = torch.softmax(logits / request.temperature, dim=-1)
     if request.top_p < 1.0:
-        sorted_p, order = torch.sort(probs, descending=True)
-        outside = sorted_p.cumsum(-1) - sorted_p > request.top_p  # the tokens past the nucleus
-        sorted_p[outside] = 0.0
-        return int(order[torch.multinomial(sorted_p, 1, generator=gen)])
+        top, order = nucleus(probs, request.top_p)
+        return int(order[torch.multinomial(top, 1, generator=gen)])
     return int(torch.multinomial(probs, 1, generator=gen))
+
+
+def nucleus(probs, top_p: float):
+    """(probabilities, token ids) of the most likely tokens, most likely first, zero past the top-p nucleus."""
+    import torch
+
+    k = min(NUCLEUS_CANDIDATES, probs.numel())
+    while True:
+        top, order = torch.topk(probs, k)  # sorted, most likely first
+        if k == probs.numel() or float(top.sum()) > top_p:
+            break
+        k = min(k * 8, probs.numel())
+    outside = top.cumsum(-1) - top > top_p  # the tokens past the nucleus
+    top[outside] = 0.0
+    return top, order
 
 
 def _stop_cut(tok, generated: list[int], stops: Sequence[str]) -> str | None:

@@ -21,7 +21,9 @@ def run_summary(config: RunConfig, run_id: str, timings: dict | None = None, usa
     one = lambda sql: wh.rows(sql, p)[0]  # noqa: E731
     rollouts = one("SELECT count(*) AS n, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS pass_rate, "
                    "sum(CASE WHEN answer_status = 'unparseable' THEN 1 ELSE 0 END) AS unparseable, "
-                   "sum(CASE WHEN finish_reason = 'length' THEN 1 ELSE 0 END) AS truncated "
+                   "sum(CASE WHEN finish_reason = 'length' THEN 1 ELSE 0 END) AS truncated, "
+                   "sum(CASE WHEN problem_outcome = 'all_correct' THEN 1 ELSE 0 END) AS all_correct, "
+                   "sum(CASE WHEN problem_outcome = 'all_incorrect' THEN 1 ELSE 0 END) AS all_incorrect "
                    "FROM rollouts WHERE run_id = ?")
     labelers = wh.rows(
         "SELECT labeler, count(*) AS steps, "
@@ -54,6 +56,9 @@ def run_summary(config: RunConfig, run_id: str, timings: dict | None = None, usa
         "problems": one("SELECT count(*) AS n FROM run_problems WHERE run_id = ?")["n"],
         "rollouts": rollouts["n"], "pass_rate": rollouts["pass_rate"], "unparseable": rollouts["unparseable"],
         "truncated": rollouts["truncated"],
+        # rollouts of problems all of whose rollouts are right (or wrong): not labeled with rollouts.skip_uniform
+        "uniform": {"all_correct": int(rollouts["all_correct"] or 0),
+                    "all_incorrect": int(rollouts["all_incorrect"] or 0), "skipped": config.rollouts.skip_uniform},
         "steps": one("SELECT count(*) AS n FROM steps WHERE run_id = ?")["n"],
         "labelers": labelers, "final": final, "drops": drops, "agreement": agreement,
         "failures": failures, "failures_total": sum(f["n"] for f in failures), "failure_reasons": failure_reasons,
@@ -88,6 +93,10 @@ def _quality_lines(s: dict) -> list[str]:
                   f"| {_fmt(r['agreement_on_contradicted'])} |" for r in sanity["labelers"]]
     lines += [f"\nWarning: {w}" for w in sanity.get("warnings") or ()]
     return lines
+
+
+def _uniform_note(s: dict) -> str:
+    return " (not labeled: rollouts.skip_uniform)" if (s.get("uniform") or {}).get("skipped") else ""
 
 
 def _seconds_since(started: datetime | None) -> float | None:
@@ -133,12 +142,15 @@ def _fmt(v) -> str:
 
 
 def summary_markdown(s: dict, export: dict | None = None) -> str:
+    uniform = s.get("uniform") or {}
     lines = [f"# prm-data run `{s['run_id']}`", "",
              "| what | value |", "|---|---|",
              f"| problems | {s['problems']} |",
              f"| rollouts (pass rate) | {s['rollouts']} ({_fmt(s['pass_rate'])}) |",
              f"| rollouts without a final answer (cut at max_tokens) | {_fmt(s.get('unparseable') or 0)} "
              f"({_fmt(s.get('truncated') or 0)}) |",
+             f"| rollouts of problems every / no rollout solved{_uniform_note(s)} | "
+             f"{_fmt(uniform.get('all_correct'))} / {_fmt(uniform.get('all_incorrect'))} |",
              f"| steps | {s['steps']} |",
              f"| kept rollouts / steps | {_fmt(s['final'].get('kept_rollouts'))} / {_fmt(s['final'].get('kept_steps'))} |",
              f"| good share of kept step labels | {_fmt(s['final'].get('good_share'))} |",
