@@ -1,0 +1,98 @@
+"""The export's files, written with pyarrow, are the files `datasets` itself writes.
+
+prm_data/export_files.py writes each config's save_to_disk copy and Parquet shards
+without going through `Dataset.save_to_disk` / `Dataset.to_parquet` (their Python per
+1000-row batch cost more than the writing). These tests write every config of the
+hand-labelled fixture (tests/export_fixture.py) both ways and compare the files byte
+for byte, with the size limits shrunk (in datasets and here alike) so that the
+fixture's few rows still make several shards, batches and row groups; and they read
+the folder back with `load_from_disk` and `load_dataset`.
+"""
+
+from __future__ import annotations
+
+import datasets
+import pytest
+from datasets import load_dataset, load_from_disk
+from export_fixture import build_fixture_warehouse
+
+from prm_data import export_files
+from prm_data.export import FORMATS, ExportConfig, build_export
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("files")
+    wh = build_fixture_warehouse(root / "wh")
+    return root, build_export(wh, ExportConfig(test_fraction=0.5, pair_min_samples=2, formats=FORMATS))
+
+
+@pytest.fixture
+def small_limits(monkeypatch):
+    """Shards of 500 bytes, batches of 2 rows and row groups of 2 kB, in datasets and in export_files alike."""
+    monkeypatch.setattr(datasets.config, "DEFAULT_MAX_BATCH_SIZE", 2)
+    monkeypatch.setattr(datasets.config, "MAX_ROW_GROUP_SIZE", "2KB")
+    monkeypatch.setattr(export_files, "MAX_BATCH_ROWS", 2)
+    monkeypatch.setattr(export_files, "MAX_ROW_GROUP_BYTES", 2000)
+    monkeypatch.setattr(export_files, "MAX_SHARD_BYTES", 500)
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_save_to_disk_copy_is_byte_for_byte_what_datasets_writes(built, tmp_path, small_limits, fmt):
+    _, exports = built
+    dsd = exports[fmt]
+    assert dsd, f"{fmt} has no rows in the fixture"
+    dsd.save_to_disk(str(tmp_path / "datasets"), max_shard_size=500)
+    with export_files.ExportFolder(tmp_path / "ours") as folder:
+        folder.add(fmt, dsd)
+        folder.commit("card", {})
+    theirs, ours = _files(tmp_path / "datasets"), _files(tmp_path / "ours" / "arrow" / fmt)
+    if any(ds.num_rows > 1 for ds in dsd.values()):  # a split of one row is one shard
+        assert any(name.endswith(".arrow") and "-of-00001" not in name for name in theirs), "several shards expected"
+    assert ours.keys() == theirs.keys()
+    assert ours == theirs
+    loaded = load_from_disk(str(tmp_path / "ours" / "arrow" / fmt))
+    for split, ds in dsd.items():
+        assert loaded[split].features == ds.features
+        assert loaded[split].data.table.equals(ds.data.table)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_parquet_shards_are_what_to_parquet_writes_without_content_defined_chunking(built, tmp_path,
+                                                                                      small_limits, fmt):
+    _, exports = built
+    for split, ds in exports[fmt].items():
+        ds.to_parquet(str(tmp_path / f"theirs-{split}.parquet"), use_content_defined_chunking=False)
+        export_files.write_parquet(ds.data.table, ds.features, tmp_path / f"ours-{split}.parquet")
+        theirs, ours = ((tmp_path / f"{who}-{split}.parquet").read_bytes() for who in ("theirs", "ours"))
+        assert ours == theirs
+
+
+def test_load_dataset_reads_every_config_of_the_folder(built, tmp_path):
+    _, exports = built
+    out = export_files.write_export(exports, tmp_path / "export", "card", {"counts": {}})
+    for fmt, dsd in exports.items():
+        loaded = load_dataset(str(out), data_files={s: f"{fmt}/{s}-*.parquet" for s in dsd})
+        for split, ds in dsd.items():
+            assert loaded[split].features == ds.features
+            assert loaded[split].data.table.equals(ds.data.table.replace_schema_metadata(
+                loaded[split].data.table.schema.metadata))
+
+
+def test_a_failed_write_leaves_the_earlier_export_as_it_was(built, tmp_path, monkeypatch):
+    _, exports = built
+    out = export_files.write_export(exports, tmp_path / "export", "card", {"counts": {}})
+    before = _files(out)
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export_files, "write_arrow_split", broken)
+    with pytest.raises(OSError, match="disk full"):
+        export_files.write_export(exports, out, "another card", {"counts": {}})
+    assert _files(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no temporary folder is left behind
