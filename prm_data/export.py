@@ -163,8 +163,8 @@ def _split_masks(problem_ids: pa.ChunkedArray, config: ExportConfig) -> dict[str
 
 def _identity(column: pa.ChunkedArray) -> tuple:
     """Which memory a column's values are in: equal for the same data seen through two tables."""
-    return tuple((str(c.type), c.offset, len(c), *((b.address, b.size) for b in c.buffers() if b is not None))
-                 for c in column.chunks)
+    return (str(column.type), len(column), *((c.offset, len(c), *((b.address, b.size) for b in c.buffers()
+                                                               if b is not None)) for c in column.chunks))
 
 
 class _Splitter:

@@ -96,3 +96,26 @@ def test_a_failed_write_leaves_the_earlier_export_as_it_was(built, tmp_path, mon
         export_files.write_export(exports, out, "another card", {"counts": {}})
     assert _files(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no temporary folder is left behind
+
+
+def test_a_column_two_formats_share_is_split_once_and_empty_columns_keep_their_types():
+    import pyarrow as pa
+
+    from prm_data.export import _split_masks, _Splitter
+
+    config = ExportConfig(test_fraction=0.5)
+    ids = pa.chunked_array([[f"p{i % 7}" for i in range(40)], ["p1", "p9"]])
+    stepwise = pa.table({"problem_id": ids, "text": pa.chunked_array([[str(i) for i in range(42)]])})
+    derived = pa.table({"problem_id": ids, "steps": stepwise["text"], "reward": pa.array(range(42), pa.int64())})
+    splitter = _Splitter(config)
+    first, second = splitter.split(stepwise), splitter.split(derived)
+    masks = _split_masks(ids, config)
+    assert set(first) == {"train", "test"} and first["test"].num_rows and first["train"].num_rows
+    for split, mask in masks.items():
+        assert first[split].equals(stepwise.filter(mask)) and second[split].equals(derived.filter(mask))
+        shared = [c.buffers()[2].address for c in (first[split]["text"].chunks[0], second[split]["steps"].chunks[0])]
+        assert shared[0] == shared[1]  # the same filtered memory, not a second copy
+    empty = {t: pa.table({"problem_id": pa.chunked_array([], pa.string()), "v": pa.chunked_array([], t)})
+             for t in (pa.string(), pa.float64(), pa.list_(pa.string()))}
+    for t, table in empty.items():
+        assert splitter.split(table)["train"].schema.field("v").type == t
