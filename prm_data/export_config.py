@@ -55,7 +55,7 @@ class ExportConfig(BaseModel):
     pretty_name: str = Field("prm-data process supervision", description="Title of the dataset card.")
     trainers: TrainerExportOptions = Field(
         default_factory=TrainerExportOptions,
-        description="Options of the rl_rewards, openrlhf and verifier_sft formats (prm_data/exports/formats.py).")
+        description="Options of the rl_rewards, openrlhf and verifier_sft formats (prm_data/exports/options.py).")
 
     @field_validator("formats")
     @classmethod
