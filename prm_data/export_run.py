@@ -28,7 +28,7 @@ def run_export(warehouse: Warehouse, out_dir: str | os.PathLike, config: ExportC
     """Build every format, write the folder with its card, and optionally push it to the Hub."""
     config = resolve_policy(warehouse, config or ExportConfig())
     trainer_cards: dict = {}
-    with ExportFolder(out_dir) as folder:  # each format's files are written while the next one is built
+    with ExportFolder(out_dir) as folder:  # each format's files are written as soon as it is built
         datasets = build_export(warehouse, config, trainer_cards, on_built=folder.add)
         if not any(dsd for dsd in datasets.values()):
             raise EmptyExport(f"nothing to export: no kept final labels under policy {config.policy!r}"

@@ -83,7 +83,15 @@ def test_load_dataset_reads_every_config_of_the_folder(built, tmp_path):
                 loaded[split].data.table.schema.metadata))
 
 
-def test_a_failed_write_leaves_the_earlier_export_as_it_was(built, tmp_path, monkeypatch):
+def test_writer_threads_write_the_same_files_as_writing_serially(built, tmp_path):
+    _, exports = built
+    serial = export_files.write_export(exports, tmp_path / "serial", "card", {"counts": {}})
+    threaded = export_files.write_export(exports, tmp_path / "threaded", "card", {"counts": {}}, writers=2)
+    assert _files(threaded) == _files(serial)
+
+
+@pytest.mark.parametrize("writers", [0, 2])
+def test_a_failed_write_leaves_the_earlier_export_as_it_was(built, tmp_path, monkeypatch, writers):
     _, exports = built
     out = export_files.write_export(exports, tmp_path / "export", "card", {"counts": {}})
     before = _files(out)
@@ -93,7 +101,7 @@ def test_a_failed_write_leaves_the_earlier_export_as_it_was(built, tmp_path, mon
 
     monkeypatch.setattr(export_files, "write_arrow_split", broken)
     with pytest.raises(OSError, match="disk full"):
-        export_files.write_export(exports, out, "another card", {"counts": {}})
+        export_files.write_export(exports, out, "another card", {"counts": {}}, writers=writers)
     assert _files(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no temporary folder is left behind
 
