@@ -113,7 +113,7 @@ class ExportFolder:
             self._jobs.append(self._pool.submit(job, *args))
 
     def add(self, fmt: str, dsd) -> None:
-        """Queue the Parquet files and the save_to_disk copy of one config (a DatasetDict of non-empty splits)."""
+        """Write (or queue) the Parquet files and save_to_disk copy of one config (a DatasetDict of non-empty splits)."""
         if not dsd:
             return
         (self.tmp / fmt).mkdir()
