@@ -8,7 +8,7 @@ prefix trees (so `pairs` has no rows and every `verifier_sft` candidate comes fr
 tool verifier). Timed, alternating, `--repeats` times each, median reported:
 
 - `stepwise`: `run_export` with the stepwise config alone (query, split, datasets,
-  Parquet and save_to_disk copies, card);
+  Parquet and the save_to_disk-layout copy, card);
 - `default configs`: `run_export` with the three configs built by default
   (stepwise, pairs, processbench), to tell the new configs' share;
 - `every config`: `run_export` with all six configs (stepwise, pairs, processbench,
@@ -20,8 +20,9 @@ tool verifier). Timed, alternating, `--repeats` times each, median reported:
   first `--token-rows` rollouts (20k).
 
 Each run records its wall seconds and the process's CPU seconds (user + system, every
-thread: DuckDB's and Arrow's included): on a machine shared with other jobs the wall
-time swings with their load, while the CPU seconds measure the work done.
+thread: DuckDB's, Arrow's and the export's writer threads included): on a machine shared
+with other jobs the wall time swings with their load, while the CPU seconds measure the
+work done. The 1-minute load average is recorded before and after every run.
 
 Goal (issue 19): every config within 2x of the stepwise config alone.
 
@@ -107,11 +108,14 @@ def run(rows: int = 10_000_000, repeats: int = 3, root: str | None = None, out_d
         build_s = time.perf_counter() - t0
         times: dict[str, list[float]] = {"stepwise": [], "default_configs": [], "every_config": []}
         cpu: dict[str, list[float]] = {name: [] for name in times}
+        loads: dict[str, list[list[float]]] = {name: [] for name in times}
         counts = {}
         for _ in range(repeats):  # alternate, so drifting load hits both alike
             for name, formats in (("stepwise", ("stepwise",)), ("default_configs", DEFAULT_FORMATS),
                                   ("every_config", FORMATS)):
+                before = os.getloadavg()[0]
                 seconds, cpu_seconds, counts[name] = time_export(wh, folder / f"out-{name}", formats)
+                loads[name].append([round(before, 2), round(os.getloadavg()[0], 2)])
                 times[name].append(seconds)
                 cpu[name].append(cpu_seconds)
         builds = time_builds(wh, sample_tokenizer(wh, folder / "tok"), token_rows)
@@ -123,7 +127,7 @@ def run(rows: int = 10_000_000, repeats: int = 3, root: str | None = None, out_d
     results = {
         "step_labels": rows, "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0], "repeats": repeats,
         "warehouse_build_s": build_s, "seconds": times, "median_s": medians,
-        "cpu_seconds": cpu, "median_cpu_s": cpu_medians,
+        "cpu_seconds": cpu, "median_cpu_s": cpu_medians, "load_average_before_after": loads,
         "ratio_every_config_to_stepwise": medians["every_config"] / medians["stepwise"],
         "ratio_default_configs_to_stepwise": medians["default_configs"] / medians["stepwise"],
         "cpu_ratio_every_config_to_stepwise": cpu_medians["every_config"] / cpu_medians["stepwise"],

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from prm_data.aggregate import AggregateConfig, check_labelers
-from prm_data.export import ExportConfig
+from prm_data.export_config import ExportConfig
 from prm_data.filters import BalanceConfig, LengthLimits
 from prm_data.labelers.judge_probes import JudgeProbeConfig
 from prm_data.labelers.registry import LABELERS, PANEL, spec

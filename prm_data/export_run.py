@@ -13,8 +13,9 @@ import logging
 import os
 
 from prm_data.dataset_card import card_metadata, render_card
-from prm_data.export import (EmptyExport, ExportConfig, ExportResult, build_export, counts_of, push_export,
-                             resolve_policy, write_export)
+from prm_data.export import EmptyExport, ExportConfig, ExportResult, build_export, counts_of, resolve_policy
+from prm_data.export_files import ExportFolder
+from prm_data.export_hub import push_export
 from prm_data.exports import formats as trainer_formats
 from prm_data.warehouse import Warehouse
 
@@ -27,14 +28,15 @@ def run_export(warehouse: Warehouse, out_dir: str | os.PathLike, config: ExportC
     """Build every format, write the folder with its card, and optionally push it to the Hub."""
     config = resolve_policy(warehouse, config or ExportConfig())
     trainer_cards: dict = {}
-    datasets = build_export(warehouse, config, trainer_cards)
-    if not any(dsd for dsd in datasets.values()):
-        raise EmptyExport(f"nothing to export: no kept final labels under policy {config.policy!r}"
-                          + (f" in run {config.run_id!r}" if config.run_id else ""))
-    metadata = card_metadata(warehouse, config, datasets)
-    if trainer_cards:
-        metadata["trainer_formats"] = trainer_formats.card_sections(datasets, trainer_cards)
-    path = write_export(datasets, out_dir, render_card(metadata, config), metadata)
+    with ExportFolder(out_dir) as folder:  # each format's files are written as soon as it is built
+        datasets = build_export(warehouse, config, trainer_cards, on_built=folder.add)
+        if not any(dsd for dsd in datasets.values()):
+            raise EmptyExport(f"nothing to export: no kept final labels under policy {config.policy!r}"
+                              + (f" in run {config.run_id!r}" if config.run_id else ""))
+        metadata = card_metadata(warehouse, config, datasets)
+        if trainer_cards:
+            metadata["trainer_formats"] = trainer_formats.card_sections(datasets, trainer_cards)
+        path = folder.commit(render_card(metadata, config), metadata)
     counts = counts_of(datasets)
     log.info("exported %s to %s", json.dumps(counts, sort_keys=True), path)
     repo = push_export(path, push_to_hub, private=private, max_shard_size=max_shard_size) if push_to_hub else None

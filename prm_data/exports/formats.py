@@ -24,28 +24,14 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import DatasetDict, Features, List, Value
-from pydantic import BaseModel, ConfigDict, Field
 
-from prm_data.exports.openrlhf import OpenRLHFConfig, build_openrlhf_rows
-from prm_data.exports.rl_rewards import RewardTransformConfig
+from prm_data.exports.openrlhf import build_openrlhf_rows
+from prm_data.exports.options import TRAINER_FORMATS, TrainerExportOptions
 from prm_data.exports.rl_rows import build_rl_rows
 from prm_data.exports.verifier_sft import MESSAGE, build_verifier_rows
 from prm_data.schema import TABLES
 from prm_data.steps import separator
 from prm_data.warehouse import Warehouse
-
-
-class TrainerExportOptions(BaseModel):
-    """Options of the `rl_rewards`, `openrlhf` and `verifier_sft` configs."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    rewards: RewardTransformConfig = Field(default_factory=RewardTransformConfig,
-                                           description="The step-reward transform of the rl_rewards config.")
-    tokenizer: str | None = Field(None, description="A local tokenizer folder or .gguf file; when set, rl_rewards "
-                                  "also gives each step's last token index in the tokenized response.")
-    openrlhf: OpenRLHFConfig = Field(default_factory=OpenRLHFConfig,
-                                     description="Placeholder and reward tokens of the openrlhf config.")
 
 
 def _col(table: str, column: str):
@@ -84,7 +70,7 @@ FEATURES: dict[str, Features] = {
         "num_steps": Value("int32"),
     }),
 }
-FORMATS = tuple(FEATURES)
+FORMATS = TRAINER_FORMATS
 
 COLUMN_DOCS: dict[str, dict[str, str]] = {
     "rl_rewards": {
