@@ -41,7 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from warehouse_scale import QUERIES, RESULTS, campaign, write_all  # noqa: E402
 
 from prm_data.sql_guard import run_read_only  # noqa: E402
-from prm_data.warehouse import _DATABASES, Warehouse, load_query  # noqa: E402
+from prm_data.process_database import _DATABASES  # noqa: E402
+from prm_data.warehouse import Warehouse, load_query  # noqa: E402
+from prm_data.warehouses import open_warehouse  # noqa: E402
 
 
 def start_moto() -> tuple[subprocess.Popen, str]:
@@ -130,7 +132,7 @@ def run(rows: int = 300_000, shard_rows: int = 50_000, writers: int = 2, repeats
         bucket = "bench-" + uuid.uuid4().hex[:12]
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
         local = measure(Warehouse(folder / "wh"), tables, shard_rows, writers, repeats)
-        s3 = measure(Warehouse(f"s3://{bucket}/wh"), tables, shard_rows, writers, repeats)
+        s3 = measure(open_warehouse(f"s3://{bucket}/wh"), tables, shard_rows, writers, repeats)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         if server is not None:

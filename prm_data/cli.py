@@ -9,8 +9,6 @@ default `warehouse/data`) picks the warehouse every verb reads and writes.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from flows import commands as flow_commands  # run, schedule: Prefect is imported only when they run

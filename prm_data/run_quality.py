@@ -27,6 +27,7 @@ import json
 
 from prm_data.bank_reference import bank_operations, reference_agreement, reference_labels
 from prm_data.warehouse import Warehouse
+from prm_data.warehouses import open_warehouse
 
 _KEPT = "FROM final_labels WHERE run_id = $run AND kept AND ($policy IS NULL OR policy = $policy)"
 
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args:
         print("usage: python -m prm_data.run_quality WAREHOUSE [RUN_ID] [N]", file=sys.stderr)
         return 2
-    wh = Warehouse(args[0])
+    wh = open_warehouse(args[0])
     run_id = args[1] if len(args) > 1 and args[1] != "latest" else wh.scalar(
         "SELECT max(run_id) FROM rollouts")
     if run_id is None:

@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 from prm_data.process_database import ProcessDatabase, key_index, process_database, retry_torn_reads, sql_literal
 from prm_data.process_lock import ProcessLock, WarehouseBusy
 from prm_data.schema import TABLES, schema_for, to_table
-from prm_data.warehouse_root import is_object_url, local_root, parse_root
+from prm_data.warehouse_root import local_root, parse_root
 
 __all__ = ["ProcessDatabase", "ProcessLock", "Warehouse", "WarehouseBusy", "default_root", "iter_batches",
            "load_query", "process_database", "retry_torn_reads", "shard_name", "sql_literal"]
@@ -73,19 +73,9 @@ def default_root() -> Path | str:
 class Warehouse:
     """A warehouse rooted at a directory. Cheap to construct; safe to share paths, not objects.
 
-    An object-store root (`s3://bucket/prefix`) makes an `ObjectWarehouse` (prm_data/storage/).
+    An object-store root (`s3://bucket/prefix`) is an `ObjectWarehouse` (prm_data/storage/):
+    `prm_data.warehouses.open_warehouse(root)` opens either kind.
     """
-
-    def __new__(cls, root: str | os.PathLike | None = None, *args, **kwargs):
-        chosen = root if root is not None else os.environ.get("PRM_DATA_WAREHOUSE")
-        if cls is Warehouse and is_object_url(chosen):
-            from prm_data.storage.object_warehouse import ObjectWarehouse
-
-            return super().__new__(ObjectWarehouse)
-        return super().__new__(cls)
-
-    def __getnewargs__(self):  # unpickled by root, not by whatever PRM_DATA_WAREHOUSE says there
-        return (self.root,)
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = local_root(root if root is not None else default_root()).resolve()

@@ -5,7 +5,7 @@
 reason before anything is written: before this check, `warehouse: s3://bucket/wh` ran, exited
 0 and wrote everything into a local folder named `s3:`, so a user believed the data was in the
 bucket. Every way a root reaches the code (a config's `warehouse:`, `prm-data --warehouse`,
-`PRM_DATA_WAREHOUSE`, `Warehouse(root)`) goes through `parse_root`.
+`PRM_DATA_WAREHOUSE`, `open_warehouse(root)`) goes through `parse_root`.
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ def local_root(root: str | os.PathLike) -> Path:
     if scheme is None:
         return Path(text)
     if scheme in OBJECT_SCHEMES:
-        raise UnsupportedWarehouseRoot(f"warehouse {text!r} is an object store; this needs a local folder")
+        raise UnsupportedWarehouseRoot(f"warehouse {text!r} is an object store; Warehouse() is the local kind: "
+                                       "open it with prm_data.warehouses.open_warehouse")
     if scheme not in SUPPORTED_SCHEMES:
         extra = (f" ({_NOT_YET[scheme]} would serve it, but it is untested and its conditional writes are not "
                  "written)") if scheme in _NOT_YET else ""

@@ -157,9 +157,9 @@ def duplicate_keys(warehouse, table: str) -> list[tuple]:
 def stored_request_keys(root: Path) -> set[str]:
     """Every request key whose answer is on disk: committed to the request cache's store."""
     from prm_data.llm.cache import stored_request_keys as stored
-    from prm_data.warehouse import Warehouse
+    from prm_data.warehouses import open_warehouse
 
-    return stored(Warehouse(root))
+    return stored(open_warehouse(root))
 
 
 # ------------------------------------------------------------- the reader
@@ -170,10 +170,11 @@ def poll_warehouse(root: str, stop, ready, results) -> None:
     import pyarrow.parquet as pq
 
     from prm_data.schema import TABLES
-    from prm_data.warehouse import Warehouse, retry_torn_reads
+    from prm_data.warehouse import retry_torn_reads
+    from prm_data.warehouses import open_warehouse
 
     tables_dir = Path(root) / "tables"
-    warehouse = Warehouse(root)
+    warehouse = open_warehouse(root)
     errors: list[str] = []
     rounds, files_read, totals = 0, 0, []
     ready.set()

@@ -29,7 +29,7 @@ from prm_data.config import RunConfig
 from prm_data.pipeline.plan import stages_for
 from prm_data.pipeline.serial import run_serial
 from prm_data.schema import TABLES
-from prm_data.warehouse import Warehouse
+from prm_data.warehouses import open_warehouse
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -48,7 +48,7 @@ def sim_yaml(root: Path, **update) -> RunConfig:
 
 def table_contents(config: RunConfig) -> dict[str, list[dict]]:
     """Every table's rows, sorted, without the volatile columns."""
-    wh = Warehouse(config.warehouse)
+    wh = open_warehouse(config.warehouse)
     out = {}
     for table, schema in TABLES.items():
         cols = [f.name for f in schema if f.name not in VOLATILE and not pa.types.is_timestamp(f.type)]
@@ -58,7 +58,7 @@ def table_contents(config: RunConfig) -> dict[str, list[dict]]:
 
 
 def timings_keys(config: RunConfig) -> list[set[str]]:
-    rows = Warehouse(config.warehouse).rows("SELECT timings FROM runs WHERE status = 'completed'")
+    rows = open_warehouse(config.warehouse).rows("SELECT timings FROM runs WHERE status = 'completed'")
     return [set(json.loads(r["timings"])) for r in rows]
 
 

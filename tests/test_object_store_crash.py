@@ -15,6 +15,7 @@ import pytest
 
 from prm_data.serve_sim import ServeSimConfig, SimServer
 from prm_data.warehouse import Warehouse
+from prm_data.warehouses import open_warehouse
 from reliability_support import (CONTENT_TABLES, cli_command, duplicate_keys, http_config, kill_tree, run_to_end,
                                  start, table_snapshot, wait_until)
 from s3_support import s3_endpoint, s3_root  # noqa: F401 (fixtures)
@@ -40,7 +41,7 @@ def test_a_run_on_s3_killed_in_generation_and_in_labeling_resumes_to_the_local_r
     base = Warehouse(base_dir / "wh")
 
     log = crash_dir / "runs.log"
-    wh = Warehouse(s3_root)
+    wh = open_warehouse(s3_root)
     with SimServer(SERVER) as server:
         args = run_args(http_config(crash_dir / "night.yaml", server.url, **SMALL), s3_root)
         proc = start(cli_command(*args), crash_dir, log)  # 1. killed while generating rollouts

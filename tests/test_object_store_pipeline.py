@@ -85,9 +85,9 @@ def test_the_sim_pipeline_on_s3_writes_the_same_rows_as_on_a_local_folder(local_
 
 
 def test_a_query_on_s3_reads_nothing_outside_the_warehouse(s3_root, tmp_path):
-    from prm_data.warehouse import Warehouse
+    from prm_data.warehouses import open_warehouse
 
-    Warehouse(s3_root).write_shard("problems", [{"problem_id": "p", "run_id": "r", "source": "t", "question": "q",
+    open_warehouse(s3_root).write_shard("problems", [{"problem_id": "p", "run_id": "r", "source": "t", "question": "q",
                                                  "answer": "1", "reference_solution": "s"}], run_id="r", shard="a")
     secret_file = tmp_path / "local.csv"
     secret_file.write_text("a\n1\n")

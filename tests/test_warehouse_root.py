@@ -15,6 +15,7 @@ from prm_data.cli import app
 from prm_data.config import RunConfig
 from prm_data.warehouse import Warehouse
 from prm_data.warehouse_root import UnsupportedWarehouseRoot, local_root, parse_root
+from prm_data.warehouses import open_warehouse
 
 runner = CliRunner()
 OBJECT_STORE_URLS = ["gs://bucket/wh", "az://container/wh", "GS://Bucket/wh", "hdfs://nn/wh", "abfs://c/wh"]
@@ -100,7 +101,7 @@ def test_an_s3_url_is_accepted_in_a_config_and_normalized(url, normalized):
 def test_a_bad_s3_url_is_refused_with_the_reason_and_never_echoes_a_secret(url, reason, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UnsupportedWarehouseRoot, match=re.escape(reason)) as err:
-        Warehouse(url)
+        open_warehouse(url)
     assert "secret" not in str(err.value)
     result = runner.invoke(app, ["--warehouse", url, "tables"])
     assert result.exit_code == 2 and "secret" not in result.output, result.output

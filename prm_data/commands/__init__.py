@@ -34,9 +34,9 @@ def warehouse_root(ctx: typer.Context) -> Path | str:
 
 def open_warehouse(ctx: typer.Context):
     """The chosen warehouse, created if absent (for the verbs that write: problems, eval of a new set)."""
-    from prm_data.warehouse import Warehouse
+    from prm_data.warehouses import open_warehouse
 
-    return Warehouse(warehouse_root(ctx))
+    return open_warehouse(warehouse_root(ctx))
 
 
 def open_existing_warehouse(ctx: typer.Context):

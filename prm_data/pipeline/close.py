@@ -16,7 +16,8 @@ from prm_data.config import RunConfig
 from prm_data.pipeline.report import write_report
 from prm_data.pipeline.runs import resolve_run_id, run_started_at, write_run
 from prm_data.pipeline.summary import run_summary
-from prm_data.warehouse import Warehouse, WarehouseBusy
+from prm_data.warehouse import WarehouseBusy
+from prm_data.warehouses import open_warehouse
 
 
 def open_run(config: RunConfig, run_id: str | None = None, new_run: bool = False) -> tuple[str, datetime]:
@@ -44,7 +45,7 @@ def refresh_views(config: RunConfig, wait_s: float = 5.0) -> str | None:
     (the duckdb CLI opens it for writing) must not turn a finished run into a failed one.
     """
     try:
-        Warehouse(config.warehouse).sync_views(wait_s=wait_s)
+        open_warehouse(config.warehouse).sync_views(wait_s=wait_s)
     except WarehouseBusy as exc:
         return f"views in prm.duckdb not refreshed (new shards show anyway: the views are globs): {exc}"
     return None

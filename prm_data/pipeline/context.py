@@ -27,6 +27,7 @@ from prm_data.labelers.protocol import JudgePanel
 from prm_data.llm.client import LLMClient
 from prm_data.llm.factory import BackendConfig, make_client
 from prm_data.warehouse import Warehouse
+from prm_data.warehouses import open_warehouse
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class RunContext:
     @classmethod
     def for_run(cls, config, run_id: str) -> "RunContext":
         """The context of `run_id` under a `RunConfig` (the one place a context reads the whole config)."""
-        return cls(Warehouse(config.warehouse), run_id, config.labeling_version(), config.models())
+        return cls(open_warehouse(config.warehouse), run_id, config.labeling_version(), config.models())
 
     def client(self, role: str) -> LLMClient:
         """The client of a role (policy, completer, prover, judge:<name>), made once per backend."""

@@ -20,6 +20,7 @@ from prm_data.config import RunConfig  # noqa: E402
 from prm_data.labelers.registry import spec, with_role  # noqa: E402
 from prm_data.run_warehouse import for_run  # noqa: E402
 from prm_data.warehouse import Warehouse  # noqa: E402
+from prm_data.warehouses import open_warehouse  # noqa: E402
 from prm_data.warehouse_report import laid_out, legend_outside, save_figure  # noqa: E402
 
 
@@ -40,7 +41,7 @@ def _empty(ax, what: str) -> None:
 def write_report(config: RunConfig, run_id: str, agreement: list[dict], costs: list[dict] | None = None,
                  sanity: dict | None = None) -> list[str]:
     """The run's PNGs in `reports_dir/<run id>/`; see `run_figures` for the arguments."""
-    wh = for_run(Warehouse(config.warehouse), run_id)  # reads this run's shards only (issue 21)
+    wh = for_run(open_warehouse(config.warehouse), run_id)  # reads this run's shards only (issue 21)
     figures = run_figures(wh, run_id, config.aggregate.policy, agreement, costs, sanity)
     out = Path(config.reports_dir) / run_id
     out.mkdir(parents=True, exist_ok=True)

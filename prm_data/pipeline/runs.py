@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
+from pathlib import Path
 
 from prm_data.config import RunConfig
 from prm_data.llm.cache import paid_by_run
 from prm_data.provenance import git_sha, package_versions
 from prm_data.run_warehouse import for_run
-from prm_data.warehouse import ProcessLock, Warehouse, WarehouseBusy
+from prm_data.warehouse import ProcessLock, WarehouseBusy
+from prm_data.warehouses import open_warehouse
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CLAIMS: dict[tuple[str, str], ProcessLock] = {}  # (warehouse root, run id) -> the lock this process holds
@@ -34,7 +36,7 @@ class RunInProgress(WarehouseBusy):
 
 def claim_run(config: RunConfig, run_id: str) -> None:
     """Hold the run's lock for this process (idempotent); RunInProgress if another process has it."""
-    wh = Warehouse(config.warehouse)
+    wh = open_warehouse(config.warehouse)
     key = (str(wh.root), run_id)
     if key in _CLAIMS:
         return
@@ -46,7 +48,7 @@ def claim_run(config: RunConfig, run_id: str) -> None:
 
 
 def release_run(config: RunConfig, run_id: str) -> None:
-    lock = _CLAIMS.pop((str(Warehouse(config.warehouse).root), run_id), None)
+    lock = _CLAIMS.pop((str(open_warehouse(config.warehouse).root), run_id), None)
     if lock is not None:
         lock.release()
 
@@ -59,7 +61,7 @@ def resolve_run_id(config: RunConfig, new: bool = False, run_id: str | None = No
     """The run to work on: the given id, else the latest unfinished run of this version, else a new id."""
     if run_id:
         return run_id
-    wh = Warehouse(config.warehouse)
+    wh = open_warehouse(config.warehouse)
     version = config.labeling_version()
     # the `runs` shards alone (one small file per run), not the views over every table (issue 21)
     rows = wh.read_files("runs", wh.run_files("runs", None), "config_version = ? AND flow = 'nightly'",
@@ -93,7 +95,7 @@ def write_run(config: RunConfig, run_id: str, status: str, started_at: datetime,
         paid = {}
     else:  # the summary counted it already when there is one
         paid = {f"paid_{k}": v for k, v in ((summary or {}).get("paid") or paid_by_run(
-            Warehouse(config.warehouse), run_id)).items()}
+            open_warehouse(config.warehouse), run_id)).items()}
     row = {
         "run_id": run_id, "flow": "nightly", "status": status, "started_at": started_at,
         "finished_at": None if status == "running" else datetime.now(timezone.utc),
@@ -102,12 +104,12 @@ def write_run(config: RunConfig, run_id: str, status: str, started_at: datetime,
         "timings": json.dumps(timings or {}), "failures": failures,
         "summary": json.dumps(summary or {}, default=str), **total, **paid,
     }
-    path = Warehouse(config.warehouse).write_shard("runs", [row], run_id=run_id, shard="run")
+    path = open_warehouse(config.warehouse).write_shard("runs", [row], run_id=run_id, shard="run")
     if status != "running":
         release_run(config, run_id)
     return path
 
 
 def run_started_at(config: RunConfig, run_id: str) -> datetime | None:
-    rows = for_run(Warehouse(config.warehouse), run_id).rows("SELECT min(started_at) AS t FROM runs WHERE run_id = ?", [run_id])
+    rows = for_run(open_warehouse(config.warehouse), run_id).rows("SELECT min(started_at) AS t FROM runs WHERE run_id = ?", [run_id])
     return rows[0]["t"] if rows and rows[0]["t"] is not None else None

@@ -11,12 +11,13 @@ from prm_data.run_quality import label_quality
 from prm_data.run_warehouse import for_run
 from prm_data.sanity import arithmetic_sanity
 from prm_data.warehouse import Warehouse
+from prm_data.warehouses import open_warehouse
 
 SHOWN_REASONS = 8
 
 
 def run_summary(config: RunConfig, run_id: str, timings: dict | None = None, usage: dict | None = None) -> dict:
-    wh = for_run(Warehouse(config.warehouse), run_id)  # reads this run's shards only (issue 21)
+    wh = for_run(open_warehouse(config.warehouse), run_id)  # reads this run's shards only (issue 21)
     p = [run_id]
     one = lambda sql: wh.rows(sql, p)[0]  # noqa: E731
     rollouts = one("SELECT count(*) AS n, avg(CASE WHEN is_correct THEN 1.0 ELSE 0.0 END) AS pass_rate, "

@@ -1,6 +1,6 @@
 """`ObjectWarehouse`: the `Warehouse` API over an object store (docs/warehouse.md, "Object storage").
 
-`Warehouse("s3://bucket/prefix")` returns one. What differs from a local warehouse:
+`open_warehouse("s3://bucket/prefix")` (prm_data/warehouses.py) returns one. What differs from a local warehouse:
 
 - shards are versions written by the commit protocol (prm_data/storage/commit.py): a data
   object PUT once under a new key, made visible by a marker PUT last; `write_shard` returns
