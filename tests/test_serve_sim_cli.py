@@ -41,6 +41,20 @@ def test_serve_sim_answers_chat_completions_and_reports_its_counts_on_ctrl_c():
     assert "stopped after 1 requests" in out and "'ok': 1" in out
 
 
+def test_ctrl_c_stops_serve_sim_even_when_it_was_started_with_sigint_ignored():
+    """An `&` job of a non-interactive shell (a CI script, a supervisor) inherits SIGINT ignored."""
+    proc = subprocess.Popen([sys.executable, "-m", "prm_data.cli", "serve-sim", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert "serving sim-policy" in proc.stdout.readline()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped after 0 requests" in out
+
+
 def test_serve_sim_refuses_fault_rates_that_add_up_to_more_than_one():
     done = subprocess.run([sys.executable, "-m", "prm_data.cli", "serve-sim", "--port", "0",
                            "--rate-500", "0.7", "--rate-429", "0.6"], capture_output=True, text=True, timeout=60)

@@ -36,6 +36,7 @@ def serve_sim(
 ) -> None:
     """Serve the synthetic policy (model `sim-policy`) and judge (`sim-judge`) over HTTP until Ctrl-C."""
     import os
+    import signal
 
     from pydantic import ValidationError
 
@@ -57,6 +58,9 @@ def serve_sim(
     except ValidationError as exc:
         fail(str(exc), EXIT_USAGE)
     server = SimServer(cfg, host=host, port=port)
+    # Ctrl-C stops it even when it was started with SIGINT ignored (an `&` job of a non-interactive
+    # shell inherits SIG_IGN, and Python then never raises KeyboardInterrupt): a test server must stop.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     console.print(f"serving sim-policy and sim-judge at [bold]{server.url}[/bold] (Ctrl-C to stop)")
     try:
         server.serve_forever()
