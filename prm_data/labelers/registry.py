@@ -32,7 +32,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from prm_data.labelers import judge_vote, mc_value, omega_prm, progress, rubric, sibling, tool_verify
+from prm_data.labelers import (judge_vote, mc_value, omega_prm, progress, reference_match, rubric, sibling,
+                              tool_verify)
 from prm_data.labelers.protocol import LabelerInputs, LabelerOutput
 
 Need = Literal["completer", "prover", "tree", "judges"]
@@ -77,6 +78,10 @@ def _tool_verify(inputs: LabelerInputs, cfg: tool_verify.ToolVerifyConfig) -> La
     return LabelerOutput(tool_verify.label_tool_verify(inputs.rollouts, cfg, inputs.failures))
 
 
+def _reference_match(inputs: LabelerInputs, cfg: reference_match.ReferenceMatchConfig) -> LabelerOutput:
+    return LabelerOutput(reference_match.label_reference_match(inputs.rollouts, inputs.problems, cfg, inputs.failures))
+
+
 def _judge_vote(inputs: LabelerInputs, cfg: judge_vote.JudgeVoteConfig) -> LabelerOutput:
     result = judge_vote.judge_solutions(inputs.rollouts, inputs.judges.clients, cfg, inputs.run_id,
                                         failures=inputs.failures)
@@ -105,6 +110,7 @@ LABELERS: dict[str, LabelerSpec] = {
     progress.NAME: LabelerSpec(tree_labeler(progress.label_progress), progress.ProgressConfig,
                                frozenset({"prover", "tree"}), "mc", "advantage"),
     tool_verify.LABELER: LabelerSpec(_tool_verify, tool_verify.ToolVerifyConfig, frozenset(), "tool"),
+    reference_match.NAME: LabelerSpec(_reference_match, reference_match.ReferenceMatchConfig, frozenset(), "tool"),
     judge_vote.LABELER: LabelerSpec(_judge_vote, judge_vote.JudgeVoteConfig, frozenset({"judges"}), "judge"),
     rubric.LABELER: LabelerSpec(_rubric, rubric.RubricConfig, frozenset({"judges"}), "judge"),
 }

@@ -121,7 +121,7 @@ def verify_solution(solution: Solution, config: ToolVerifyConfig = ToolVerifyCon
     # equations a value need not satisfy: they can confirm a value, never refute it.
     question_scope = scope_of(solution.question)
     source = "question (alternatives)" if question_scope.local else "question"
-    for chain, _ in _claims(solution.question)[0]:
+    for chain, _ in claims_in_text(solution.question)[0]:
         _remember_equations(chain, ctx, source)
     labels = StepLabels(LABELER, VERSION, EVIDENCE)
     for index, step in enumerate(solution.steps):
@@ -140,8 +140,9 @@ def label_tool_verify(solutions: Sequence[Solution], config: ToolVerifyConfig = 
 
 
 # ------------------------------------------------------------------- claims
-def _claims(text: str) -> tuple[list[tuple[Chain, bool]], list[dict]]:
-    """(chain, from LaTeX) for every fully parsed chain of `text`, and the LaTeX sides the parsers disputed."""
+def claims_in_text(text: str) -> tuple[list[tuple[Chain, bool]], list[dict]]:
+    """(chain, from LaTeX) for every fully parsed chain of `text` (prose, LaTeX, GSM8K `<<a*b=c>>`
+    annotations), and the LaTeX sides the parsers disputed. Also read by `reference_match`."""
     text, annotations = calculator_annotations(text)
     chains: list[tuple[Chain, bool]] = []
     disputed: list[dict] = []
@@ -176,7 +177,7 @@ def _check_step(step: str, index: int, ctx: _Context, config: ToolVerifyConfig,
     if scope.resets or scope.local:
         ctx.assignments.clear()
     ctx.tried_candidates |= scope.trial
-    chains, disputed = _claims(text)
+    chains, disputed = claims_in_text(text)
     if disputed:
         checks.append({"check": "parsers_disagree", "sides": disputed, "ok": None})
     known = dict(ctx.assignments) if not scope.local else {}
@@ -369,5 +370,5 @@ def verdict_of(label: StepLabel) -> str:
     return label.evidence.get("verdict", "not_checkable")
 
 
-__all__ = ["LABELER", "VERSION", "ToolVerifyConfig", "label_tool_verify", "verdict_of", "verify_solution",
-           "SandboxConfig"]
+__all__ = ["LABELER", "VERSION", "ToolVerifyConfig", "claims_in_text", "label_tool_verify", "verdict_of",
+           "verify_solution", "SandboxConfig"]
