@@ -33,7 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from prm_data.labelers import (judge_vote, mc_value, omega_prm, progress, reference_match, rubric, sibling,
-                              tool_verify)
+                              tool_verify, verpo)
 from prm_data.labelers.protocol import LabelerInputs, LabelerOutput
 
 Need = Literal["completer", "prover", "tree", "judges"]
@@ -109,6 +109,7 @@ LABELERS: dict[str, LabelerSpec] = {
     sibling.NAME: LabelerSpec(tree_labeler(sibling.label_sibling), sibling.SiblingConfig, _MC, "mc", "advantage"),
     progress.NAME: LabelerSpec(tree_labeler(progress.label_progress), progress.ProgressConfig,
                                frozenset({"prover", "tree"}), "mc", "advantage"),
+    verpo.NAME: LabelerSpec(tree_labeler(verpo.label_verpo), verpo.VeRPOConfig, _MC, "mc"),
     tool_verify.LABELER: LabelerSpec(_tool_verify, tool_verify.ToolVerifyConfig, frozenset(), "tool"),
     reference_match.NAME: LabelerSpec(_reference_match, reference_match.ReferenceMatchConfig, frozenset(), "tool"),
     judge_vote.LABELER: LabelerSpec(_judge_vote, judge_vote.JudgeVoteConfig, frozenset({"judges"}), "judge"),
