@@ -46,12 +46,26 @@ Rules, applied to each step in order (`verdict` in the evidence):
    is wrong (`diverges`: it left the reference and never came back), else
    abstain (`off_reference`).
 
+Code problems (`metadata.outcome.verifier == "code"`) are matched by effects
+instead (`code_trace`): the rollout's program and the reference's (its
+`reference_solution` steps, else the canonical `answer`) run in the sandbox on
+the problem's tests under a tracer, each step's effects are the values its
+lines create or change (and the value returned), and steps are matched by
+effect overlap with the same assignment. A step whose line raises where the
+reference passes is bad (`raises`; a syntax error blames the step holding it);
+one that runs nothing abstains (`no_effect`); one whose every effect the
+reference also establishes on every test is good (`reproduces`); one whose
+values differ is good with low confidence when the program passes every test
+the reference passes (`outputs_agree`: another route) and bad when the outputs
+diverge (`diverges`). A reference that fails its own tests labels nothing and
+says why.
+
 Confidences follow the tool verifier's contract with aggregation: only an exact
 arithmetic error has confidence 1.0 (the one kind a tool veto acts on); the
 reference-based verdicts are interpretations and stay below it.
 
 Inputs: `RolloutSteps` and the shard's `problems` rows (their
-`reference_solution`). A problem without one gets a `failures` row and its
+`reference_solution`; for code also `metadata.outcome`). A problem without one gets a `failures` row and its
 rollouts no labels. Output: a `StepLabels` with value 1 (good) / 0 (bad) / None
 (abstain), the matched reference step and the values compared in the evidence,
 and zero tokens and calls.
@@ -71,17 +85,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.optimize import linear_sum_assignment
 
 from prm_data.failures import FailureLog
+from prm_data.labelers import code_trace
+from prm_data.labelers.sandbox import SandboxConfig
 from prm_data.labelers.notation import numbers_in
 from prm_data.labelers.tool_checks import COMMON_CONSTANTS, compare, show
 from prm_data.labelers.tool_verify import claims_in_text
 from prm_data.records import JSON, StepLabels
 from prm_data.rollouts import RolloutSteps
 from prm_data.trees.sampling import labeler_version
+from prm_data.verifiers.protocol import OutcomeSpec
 
 NAME = "reference_match"
 CODE_VERSION = "v1"
 EVIDENCE = {"verdict": pa.string(), "matched_reference_step": pa.int64(), "reference_step_text": pa.string(),
-            "similarity": pa.float64(), "computations": JSON, "reference_values": JSON}
+            "similarity": pa.float64(), "computations": JSON, "reference_values": JSON,
+            "effects": JSON, "tests_passed": JSON}  # the last two: code problems only
 _CODE_BLOCK = re.compile(r"```.*?```", re.S)
 _FINAL_LINE = re.compile(r"^\s*####")  # GSM8K's "#### 72" answer line: no step
 
@@ -112,7 +130,11 @@ class ReferenceMatchConfig(BaseModel):
     reproduction_confidence: float = Field(0.8, ge=0, le=1, description="A step whose every value the reference "
                                            "establishes (local: says nothing of what it leaves out).")
     alternate_route_confidence: float = Field(0.5, ge=0, le=1, description="A value off the reference that a "
-                                              "later step turns into a reference value.")
+                                              "later step turns into a reference value; for code, a step whose "
+                                              "values differ from the reference's in a program that passes every "
+                                              "test the reference passes.")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Limits of each traced run of a "
+                                   "code solution (code problems only; the reference runs once per problem).")
 
 
 @dataclass(frozen=True)
@@ -289,26 +311,58 @@ def _leads_back(value: sympy.Expr, later: Sequence[Sequence[Computation]], known
 def label_reference_match(rollouts: Sequence[RolloutSteps], problems: Sequence[Mapping],
                           cfg: ReferenceMatchConfig = ReferenceMatchConfig(),
                           failures: FailureLog | None = None) -> StepLabels:
-    """Label every step of every rollout whose problem has a reference solution; zero model calls."""
+    """Label every step of every rollout whose problem has a usable reference; zero model calls."""
     labels = StepLabels(NAME, labeler_version(CODE_VERSION, cfg), EVIDENCE)
     by_id = {p["problem_id"]: p for p in problems}
-    references: dict[str, list[ReferenceStep] | None] = {}
+    references: dict[str, list[ReferenceStep] | _CodeReference | None] = {}
     for r in rollouts:
         if r.problem_id not in references:
             references[r.problem_id] = _reference_of(by_id.get(r.problem_id), r.problem_id, cfg, failures)
         reference = references[r.problem_id]
-        if reference is not None:
+        if isinstance(reference, _CodeReference):
+            label_code_solution(r, reference, labels, cfg)
+        elif reference is not None:
             label_solution(r, reference, labels, cfg)
     return labels
 
 
+@dataclass(frozen=True)
+class _CodeReference:
+    spec: OutcomeSpec
+    steps: tuple[str, ...]
+    trace: code_trace.SolutionTrace
+
+
+def label_code_solution(rollout: RolloutSteps, reference: _CodeReference, labels: StepLabels,
+                        cfg: ReferenceMatchConfig) -> None:
+    """Label a code rollout's steps by the effects they establish on the problem's tests (code_trace)."""
+    trace = code_trace.trace_solution(rollout.steps, reference.spec, cfg.sandbox)
+    verdicts = code_trace.code_verdicts(rollout.steps, trace, reference.trace, len(reference.steps),
+                                        cfg.order_weight)
+    confidence = {"reproduces": cfg.reproduction_confidence, "outputs_agree": cfg.alternate_route_confidence,
+                  "diverges": cfg.divergence_confidence, "raises": cfg.contradiction_confidence, "no_effect": 0.0}
+    passed = [t.passed for t in trace.tests]
+    for i, v in enumerate(verdicts):
+        effects = [list(t.effects[i]) for t in trace.tests]
+        labels.add(problem_id=rollout.problem_id, rollout_id=rollout.rollout_id, step_index=i,
+                   value=None if v.good is None else float(v.good), hard_label=v.good,
+                   confidence=confidence[v.verdict],
+                   evidence={"verdict": v.verdict, "matched_reference_step": v.matched,
+                             "reference_step_text": reference.steps[v.matched] if v.matched >= 0 else "",
+                             "similarity": v.similarity, "effects": effects, "tests_passed": passed})
+
+
 def _reference_of(problem: Mapping | None, problem_id: str, cfg: ReferenceMatchConfig,
-                  failures: FailureLog | None) -> list[ReferenceStep] | None:
-    """The problem's reference steps; None (with a failures row saying why) when there is nothing to match."""
+                  failures: FailureLog | None) -> list[ReferenceStep] | _CodeReference | None:
+    """The problem's reference; None (with a failures row saying why) when there is nothing to match."""
     text = (problem or {}).get("reference_solution") or ""
     reason = None
     if problem is None:
         reason = "the problem row is missing from the shard"
+    elif (spec := OutcomeSpec.from_problem(problem)).verifier == "code":
+        reference, reason = _code_reference(spec, text or str(problem.get("answer") or ""), cfg)
+        if reference is not None:
+            return reference
     elif not text.strip():
         reason = "the problem has no reference_solution"
     else:
@@ -319,3 +373,16 @@ def _reference_of(problem: Mapping | None, problem_id: str, cfg: ReferenceMatchC
     if failures is not None:
         failures.record(f"label:{NAME}", f"{reason}: its rollouts are not labeled", item_id=problem_id)
     return None
+
+
+def _code_reference(spec: OutcomeSpec, text: str, cfg: ReferenceMatchConfig) -> tuple[_CodeReference | None, str]:
+    steps = tuple(code_trace.split_reference(text))
+    if not steps:
+        return None, "the code problem has neither a reference_solution nor a canonical answer"
+    if not spec.entry_point or not spec.tests:
+        return None, "the code problem names no entry_point or no tests to trace the reference on"
+    trace = code_trace.trace_solution(steps, spec, cfg.sandbox)
+    if trace.load_error is not None or not all(t.passed for t in trace.tests):
+        why = trace.load_error or next(t.error for t in trace.tests if not t.passed)
+        return None, f"the reference does not pass its own tests ({why})"
+    return _CodeReference(spec, steps, trace), ""
