@@ -13,14 +13,15 @@ Two measurements (see docs/labeling.md, "Reference matching"):
    steps given a hard label), calls, tokens and CPU seconds. The simulator's assumptions
    (`SimBackend.assumptions()`) are stored with the figures; its parameters are the defaults
    of labeling_cost.py, not chosen for this benchmark.
-2. **A problem set with known truth** (`--problem-set`, default
-   benchmarks/data/human_math_solutions.json: hand-written problems, GSM8K-style annotated
-   references, solutions in prose, equations, LaTeX, markdown and GSM8K annotations, the true
-   first error labeled by hand). No sampler can continue these solutions, so only the zero-call
-   labelers run. A code problem set in the same format (problems rows with `metadata.outcome`
-   and a canonical `reference_solution`, solutions with their true first error) runs the same way.
+2. **Problem sets with known truth** (`--problem-set`, default both of benchmarks/data/:
+   human_math_solutions.json, hand-written problems with GSM8K-style annotated references and
+   solutions in prose, equations, LaTeX, markdown and GSM8K annotations; human_code_solutions.json,
+   hand-written code problems with unit tests, a reference as fenced steps and solutions; the true
+   first error of every solution labeled by hand). No sampler can continue these solutions, so only
+   the zero-call labelers run. Any set in this format runs the same way: problems rows (code ones
+   with `metadata.outcome`), each with `solutions` (steps, true first error, final correctness).
 
-Run: `python benchmarks/reference_match.py [--quick] [--problem-set FILE]`; writes
+Run: `python benchmarks/reference_match.py [--quick] [--problem-set FILE ...]`; writes
 benchmarks/results/reference_match.json and prints the tables.
 """
 
@@ -50,6 +51,7 @@ from prm_data.sources.bank import generate_bank  # noqa: E402
 
 RESULTS = HERE / "results"
 HUMAN_SET = HERE / "data" / "human_math_solutions.json"
+HUMAN_CODE_SET = HERE / "data" / "human_code_solutions.json"
 SAMPLED = [("mc_k8", label_mc_value, MCValueConfig(k=8, reuse_tree=False)),
            ("binary_search_k8", label_omega_prm, OmegaPRMConfig(k=8, continue_search=False))]
 ZERO_CALL = {
@@ -64,9 +66,9 @@ ZERO_CALL = {
 def zero_call_method(name: str, rollouts: list[RolloutSteps], problems: list[dict]) -> dict:
     """Label with a zero-call labeler; the same figures as labeling_cost.run_method, and coverage."""
     failures = FailureLog("bench")
-    start = time.process_time()
+    start, wall = time.process_time(), time.perf_counter()
     labels = ZERO_CALL[name](rollouts, problems, failures)
-    cpu = time.process_time() - start
+    cpu, wall = time.process_time() - start, time.perf_counter() - wall
     hits, total, err_hits, err_total = score(rollouts, labels)
     steps = sum(len(r.steps) for r in rollouts)
     labeled = sum(l.hard_label is not None for l in labels)
@@ -80,7 +82,8 @@ def zero_call_method(name: str, rollouts: list[RolloutSteps], problems: list[dic
             "coverage": labeled / steps if steps else None, "labeled_steps": labeled, "steps": steps,
             "labeled_step_accuracy_to_first_error": _step_accuracy(rollouts, labels),
             "calls": sum(l.calls for l in labels), "completion_tokens": sum(l.completion_tokens for l in labels),
-            "cpu_seconds": round(cpu, 3), "verdicts": verdicts, "failures": len(failures.rows)}
+            "cpu_seconds": round(cpu, 3), "wall_seconds": round(wall, 3),  # CPU: this process, not the sandbox's
+            "verdicts": verdicts, "failures": len(failures.rows)}
 
 
 def _step_accuracy(rollouts: list[RolloutSteps], labels) -> float | None:
@@ -134,8 +137,10 @@ def problem_set(path: Path) -> dict:
             "steps": sum(len(r.steps) for r in rollouts), "methods": methods}
 
 
-def run(quick: bool = False, problem_set_path: Path = HUMAN_SET, out_dir: Path | None = None) -> dict:
-    results = {"quick": quick, "synthetic": synthetic(quick), "problem_set": problem_set(problem_set_path)}
+def run(quick: bool = False, problem_sets: tuple[Path, ...] = (HUMAN_SET, HUMAN_CODE_SET),
+        out_dir: Path | None = None) -> dict:
+    results = {"quick": quick, "synthetic": synthetic(quick),
+               "problem_sets": {Path(p).stem: problem_set(Path(p)) for p in problem_sets}}
     out = Path(out_dir) if out_dir is not None else RESULTS
     out.mkdir(parents=True, exist_ok=True)
     (out / "reference_match.json").write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
@@ -147,27 +152,28 @@ def print_tables(results: dict) -> None:
     print(f"== synthetic policy {syn['policy_assumptions']}, completer {syn['completer_assumptions']}: "
           f"{syn['rollouts_labeled']} rollouts, {syn['steps_labeled']} steps, {syn['error_free_rollouts']} error-free")
     _table(syn["methods"])
-    ps = results["problem_set"]
-    print(f"\n== {ps['path']}: {ps['solutions']} solutions of {ps['problems']} problems, {ps['steps']} steps, "
-          f"{ps['error_free_solutions']} error-free")
-    _table(ps["methods"])
+    for ps in results["problem_sets"].values():
+        print(f"\n== {ps['path']}: {ps['solutions']} solutions of {ps['problems']} problems, {ps['steps']} steps, "
+              f"{ps['error_free_solutions']} error-free")
+        _table(ps["methods"])
 
 
 def _table(methods: dict) -> None:
     print(f"{'method':38s} {'accuracy':>8s} {'95% CI':>13s} {'coverage':>8s} {'step acc':>8s} {'calls':>7s} "
-          f"{'tokens':>8s} {'cpu s':>7s}")
+          f"{'tokens':>8s} {'cpu s':>7s} {'wall s':>7s}")
     for name, m in methods.items():
         lo, hi = m["accuracy_ci95"]
         step_acc = m.get("labeled_step_accuracy_to_first_error")
         print(f"{name:38s} {m['first_error_accuracy']:8.3f}   {lo:.3f}-{hi:.3f} {m['coverage']:8.3f} "
               f"{'' if step_acc is None else f'{step_acc:.3f}':>8s} {m['calls']:7.0f} {m['completion_tokens']:8.0f} "
-              f"{m['cpu_seconds']:7.2f}")
+              f"{m['cpu_seconds']:7.2f} {m.get('wall_seconds', float('nan')):7.2f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="12 problems and one completer seed (default 40, two)")
-    parser.add_argument("--problem-set", type=Path, default=HUMAN_SET, help="problem set with known truth (JSON)")
+    parser.add_argument("--problem-set", type=Path, nargs="+", default=[HUMAN_SET, HUMAN_CODE_SET],
+                        help="problem sets with known truth (JSON; default: the two hand-labeled sets)")
     parser.add_argument("--out-dir", type=Path, default=None, help="where the JSON goes (default results/)")
     args = parser.parse_args()
-    print_tables(run(args.quick, args.problem_set, args.out_dir))
+    print_tables(run(args.quick, tuple(args.problem_set), args.out_dir))

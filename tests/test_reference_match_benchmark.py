@@ -47,3 +47,16 @@ def test_the_problem_set_is_scored_with_coverage_and_zero_calls(benchmark, tmp_p
     # the prose solution abstains on all 3 of its steps; the others are matched step by step
     assert m["labeled_steps"] == 5 and m["coverage"] == pytest.approx(5 / 8)
     assert m["first_error_accuracy"] == pytest.approx(2 / 3) and m["calls"] == 0
+
+
+@pytest.mark.slow
+def test_every_hand_written_code_reference_passes_its_own_tests(benchmark):
+    from prm_data.labelers.code_trace import split_reference, trace_solution
+    from prm_data.verifiers.protocol import OutcomeSpec
+
+    data = json.loads(benchmark.HUMAN_CODE_SET.read_text())
+    for p in data["problems"]:
+        trace = trace_solution(split_reference(p["reference_solution"]), OutcomeSpec.from_problem(p))
+        assert trace.load_error is None and all(t.passed for t in trace.tests), p["problem_id"]
+        for s in p["solutions"]:
+            assert -1 <= s["true_first_error"] < len(s["steps"]), (p["problem_id"], s["steps"])
