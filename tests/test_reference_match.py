@@ -74,6 +74,12 @@ def test_a_value_off_the_reference_with_nothing_shared_diverges_only_when_the_an
     assert verdicts(label(steps, is_correct=True))[1] == ("off_reference", None)
 
 
+def test_a_last_step_that_states_a_wrong_final_answer_is_bad_even_without_a_computation():
+    steps = ["In May she sold 48 / 2 = 24 clips.", "So she sold 24 clips in all."]
+    assert verdicts(label(steps, is_correct=False)) == [("reproduces", True), ("wrong_final_answer", False)]
+    assert verdicts(label(steps, is_correct=None))[1] == ("no_computation", None)  # ungraded: nothing to go on
+
+
 def test_a_reference_computation_is_never_an_arithmetic_error_of_the_rollout():
     # the bank's `/` is integer division: 14 / 4 = 3 in its reference is the problem's own operation
     reference = "Step 1: so 14 / 4 = 3.\n\nStep 2: so 3 + 5 = 8. The answer is \\boxed{8}."

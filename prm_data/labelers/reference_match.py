@@ -44,7 +44,10 @@ Rules, applied to each step in order (`verdict` in the evidence):
    but establishes another value): bad (`contradicts_reference`);
 8. otherwise (no shared value or operand): bad when the rollout's final answer
    is wrong (`diverges`: it left the reference and never came back), else
-   abstain (`off_reference`).
+   abstain (`off_reference`);
+9. the last step of a rollout whose final answer is graded wrong is bad
+   whatever rules 1, 5, 6 or 8 said (`wrong_final_answer`: it states that
+   answer; a solution that stops short, or that ends in prose, is caught here).
 
 Code problems (`metadata.outcome.verifier == "code"`) are matched by effects
 instead (`code_trace`): the rollout's program and the reference's (its
@@ -243,6 +246,8 @@ def label_solution(rollout: RolloutSteps, reference: Sequence[ReferenceStep], la
         j, sim = matched.get(i, (-1, 0.0))
         verdict, good = _verdict(i, comps, steps, j >= 0, known, grounded, good_values, wrong_values,
                                  rollout.is_correct)
+        if i == len(steps) - 1 and rollout.is_correct is False and good is not False:
+            verdict, good = "wrong_final_answer", False
         if good is False:
             wrong_values |= {c.value for c in comps if not known.reproduces(c, good_values)}
         elif good:
@@ -251,7 +256,7 @@ def label_solution(rollout: RolloutSteps, reference: Sequence[ReferenceStep], la
                       "carries_error": cfg.contradiction_confidence, "reproduces": cfg.reproduction_confidence,
                       "alternate_route": cfg.alternate_route_confidence,
                       "contradicts_reference": cfg.contradiction_confidence,
-                      "diverges": cfg.divergence_confidence}[verdict]
+                      "diverges": cfg.divergence_confidence, "wrong_final_answer": cfg.divergence_confidence}[verdict]
         labels.add(problem_id=rollout.problem_id, rollout_id=rollout.rollout_id, step_index=i,
                    value=None if good is None else float(good), hard_label=good, confidence=confidence,
                    evidence={"verdict": verdict, "matched_reference_step": j,
