@@ -50,6 +50,9 @@ def test_renamed_variables_that_establish_the_same_values_reproduce_the_referenc
     assert verdicts(labels) == [("reproduces", True)] * 3
     assert [l.evidence["matched_reference_step"] for l in labels] == [0, 1, 2]
     assert labels[1].evidence["effects"] == [["14"], ["9"], ["2"]] and labels[0].calls == 0
+    rollout = RolloutSteps("c", "r", "q", tuple(steps))
+    table = label_reference_match([rollout], [problem()]).table("run")  # the stored rows, code evidence included
+    assert table.num_rows == 3 and json.loads(table.column("evidence")[1].as_py())["tests_passed"] == [True] * 3
 
 
 @pytest.mark.slow
