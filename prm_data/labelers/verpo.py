@@ -16,7 +16,8 @@ its three parts are implemented as follows, each a named setting:
 
 - pass rate of test j: rho_j = (continuations of the problem passing j) / (all
   continuations of the problem), over every continuation sampled from every
-  step prefix of every rollout of that problem (the group);
+  step prefix of every rollout of that problem in this call (the group; no
+  tree reuse: the tree keeps success counts, not per-test results);
 - weight: w_j = (1 - rho_j + `smoothing`) / sum_i (1 - rho_i + `smoothing`): a
   test every solution passes carries weight `smoothing` only (no information),
   the hardest carry the most; when every test is passed by every
