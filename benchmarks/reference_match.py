@@ -100,11 +100,10 @@ def _step_accuracy(rollouts: list[RolloutSteps], labels) -> float | None:
     return right / n if n else None
 
 
-def synthetic(quick: bool) -> dict:
-    count, seeds = (12, [0]) if quick else (40, [0, 1])
-    rollouts, facts = _rollouts(count, DEFAULT_CANCEL, BANK_SEED)
-    problems = [p.to_row("bench") for p in generate_bank(count, seed=BANK_SEED, difficulty=(3, 6), ops="+-*")]
-    completer = {"model": "sim-policy", "error_rate": POLICY_ERROR_RATE, "cancel_rate": DEFAULT_CANCEL}
+def compare_on(rollouts: list[RolloutSteps], problems: list[dict], completer: dict, seeds: list[int]) -> dict:
+    """Every method on the same rollouts with known truth: the sampling ones with a `SimBackend(**completer)`
+    completer per seed (labeling_cost.run_method), the zero-call ones once. Any simulator whose backend is a
+    `SimBackend` and whose rollouts carry `true_first_error` fits (the code simulator's too, once merged)."""
     methods = {}
     steps = sum(len(r.steps) for r in rollouts)
     for name, labeler, cfg in SAMPLED:
@@ -113,9 +112,16 @@ def synthetic(quick: bool) -> dict:
         m["cpu_seconds"] = round((time.process_time() - start) / len(seeds), 3)
         m["coverage"] = m["labeled_steps"] / steps
         methods[name] = m
-    methods |= {name: zero_call_method(name, rollouts, problems) for name in ZERO_CALL}
+    return methods | {name: zero_call_method(name, rollouts, problems) for name in ZERO_CALL}
+
+
+def synthetic(quick: bool) -> dict:
+    count, seeds = (12, [0]) if quick else (40, [0, 1])
+    rollouts, facts = _rollouts(count, DEFAULT_CANCEL, BANK_SEED)
+    problems = [p.to_row("bench") for p in generate_bank(count, seed=BANK_SEED, difficulty=(3, 6), ops="+-*")]
+    completer = {"model": "sim-policy", "error_rate": POLICY_ERROR_RATE, "cancel_rate": DEFAULT_CANCEL}
     return {**facts, "completer_assumptions": SimBackend(**completer).assumptions(), "completer_seeds": seeds,
-            "methods": methods}
+            "methods": compare_on(rollouts, problems, completer, seeds)}
 
 
 def problem_set(path: Path) -> dict:
