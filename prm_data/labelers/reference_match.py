@@ -89,8 +89,8 @@ from scipy.optimize import linear_sum_assignment
 
 from prm_data.failures import FailureLog
 from prm_data.labelers import code_trace
-from prm_data.labelers.sandbox import SandboxConfig
 from prm_data.labelers.notation import numbers_in
+from prm_data.labelers.sandbox import SandboxConfig
 from prm_data.labelers.tool_checks import COMMON_CONSTANTS, compare, show
 from prm_data.labelers.tool_verify import claims_in_text
 from prm_data.records import JSON, StepLabels
