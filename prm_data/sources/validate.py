@@ -24,7 +24,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prm_data.answers import extract_answer, gsm8k_answer, ungradeable_reason
+from prm_data.answers import extract_answer, gsm8k_answer
+from prm_data.verifiers.protocol import OutcomeSpec
+from prm_data.verifiers.registry import ungradeable_reason
 from prm_data.failures import FailureLog
 from prm_data.sources.bank import problem_id_for
 
@@ -115,7 +117,7 @@ class RowValidator:
             solution = solution or answer_text
         else:
             answer = answer_text.strip()
-        reason = ungradeable_reason(answer)
+        reason = ungradeable_reason(OutcomeSpec("math", answer))  # file sources give math golds (the verifier's)
         if reason is not None:
             raise RowError(f"answer {_clip(answer)!r} cannot be graded: {reason}")
         source_id = None
