@@ -27,7 +27,7 @@ budget (`budget_seconds`) is spent, the remaining tests fail as not run.
 
 Output lines: `<token>\\t<kind>\\t...` with kinds `start`, `load`
 (`ok`/`fail`, seconds, error), `test` (index, `P`/`F`, seconds, error) and
-`end`; errors are one line, `unicode_escape`d. What this cannot stop: code that
+`end` (CPU seconds of the harness and its reaped workers); errors are one line, `unicode_escape`d. What this cannot stop: code that
 deliberately reads the harness out of its own process's memory can report its
 own test as passed (the test's assertion runs in that process); it cannot
 speak for another test, nor write on the harness's stdout.
@@ -268,7 +268,8 @@ class _Harness:
         if self.worker is not None:
             self.stop_worker("", 0)
         self.sweep_others()
-        self.emit("end")
+        spent = os.times()  # this process and every worker it reaped: what the run cost inside the sandbox
+        self.emit("end", f"{spent.user + spent.system + spent.children_user + spent.children_system:.4f}")
 
     def sweep_others(self):
         """Kill every process of the sandbox but pid 1, this one and the worker; True if any was found."""

@@ -154,6 +154,7 @@ class CodeTestsVerifier:
         passed: dict[int, tuple[bool, float, str]] = {}
         began = ended = False
         load_error = None
+        cpu = None
         for line in result.stdout.splitlines():
             fields = line.split("\t")
             if fields[0] != token or len(fields) < 2:
@@ -163,6 +164,10 @@ class CodeTestsVerifier:
                 began = True
             elif kind == "end":
                 ended = True
+                try:
+                    cpu = float(fields[2])
+                except (IndexError, ValueError):
+                    cpu = None
             elif kind == "load" and len(fields) == 5 and fields[2] == "fail" and load_error is None:
                 load_error = _unescape(fields[4])
             elif kind == "test" and len(fields) == 6 and fields[2].isdigit():
@@ -187,6 +192,8 @@ class CodeTestsVerifier:
         first = next((i for i, t in enumerate(tests) if not t.passed), None)
         reason = None if first is None else (load_error or f"test {first} ({tests[first].name}): {tests[first].error}")
         extra = {} if ended and result.status == "ok" else {"sandbox_status": result.status}
+        if cpu is not None:
+            extra["cpu_seconds"] = cpu  # inside the sandbox (the interpreter's start included), not bubblewrap's
         return self._outcome(spec, "correct" if all_passed else "incorrect", tests, reason, started, **extra)
 
     def _outcome(self, spec: OutcomeSpec, status, tests: list[TestResult], reason: str | None, started: float,
