@@ -147,3 +147,10 @@ def test_rows_written_before_the_score_and_verifier_columns_still_read(tmp_path,
     steps = [s | {"rollout_id": "old-" + s["rollout_id"]} for s in labeled["batch"].steps if s["problem_id"] == "math-1"]
     old = rollouts_from_rows(PROBLEMS, [r for r in read if r["rollout_id"].startswith("old-")], steps)
     assert old and all(r.score == float(r.is_correct) and r.outcome_spec.verifier == "math" for r in old)
+
+
+def test_the_last_step_of_a_graded_code_rollout_is_terminal_and_of_a_math_one_only_with_an_answer(labeled):
+    from prm_data.labelers.mc_value import is_terminal
+
+    for r in labeled["rollouts"]:
+        assert is_terminal(r, len(r.steps) - 1) and not is_terminal(r, 0)

@@ -89,9 +89,15 @@ class MCValueConfig(BaseModel):
 
 
 def is_terminal(rollout: RolloutSteps, step_index: int, step_policy: str = "blank_line") -> bool:
-    """Whether step `step_index` ends a graded rollout that states a final answer (a complete solution)."""
-    return (step_index == len(rollout.steps) - 1 and rollout.is_correct is not None
-            and extract_answer(join_steps(list(rollout.steps), step_policy)) is not None)
+    """Whether step `step_index` ends a graded rollout that states a final answer (a complete solution).
+
+    A problem graded by another verifier than math (code, exact, choice) has no "final answer" to
+    look for: the last step of a graded rollout of it is the end of the solution its verifier judged."""
+    if step_index != len(rollout.steps) - 1 or rollout.is_correct is None:
+        return False
+    if rollout.outcome_spec is not None and rollout.outcome_spec.verifier != "math":
+        return True
+    return extract_answer(join_steps(list(rollout.steps), step_policy)) is not None
 
 
 def label_mc_value(rollouts: Sequence[RolloutSteps], completer: Completer,

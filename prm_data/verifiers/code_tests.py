@@ -68,7 +68,8 @@ class CodeTestsConfig(BaseModel):
     max_processes: int = Field(16, ge=4, description="RLIMIT_NPROC: processes plus threads of one run.")
     tmp_mb: int = Field(64, ge=8, description="The run's private tmpfs working folder, in MiB.")
     max_parallel: int | None = Field(None, ge=1, description="Solutions tested at once by `verify_many` (one "
-                                     "sandbox each); None = the machine's CPU count.")
+                                     "sandbox each); None = twice the machine's CPU count (a sandbox's start is "
+                                     "mostly waiting, not CPU: benchmarks/code_verifier_throughput.py).")
 
     def sandbox(self, n_tests: int) -> SandboxConfig:
         return SandboxConfig(cpu_seconds=self.cpu_seconds, wall_seconds=self.budget_seconds + self.startup_seconds,
@@ -146,7 +147,7 @@ class CodeTestsVerifier:
     def verify_many(self, items: Sequence[tuple[OutcomeSpec, str]]) -> list[Outcome]:
         if len(items) <= 1:
             return [self.verify(spec, text) for spec, text in items]
-        workers = min(len(items), self.config.max_parallel or os.cpu_count() or 1)
+        workers = min(len(items), self.config.max_parallel or 2 * (os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="code-tests") as pool:
             return list(pool.map(lambda item: self.verify(*item), items))
 
