@@ -128,8 +128,11 @@ def test_exiting_or_crashing_in_a_test_fails_that_test_only(exit_call, error):  
 
 
 def test_a_hundred_megabytes_of_output_fails_the_test_at_the_output_limit():  # guard: RLIMIT_FSIZE on its output
-    outcome, seconds = verify("def add_one(x):\n    print('x' * 100_000_000)\n    return x + 1\n",
-                              OutcomeSpec("code", tests=ADD_ONE.tests[:1], entry_point="add_one"))
+    roomy = CodeTestsVerifier(FAST.model_copy(update={"test_seconds": 2.0}))  # building 100 MB takes time
+    started = time.monotonic()
+    outcome = roomy.verify(OutcomeSpec("code", tests=ADD_ONE.tests[:1], entry_point="add_one"),
+                           "def add_one(x):\n    print('x' * 100_000_000)\n    return x + 1\n")
+    seconds = time.monotonic() - started
     assert outcome.tests[0].error == "output limit: the code wrote more than the sandbox allows"
     assert seconds < 3.0
 
@@ -237,3 +240,18 @@ def test_an_unclosed_last_fence_runs_to_the_end_and_plain_text_is_all_code():
 def test_a_fenced_solution_is_verified_by_its_last_defining_block():
     outcome, _ = verify(FENCED)
     assert outcome.status == "correct"
+
+
+def test_max_parallel_bounds_the_sandboxes_of_every_thread_together():  # guard: one semaphore per verifier
+    import threading
+
+    bounded = CodeTestsVerifier(FAST.model_copy(update={"max_parallel": 2}))
+    spec = OutcomeSpec("code", tests=("assert add_one(1) == 2",), entry_point="add_one")
+    code = "import time\ndef add_one(x):\n    time.sleep(0.25)\n    return x + 1\n"
+    threads = [threading.Thread(target=bounded.verify_many, args=([(spec, code)] * 2,)) for _ in range(2)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.monotonic() - started >= 0.5  # 4 solutions of >= 0.25 s each, at most 2 at a time

@@ -90,15 +90,16 @@ def _worker(spec, cmd_r, res_w):
     error = ""
     started = time.perf_counter()
     try:
-        signal.setitimer(signal.ITIMER_REAL, load_s)
-        if setup:
-            exec(compile(setup, "<setup>", "exec"), namespace)
-        exec(compile(solution, "<solution>", "exec"), namespace)
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, load_s)
+            if setup:
+                exec(compile(setup, "<setup>", "exec"), namespace)
+            exec(compile(solution, "<solution>", "exec"), namespace)
+        finally:  # an alarm due while this runs raises here, and is caught below: the timer is one-shot
+            signal.setitimer(signal.ITIMER_REAL, 0)
         if entry_point and entry_point not in namespace:
             error = f"the solution does not define {entry_point}"
     except BaseException as exc:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         error = "while loading: " + _describe(exc, load_s)
     if os.getpid() != me:  # a process the solution forked fell through to here
         os._exit(0)
@@ -117,12 +118,13 @@ def _worker(spec, cmd_r, res_w):
         index, nonce = line.decode().split("\t")
         started = time.perf_counter()
         try:
-            signal.setitimer(signal.ITIMER_REAL, test_s)
-            exec(compile(tests[int(index)], f"<test {index}>", "exec"), dict(namespace))
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            try:
+                signal.setitimer(signal.ITIMER_REAL, test_s)
+                exec(compile(tests[int(index)], f"<test {index}>", "exec"), dict(namespace))
+            finally:  # as above: a late alarm is caught below, and cannot fire twice
+                signal.setitimer(signal.ITIMER_REAL, 0)
             verdict, error = "P", ""
         except BaseException as exc:
-            signal.setitimer(signal.ITIMER_REAL, 0)
             verdict, error = "F", _describe(exc, test_s)
         if os.getpid() != me:
             os._exit(0)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -68,7 +69,7 @@ class CodeTestsConfig(BaseModel):
     max_processes: int = Field(16, ge=4, description="RLIMIT_NPROC: processes plus threads of one run.")
     tmp_mb: int = Field(64, ge=8, description="The run's private tmpfs working folder, in MiB.")
     max_parallel: int | None = Field(None, ge=1, description="Solutions tested at once by `verify_many` (one "
-                                     "sandbox each); None = twice the machine's CPU count (a sandbox's start is "
+                                     "sandbox each), across every thread that verifies; None = twice the machine's CPU count (a sandbox's start is "
                                      "mostly waiting, not CPU: benchmarks/code_verifier_throughput.py).")
 
     def sandbox(self, n_tests: int) -> SandboxConfig:
@@ -115,6 +116,9 @@ class CodeTestsVerifier:
 
     def __init__(self, config: CodeTestsConfig = CodeTestsConfig()):
         self.config = config
+        self.max_parallel = config.max_parallel or 2 * (os.cpu_count() or 1)
+        # one bound for every caller: pipelined labelers verify from many threads at once
+        self._slots = threading.BoundedSemaphore(self.max_parallel)
 
     def ungradeable_reason(self, spec: OutcomeSpec) -> str | None:
         if not spec.tests:
@@ -141,13 +145,14 @@ class CodeTestsVerifier:
         token = secrets.token_hex(16)
         data = (token, spec.setup, code, spec.entry_point or "", tuple(spec.tests), self.config.test_seconds,
                 self.config.load_seconds, self.config.budget_seconds, self.config.grace_seconds)
-        result = run_python(f"SPEC = {data!r}\n{HARNESS_SOURCE}", self.config.sandbox(len(spec.tests)))
+        with self._slots:
+            result = run_python(f"SPEC = {data!r}\n{HARNESS_SOURCE}", self.config.sandbox(len(spec.tests)))
         return self._from_run(spec, token, result, started)
 
     def verify_many(self, items: Sequence[tuple[OutcomeSpec, str]]) -> list[Outcome]:
         if len(items) <= 1:
             return [self.verify(spec, text) for spec, text in items]
-        workers = min(len(items), self.config.max_parallel or 2 * (os.cpu_count() or 1))
+        workers = min(len(items), self.max_parallel)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="code-tests") as pool:
             return list(pool.map(lambda item: self.verify(*item), items))
 
