@@ -117,16 +117,13 @@ class RowValidator:
             solution = solution or answer_text
         else:
             answer = answer_text.strip()
-        reason = ungradeable_reason(OutcomeSpec("math", answer))  # file sources give math golds (the verifier's)
-        if reason is not None:
-            raise RowError(f"answer {_clip(answer)!r} cannot be graded: {reason}")
         source_id = None
         if m.id_field is not None:
             source_id = _identifier(data, m.id_field)
         metadata = {"where": record.where}
         if source_id is not None:
             metadata["source_id"] = source_id
-        return {
+        row = {
             "problem_id": source_id if source_id is not None else problem_id_for(question),
             "run_id": self.run_id,
             "source": self.source,
@@ -137,6 +134,12 @@ class RowValidator:
             "metadata": json.dumps(metadata),
             "created_at": datetime.now(timezone.utc),
         }
+        spec = OutcomeSpec.from_problem(row)  # the problem's verifier refuses what it cannot grade
+        reason = ungradeable_reason(spec)
+        if reason is not None:
+            what = f"answer {_clip(answer)!r}" if spec.verifier == "math" else "the problem"
+            raise RowError(f"{what} cannot be graded: {reason}")
+        return row
 
 
 class RowError(ValueError):
