@@ -91,14 +91,14 @@ def test_code_that_cannot_be_loaded_fails_every_test_with_the_reason(code, reaso
 def test_an_endless_loop_at_import_is_cut_at_the_load_limit():  # guard: the load alarm
     outcome, seconds = verify("while True:\n    pass\n")
     assert outcome.reason == "while loading: timeout: ran over 0.6 s" and outcome.score == 0.0
-    assert seconds < 2.5
+    assert seconds < 8  # a stall would be 60 s
 
 
 def test_a_hung_test_times_out_and_the_next_test_still_runs():  # guard: the per-test alarm
     outcome, seconds = verify("import time\ndef add_one(x):\n    if x < 0:\n        time.sleep(60)\n    return x + 1\n")
     assert [t.passed for t in outcome.tests] == [True, False, True]
-    assert outcome.tests[1].error == "timeout: ran over 0.3 s" and 0.25 < outcome.tests[1].seconds < 0.6
-    assert seconds < 2.5
+    assert outcome.tests[1].error == "timeout: ran over 0.3 s" and 0.25 < outcome.tests[1].seconds < 1.5
+    assert seconds < 8  # a stall would be 60 s
 
 
 def test_code_that_ignores_the_alarm_is_killed_and_the_next_test_gets_a_fresh_worker():  # guard: the harness kill
@@ -106,7 +106,7 @@ def test_code_that_ignores_the_alarm_is_killed_and_the_next_test_gets_a_fresh_wo
             "        while True:\n            pass\n    return x + 1\n")
     outcome, seconds = verify(code)
     assert [t.passed for t in outcome.tests] == [True, False, True]
-    assert outcome.tests[1].error == "timeout: ran over 0.3 s (killed)" and seconds < 3.0
+    assert outcome.tests[1].error == "timeout: ran over 0.3 s (killed)" and seconds < 8
 
 
 def test_a_catch_everything_loop_still_times_out():  # guard: the alarm is a BaseException, then the kill
@@ -134,7 +134,7 @@ def test_a_hundred_megabytes_of_output_fails_the_test_at_the_output_limit():  # 
                            "def add_one(x):\n    print('x' * 100_000_000)\n    return x + 1\n")
     seconds = time.monotonic() - started
     assert outcome.tests[0].error == "output limit: the code wrote more than the sandbox allows"
-    assert seconds < 3.0
+    assert seconds < 8
 
 
 def test_processes_a_test_leaves_behind_are_killed_before_the_next_test():  # guard: the sweep between tests
@@ -153,7 +153,7 @@ def test_a_fork_bomb_fails_its_test_and_the_run_goes_on():  # guard: RLIMIT_NPRO
             "    return x + 1\n")
     outcome, seconds = verify(code)
     assert [t.passed for t in outcome.tests] == [True, False, True]
-    assert "BlockingIOError" in outcome.tests[1].error and seconds < 3.0
+    assert "BlockingIOError" in outcome.tests[1].error and seconds < 8
 
 
 def test_a_memory_hog_fails_with_memory_error():  # guard: RLIMIT_AS
@@ -179,7 +179,7 @@ def test_the_time_budget_of_a_solution_bounds_a_run_of_hanging_tests():  # guard
     spec = OutcomeSpec("code", tests=tuple(f"assert add_one({i}) == {i + 1}" for i in range(8)), entry_point="add_one")
     started = time.monotonic()
     outcome = slow.verify(spec, "import time\ndef add_one(x):\n    time.sleep(60)\n")
-    assert time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 8
     assert outcome.tests[-1].error == "not run: the solution's time budget ran out"
 
 

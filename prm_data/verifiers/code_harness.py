@@ -119,6 +119,7 @@ def _worker(spec, cmd_r, res_w):
         started = time.perf_counter()
         try:
             try:
+                signal.signal(signal.SIGALRM, _on_alarm)  # again: an earlier test may have replaced it
                 signal.setitimer(signal.ITIMER_REAL, test_s)
                 exec(compile(tests[int(index)], f"<test {index}>", "exec"), dict(namespace))
             finally:  # as above: a late alarm is caught below, and cannot fire twice
