@@ -264,5 +264,12 @@ def rollouts_from_rows(problems, rollouts, steps) -> list[RolloutSteps]:
             answer=None if p.get("answer") is None else str(p["answer"]),
             is_correct=None if correct is None else bool(correct), policy_model=r.get("policy_model") or "",
             completion_tokens=int(r.get("completion_tokens") or 0), true_first_error=r.get("true_first_error"),
-            outcome_spec=OutcomeSpec.from_problem(p), score=None if score is None else float(score)))
+            outcome_spec=_outcome_spec(p), score=None if score is None else float(score)))
     return out
+
+
+def _outcome_spec(problem: dict) -> OutcomeSpec:
+    try:
+        return OutcomeSpec.from_problem(problem)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"problem {problem.get('problem_id')}: its metadata.outcome is malformed: {exc}") from None
