@@ -51,7 +51,7 @@ PROBLEMS = [
     {"problem_id": "code-untested", "question": "Write add_one(x), untested.", "answer": "x",
      "metadata": json.dumps({"outcome": {"verifier": "code", "entry_point": "add_one"}})},
 ]
-VERIFIERS = Verifiers(VerifiersConfig(code=CodeTestsConfig(test_seconds=0.3, grace_seconds=0.2, load_seconds=1.0)))
+VERIFIERS = Verifiers(VerifiersConfig(code=CodeTestsConfig(test_seconds=0.5, grace_seconds=0.2, load_seconds=1.0)))
 
 
 @pytest.fixture(scope="module")
