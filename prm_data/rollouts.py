@@ -31,6 +31,7 @@ from prm_data.llm.types import GenerationRequest
 from prm_data.prompts import RenderedPrompt, render
 from prm_data.steps import split_steps
 from prm_data.trees.prefix_tree import node_id_for, prefix_node_ids
+from prm_data.verifiers.protocol import Outcome as VerifierOutcome
 from prm_data.verifiers.protocol import OutcomeSpec
 from prm_data.verifiers.registry import DEFAULT as DEFAULT_VERIFIERS
 from prm_data.verifiers.registry import Verifiers
@@ -80,6 +81,7 @@ class RolloutSteps:
     true_first_error: int | None = None  # known only for the synthetic policy
     outcome_spec: OutcomeSpec | None = None  # how a solution is graded; None = math against `answer`
     score: float | None = None  # the verifier's soft score of this rollout, when known
+    tests_passed: tuple[bool, ...] | None = None  # code: each unit test passed or not (dense per-test signal)
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, tuple):
@@ -208,7 +210,7 @@ def generate_rollouts(problems: Sequence[dict], client: LLMClient, cfg: RolloutC
             "prompt_tokens": sample.prompt_tokens, "completion_tokens": sample.completion_tokens,
             "request_key": sample.request_key,
             "true_first_error": int(tfe) if tfe is not None else None,
-            "score": outcome.score, "verifier": outcome.tag,
+            "score": outcome.score, "verifier": outcome.tag, "tests_passed": tests_passed(outcome),
         }
         pending_rows.append(row)
         outcomes[pid].append(correct)
@@ -220,7 +222,7 @@ def generate_rollouts(problems: Sequence[dict], client: LLMClient, cfg: RolloutC
             "purpose": "rollout", "model": client.model, "prefix_steps": 0, "text": text,
             "final_answer": outcome.answer, "is_correct": correct, "prompt_tokens": sample.prompt_tokens,
             "completion_tokens": sample.completion_tokens, "request_key": sample.request_key,
-            "score": outcome.score, "verifier": outcome.tag,
+            "score": outcome.score, "verifier": outcome.tag, "tests_passed": tests_passed(outcome),
         })
     for pid, oks in outcomes.items():
         batch.outcomes[pid] = "all_correct" if all(oks) else "all_incorrect" if not any(oks) else "mixed"
@@ -264,8 +266,14 @@ def rollouts_from_rows(problems, rollouts, steps) -> list[RolloutSteps]:
             answer=None if p.get("answer") is None else str(p["answer"]),
             is_correct=None if correct is None else bool(correct), policy_model=r.get("policy_model") or "",
             completion_tokens=int(r.get("completion_tokens") or 0), true_first_error=r.get("true_first_error"),
-            outcome_spec=_outcome_spec(p), score=None if score is None else float(score)))
+            outcome_spec=_outcome_spec(p), score=None if score is None else float(score),
+            tests_passed=None if r.get("tests_passed") is None else tuple(bool(t) for t in r["tests_passed"])))
     return out
+
+
+def tests_passed(outcome: VerifierOutcome) -> list[bool] | None:
+    """The `tests_passed` column of a row: per-test results of a code outcome, else None."""
+    return [t.passed for t in outcome.tests] if outcome.tests else None
 
 
 def _outcome_spec(problem: dict) -> OutcomeSpec:

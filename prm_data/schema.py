@@ -62,6 +62,7 @@ ROLLOUTS = _schema(
     ("problem_outcome", pa.string()),  # mixed | all_correct | all_incorrect over the problem's rollouts
     ("score", pa.float64()),  # the verifier's soft score in [0, 1] (code: share of tests passed); null before it
     ("verifier", pa.string()),  # name@version of the outcome verifier that graded it; null before it
+    ("tests_passed", pa.list_(pa.bool_())),  # code: each unit test passed or not, in spec order; else null
 )
 
 STEPS = _schema(
@@ -104,6 +105,7 @@ COMPLETIONS = _schema(
     ("request_key", pa.string()),
     ("score", pa.float64()),  # the verifier's soft score of the whole solution; null in shards before it
     ("verifier", pa.string()),  # name@version of the outcome verifier that graded it; null before it
+    ("tests_passed", pa.list_(pa.bool_())),  # code: each unit test passed or not, in spec order; else null
 )
 
 STEP_LABELS = _schema(

@@ -84,11 +84,15 @@ def test_rollouts_are_graded_by_each_problems_verifier_and_carry_its_tag_and_sco
             expected = {SOLUTIONS["add_one"][0][1]: 1.0, SOLUTIONS["add_one"][1][1]: 2 / 3,
                         SOLUTIONS["add_one"][2][1]: 2 / 3}.get(r["text"].split("\n\n", 1)[1], 0.0)
             assert r["score"] == pytest.approx(expected) and r["is_correct"] == (expected == 1.0)
-            assert r["final_answer"] is None
+            assert r["final_answer"] is None and len(r["tests_passed"]) == 3
+            assert sum(r["tests_passed"]) / 3 == pytest.approx(expected)
         else:
             assert r["score"] == float(r["is_correct"]) and r["final_answer"] in ("2", "3")
+            assert r["tests_passed"] is None
     assert {c["verifier"] for c in labeled["batch"].completions} == {"code@1", "math@1"}
     assert {r.outcome_spec.verifier for r in labeled["rollouts"]} == {"code", "math"}
+    assert {r.tests_passed is None for r in labeled["rollouts"] if r.problem_id == "math-1"} == {True}
+    assert {len(r.tests_passed) for r in labeled["rollouts"] if r.problem_id == "code-1"} == {3}
 
 
 def test_completions_keep_the_verifiers_outcome_with_per_test_passes(labeled):
@@ -128,7 +132,7 @@ def test_rows_written_before_the_score_and_verifier_columns_still_read(tmp_path,
     wh = Warehouse(tmp_path / "wh")
     new_rows = [r for r in labeled["batch"].rollouts if r["problem_id"] == "code-1"]
     wh.write_shard("rollouts", new_rows, run_id="run-v", shard="new")
-    old_schema = pa.schema([f for f in TABLES["rollouts"] if f.name not in ("score", "verifier")])
+    old_schema = pa.schema([f for f in TABLES["rollouts"] if f.name not in ("score", "verifier", "tests_passed")])
     old_rows = [{k: v for k, v in r.items() if k in old_schema.names} | {"rollout_id": "old-" + r["rollout_id"]}
                 for r in labeled["batch"].rollouts if r["problem_id"] == "math-1"]
     pq.write_table(pa.Table.from_pylist(old_rows, schema=old_schema), wh.shard_path("rollouts", "run-v", "old"))

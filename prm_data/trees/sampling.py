@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from prm_data.failures import FailureLog
 from prm_data.llm.client import LLMClient
 from prm_data.llm.types import GenerationRequest, GenerationResult
-from prm_data.rollouts import RolloutSteps, solve_prompt
+from prm_data.rollouts import RolloutSteps, solve_prompt, tests_passed
 from prm_data.steps import join_steps, split_steps
 from prm_data.trees.prefix_tree import PrefixTree, TreeNode
 from prm_data.verifiers.protocol import Outcome, OutcomeSpec
@@ -240,7 +240,7 @@ class Completer:
                 "prefix_steps": len(a.prefix), "text": s.text, "final_answer": outcome.answer,
                 "is_correct": ok, "prompt_tokens": s.prompt_tokens,
                 "completion_tokens": s.completion_tokens, "request_key": s.request_key,
-                "score": outcome.score, "verifier": outcome.tag})
+                "score": outcome.score, "verifier": outcome.tag, "tests_passed": tests_passed(outcome)})
         return got
 
 
