@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from prm_data.labelers.mc_value import MCValueConfig, label_mc_value
+from prm_data.labelers.omega_prm import OmegaPRMConfig, label_omega_prm
 from prm_data.labelers.sandbox import isolation_problem
 from prm_data.llm.client import LLMClient
 from prm_data.llm.openai_backend import OpenAIBackend
@@ -65,8 +66,12 @@ def labeled():
         hard = label_mc_value(rollouts, completer, MCValueConfig(k=4))
         asked = server.requests
         soft = label_mc_value(rollouts, completer, MCValueConfig(k=4, outcome="soft"))
-        yield {"batch": batch, "rollouts": rollouts, "completer": completer, "hard": [label.to_row("run-v") for label in hard],
-               "soft": [label.to_row("run-v") for label in soft], "asked_again": server.requests - asked}
+        asked_again = server.requests - asked
+        # OmegaPRM pipelines its asks (one search per problem): grading runs on the worker threads there
+        searcher = Completer(client, PrefixTree(client.model), CompleterConfig(seed=9), "run-v", verifiers=VERIFIERS)
+        omega = label_omega_prm(rollouts, searcher, OmegaPRMConfig(k=6, search_limit=2, rollout_budget=12))
+        yield {"omega": [label.to_row("run-v") for label in omega], "searcher": searcher, "batch": batch, "rollouts": rollouts, "completer": completer, "hard": [label.to_row("run-v") for label in hard],
+               "soft": [label.to_row("run-v") for label in soft], "asked_again": asked_again}
 
 
 def test_a_problem_its_verifier_cannot_grade_is_not_sampled_and_says_why(labeled):
@@ -158,3 +163,12 @@ def test_the_last_step_of_a_graded_code_rollout_is_terminal_and_of_a_math_one_on
 
     for r in labeled["rollouts"]:
         assert is_terminal(r, len(r.steps) - 1) and not is_terminal(r, 0)
+
+
+def test_omega_prm_searches_code_problems_through_the_verifier_on_its_pipelined_path(labeled):
+    rows = labeled["omega"]
+    assert {(r["problem_id"], json.loads(r["evidence"])["verifier"]) for r in rows} == {
+        ("code-1", "code@1"), ("math-1", "math@1")}
+    drawn = labeled["searcher"].completion_rows
+    assert drawn and {r["verifier"] for r in drawn if r["problem_id"] == "code-1"} == {"code@1"}
+    assert all(r["tests_passed"] is not None for r in drawn if r["problem_id"] == "code-1")

@@ -317,9 +317,12 @@ def _drive_pipelined(completer: Completer, tasks: Sequence[Task], purpose: str, 
 
 
 def _generate_and_grade(completer: Completer, ask: Ask, request: GenerationRequest):
-    """On a worker thread: one ask's samples and their outcomes (the tree is left to the caller's thread)."""
+    """On a worker thread: one ask's samples, and their outcomes when its verifier may run on many threads
+    (code: a sandbox each); others (math-verify's parser) are graded on the caller's thread, as ever."""
     result = completer.client.generate([request])[0]
-    return result, completer.grade([ask], [result])[0]
+    if getattr(completer.verifiers.verifier(ask.outcome_spec.verifier), "concurrent", False):
+        return result, completer.grade([ask], [result])[0]
+    return result, None
 
 
 def mc_estimate(completer: Completer, ask: Ask, k: int, *, reuse: bool = True,

@@ -113,6 +113,7 @@ class CodeTestsVerifier:
 
     name = "code"
     version = "1"
+    concurrent = True  # `verify` may run on many threads at once (each run is its own sandbox; `_slots` bound them)
 
     def __init__(self, config: CodeTestsConfig = CodeTestsConfig()):
         self.config = config
