@@ -28,6 +28,7 @@ from prm_data.rollouts import RolloutConfig
 from prm_data.sources import FieldMapping
 from prm_data.train.config import TrainConfig
 from prm_data.trees.sampling import CompleterConfig
+from prm_data.verifiers.registry import VerifiersConfig
 from prm_data.warehouse_root import parse_root
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -173,6 +174,8 @@ class RunConfig(BaseModel):
         description="Judge backends by name; judge_vote.judges refer to these names.")
     rollouts: RolloutConfig = Field(default_factory=RolloutConfig, description="Rollout sampling.")
     labeling: LabelingConfig = Field(default_factory=LabelingConfig, description="Labelers and settings.")
+    verifiers: VerifiersConfig = Field(default_factory=VerifiersConfig, description="Outcome verifiers' "
+                                       "settings (code: the sandbox limits of unit-test runs; docs/verifiers.md).")
     aggregate: AggregateConfig = Field(default_factory=AggregateConfig, description="Label fusion policy.")
     filters: FiltersConfig = Field(default_factory=FiltersConfig, description="Dataset filters.")
     export: ExportStageConfig = Field(default_factory=ExportStageConfig, description="Export stage.")
@@ -244,6 +247,10 @@ class RunConfig(BaseModel):
         relevant = self.model_dump(mode="json", include={
             "problems", "policy", "completer", "prover", "judges", "rollouts", "labeling", "aggregate", "filters"})
         relevant["problems"].pop("limit", None)
+        verifiers = self.verifiers.model_dump(mode="json")
+        verifiers["code"].pop("max_parallel", None)  # how many run at once never changes an outcome
+        if verifiers != VerifiersConfig().model_dump(mode="json", exclude={"code": {"max_parallel"}}):
+            relevant["verifiers"] = verifiers  # only when set: the versions of earlier configs stay as they were
         backends = [relevant[r] for r in ("policy", "completer", "prover") if relevant.get(r)]
         for backend in backends + list(relevant["judges"].values()):
             for name in TRANSPORT_FIELDS:

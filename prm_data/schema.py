@@ -60,6 +60,9 @@ ROLLOUTS = _schema(
     ("request_key", pa.string()),  # key into the request cache
     ("true_first_error", pa.int32()),  # known only for the synthetic policy; -1 = no error
     ("problem_outcome", pa.string()),  # mixed | all_correct | all_incorrect over the problem's rollouts
+    ("score", pa.float64()),  # the verifier's soft score in [0, 1] (code: share of tests passed); null before it
+    ("verifier", pa.string()),  # name@version of the outcome verifier that graded it; null before it
+    ("tests_passed", pa.list_(pa.bool_())),  # code: each unit test passed or not, in spec order; else null
 )
 
 STEPS = _schema(
@@ -83,6 +86,7 @@ TREE_NODES = _schema(
     ("mc_samples", pa.int64(), False),
     ("completion_ids", pa.list_(pa.string())),  # completions that passed through this node
     ("completer_model", pa.string()),  # the model whose samples the MC statistics count
+    ("mc_score", pa.float64()),  # sum of the counted completions' soft scores; null in shards written before it
 )
 
 COMPLETIONS = _schema(
@@ -99,6 +103,9 @@ COMPLETIONS = _schema(
     ("prompt_tokens", pa.int64()),
     ("completion_tokens", pa.int64()),
     ("request_key", pa.string()),
+    ("score", pa.float64()),  # the verifier's soft score of the whole solution; null in shards before it
+    ("verifier", pa.string()),  # name@version of the outcome verifier that graded it; null before it
+    ("tests_passed", pa.list_(pa.bool_())),  # code: each unit test passed or not, in spec order; else null
 )
 
 STEP_LABELS = _schema(

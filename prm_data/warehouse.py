@@ -109,7 +109,14 @@ class Warehouse:
             table_dir = self.tables_dir / name
             anchor = table_dir / "_schema.parquet"
             if anchor.exists():
-                continue
+                try:
+                    current = pq.read_schema(anchor).equals(schema)
+                except (OSError, pa.ArrowInvalid):
+                    current = False
+                if current:
+                    continue
+                # written by an older version (a column added since): the views and read_files are typed
+                # by the anchor, so it must carry every column; older shards still read (union_by_name)
             table_dir.mkdir(parents=True, exist_ok=True)
             self._atomic_write(schema.empty_table(), anchor)
 

@@ -7,6 +7,14 @@ estimates of the prefix's quality, both stored here:
 - hard estimate (HE): the step is good if any completion reaches the gold answer;
 - soft estimate (SE): the fraction of completions that do.
 
+What a completion counts (`outcome`): "hard" (the default, Math-Shepherd's) counts
+1 when its whole solution succeeds (the problem's verifier says correct) and 0
+otherwise; "soft" counts the verifier's score instead, so for code a completion
+that passes 7 of 10 unit tests counts 0.7 (partial credit; for math the score is
+0 or 1 and both modes agree). Soft changes SE (`value`) only: HE stays "some
+completion succeeded". Every label's evidence names the verifier (`verifier`,
+`name@version`) that decided its completions.
+
 The paper samples N = 8 completions per step (`k`). Two cost savers, each off
 or on by config and reported separately by `benchmarks/labeling_cost.py`:
 
@@ -39,6 +47,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pyarrow as pa
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from prm_data.answers import extract_answer
@@ -52,7 +62,8 @@ from prm_data.trees.sampling import (ESTIMATE_EVIDENCE, Completer, Estimate, ask
 NAME = "mc_value"
 CODE_VERSION = "v1"
 EVIDENCE = {**ESTIMATE_EVIDENCE, "soft_estimate": pa.float64(), "hard_estimate": pa.bool_(), "k": pa.int64(),
-            "shared_estimate": pa.bool_(), "completer_model": pa.string(), "terminal": pa.bool_()}
+            "shared_estimate": pa.bool_(), "completer_model": pa.string(), "terminal": pa.bool_(),
+            "mc_score": pa.float64(), "outcome": pa.string(), "verifier": pa.string()}
 
 
 class MCValueConfig(BaseModel):
@@ -71,12 +82,22 @@ class MCValueConfig(BaseModel):
         False, description="Value the last step of a rollout that states a final answer by that answer's "
                            "correctness (its only completion is the rollout itself) instead of sampling `k` "
                            "continuations after the solution ended.")
+    outcome: Literal["hard", "soft"] = Field(
+        "hard", description="What a completion counts in the value: 'hard' 1 if its solution succeeds, else 0 "
+                            "(Math-Shepherd); 'soft' the verifier's score in [0, 1] (code: the share of unit "
+                            "tests passed). The hard estimate (hard_label) is the same in both.")
 
 
 def is_terminal(rollout: RolloutSteps, step_index: int, step_policy: str = "blank_line") -> bool:
-    """Whether step `step_index` ends a graded rollout that states a final answer (a complete solution)."""
-    return (step_index == len(rollout.steps) - 1 and rollout.is_correct is not None
-            and extract_answer(join_steps(list(rollout.steps), step_policy)) is not None)
+    """Whether step `step_index` ends a graded rollout that states a final answer (a complete solution).
+
+    A problem graded by another verifier than math (code, exact, choice) has no "final answer" to
+    look for: the last step of a graded rollout of it is the end of the solution its verifier judged."""
+    if step_index != len(rollout.steps) - 1 or rollout.is_correct is None:
+        return False
+    if rollout.outcome_spec is not None and rollout.outcome_spec.verifier != "math":
+        return True
+    return extract_answer(join_steps(list(rollout.steps), step_policy)) is not None
 
 
 def label_mc_value(rollouts: Sequence[RolloutSteps], completer: Completer,
@@ -95,7 +116,8 @@ def label_mc_value(rollouts: Sequence[RolloutSteps], completer: Completer,
         owners = list(first_of.values())
     else:
         owners = [j for j in range(len(items)) if j not in terminal]
-    tasks = [mc_estimate(completer, ask_for(items[j][0], items[j][1] + 1, cfg.k), cfg.k,
+    asks = {j: ask_for(items[j][0], items[j][1] + 1, cfg.k) for j in range(len(items))}
+    tasks = [mc_estimate(completer, asks[j], cfg.k,
                          reuse=cfg.reuse_tree, early_stop=cfg.early_stop, chunk_size=cfg.chunk_size)
              for j in owners]
     estimates = dict(zip(owners, drive(completer, tasks, NAME)))
@@ -103,8 +125,9 @@ def label_mc_value(rollouts: Sequence[RolloutSteps], completer: Completer,
     version = labeler_version(CODE_VERSION, cfg)
     labels = StepLabels(NAME, version, EVIDENCE)
     for j, (r, i) in enumerate(items):
+        verifier = completer.verifier_tag(asks[j])
         if j in terminal:
-            _add_terminal_label(labels, r, i, keys[j], completer.model)
+            _add_terminal_label(labels, r, i, keys[j], completer.model, cfg.outcome, verifier)
             continue
         est: Estimate = estimates.get(j) or by_key[keys[j]]
         paid = j in estimates
@@ -112,25 +135,30 @@ def label_mc_value(rollouts: Sequence[RolloutSteps], completer: Completer,
             completer.failures.record(f"label:{NAME}", "no completion could be sampled for this step "
                                       "prefix; the step is left unlabeled", item_id=f"{r.rollout_id}:{i}")
             continue
+        value = est.soft_value if cfg.outcome == "soft" else est.value
         labels.add(
-            problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, value=est.value, hard_label=est.successes > 0,
+            problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, value=value, hard_label=est.successes > 0,
             confidence=wilson_confidence(est.successes, est.samples),
             prompt_tokens=est.prompt_tokens if paid else 0,
             completion_tokens=est.completion_tokens if paid else 0,
             calls=est.calls if paid else 0,
-            evidence={**est.evidence(), "soft_estimate": est.value, "hard_estimate": est.successes > 0,
+            evidence={**est.evidence(), "soft_estimate": value, "hard_estimate": est.successes > 0,
                       "k": cfg.k, "shared_estimate": not paid, "completer_model": completer.model,
-                      "terminal": False})
+                      "terminal": False, "mc_score": est.score_sum, "outcome": cfg.outcome, "verifier": verifier})
     return labels
 
 
-def _add_terminal_label(labels: StepLabels, r: RolloutSteps, i: int, node_id: str, completer_model: str) -> None:
+def _add_terminal_label(labels: StepLabels, r: RolloutSteps, i: int, node_id: str, completer_model: str,
+                        outcome: str, verifier: str) -> None:
     """The last step of a complete solution: valued by the rollout's own graded answer, nothing sampled."""
     ok = bool(r.is_correct)
+    score = float(ok) if r.score is None else float(r.score)
+    value = score if outcome == "soft" else float(ok)
     labels.add(
-        problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, value=float(ok), hard_label=ok,
+        problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, value=value, hard_label=ok,
         confidence=wilson_confidence(int(ok), 1), prompt_tokens=0, completion_tokens=0, calls=0,
         evidence={"node_id": node_id, "terminal": True, "mc_successes": int(ok), "mc_samples": 1,
                   "new_samples": 0, "reused_samples": 1, "early_stopped": False, "samples_saved": 0,
-                  "est_completion_tokens_saved": 0, "soft_estimate": float(ok), "hard_estimate": ok,
-                  "k": 0, "shared_estimate": False, "completer_model": completer_model})
+                  "est_completion_tokens_saved": 0, "soft_estimate": value, "hard_estimate": ok,
+                  "k": 0, "shared_estimate": False, "completer_model": completer_model, "mc_score": score,
+                  "outcome": outcome, "verifier": verifier})

@@ -47,14 +47,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from prm_data.records import StepLabels, wilson_confidence
 from prm_data.rollouts import RolloutSteps
 from prm_data.trees.prefix_tree import PrefixTree, TreeNode
-from prm_data.trees.sampling import Ask, Completer, Estimate, Task, drive, labeler_version, mc_estimate
+from prm_data.trees.sampling import Ask, Completer, Estimate, Task, ask_for, drive, labeler_version, mc_estimate
 
 NAME = "omega_prm"
 CODE_VERSION = "v1"
 EVIDENCE = {"node_id": pa.string(), "mc_successes": pa.int64(), "mc_samples": pa.int64(), "estimated": pa.bool_(),
             "decided_by": pa.string(), "first_error_found": pa.int64(), "search_bounds": pa.list_(pa.int64()),
             "searched": pa.bool_(), "completer_model": pa.string(),
-            "early_stopped": pa.bool_(), "samples_saved": pa.int64(), "est_completion_tokens_saved": pa.int64()}
+            "early_stopped": pa.bool_(), "samples_saved": pa.int64(), "est_completion_tokens_saved": pa.int64(),
+            "verifier": pa.string()}
 
 
 class OmegaPRMConfig(BaseModel):
@@ -108,7 +109,8 @@ def label_omega_prm(rollouts: Sequence[RolloutSteps], completer: Completer,
     version = labeler_version(CODE_VERSION, cfg)
     labels = StepLabels(NAME, version, EVIDENCE)
     for r in rollouts:
-        _labels(labels, completer.tree, r, searches.get(r.rollout_id), cfg, completer.model)
+        _labels(labels, completer.tree, r, searches.get(r.rollout_id), cfg, completer.model,
+                completer.verifier_tag(ask_for(r, 0, 1)))
     return labels
 
 
@@ -154,7 +156,7 @@ def _search_problem(completer: Completer, rollouts: list[RolloutSteps],
         search = _Search(cand.state_depth, len(cand.steps))
         while search.hi - search.lo > 1 and spent < cfg.rollout_budget:
             mid = (search.lo + search.hi) // 2
-            ask = Ask(pid, first.question, first.answer, tuple(cand.steps[:mid]), cfg.k)
+            ask = Ask(pid, first.question, first.answer, tuple(cand.steps[:mid]), cfg.k, first.outcome_spec)
             est = yield from mc_estimate(completer, ask, cfg.k, reuse=True, early_stop=cfg.early_stop,
                                          chunk_size=cfg.chunk_size)
             spent += est.new_samples
@@ -173,7 +175,7 @@ def _search_problem(completer: Completer, rollouts: list[RolloutSteps],
 
 
 def _labels(out: StepLabels, tree: PrefixTree, r: RolloutSteps, search: _Search | None, cfg: OmegaPRMConfig,
-            model: str) -> None:
+            model: str, verifier: str) -> None:
     path = tree.path(r.problem_id, r.steps)  # path[j] = node of the prefix of j steps
     m = len(r.steps)
     if r.is_correct:
@@ -203,6 +205,6 @@ def _labels(out: StepLabels, tree: PrefixTree, r: RolloutSteps, search: _Search 
                       "mc_samples": node.mc_samples, "estimated": est is not None,
                       "decided_by": decider.node_id if decider else None,
                       "first_error_found": first_error, "search_bounds": [lo, hi],
-                      "searched": search is not None, "completer_model": model,
+                      "searched": search is not None, "completer_model": model, "verifier": verifier,
                       **({"early_stopped": est.early_stopped, "samples_saved": est.samples_saved,
                           "est_completion_tokens_saved": est.est_tokens_saved} if est else {})})

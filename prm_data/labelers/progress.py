@@ -239,5 +239,5 @@ def label_progress(rollouts: Sequence[RolloutSteps], prover: Completer,
                           "q_prefix_successes": before.mc_successes, "q_next_successes": after.mc_successes,
                           "drop_p_value": p_value, "label_mode": cfg.label_mode, "sampling_rounds": rounds,
                           "node_id": after.node_id, "prover_model": prover.model,
-                          "policy_model": r.policy_model}))
+                          "policy_model": r.policy_model, "verifier": prover.verifier_tag(ask_for(r, i, 1))}))
     return labels

@@ -45,7 +45,7 @@ NAME = "sibling"
 CODE_VERSION = "v1"
 EVIDENCE = {"node_id": pa.string(), "fork_node_id": pa.string(), "step_value": pa.float64(),
             "step_samples": pa.int64(), "sibling_mean": pa.float64(), "siblings": pa.int64(),
-            "fork_samples": pa.int64(), "completer_model": pa.string()}
+            "fork_samples": pa.int64(), "completer_model": pa.string(), "verifier": pa.string()}
 
 
 class SiblingConfig(BaseModel):
@@ -102,13 +102,15 @@ def label_sibling(rollouts: Sequence[RolloutSteps], completer: Completer,
                 evidence={"node_id": own.node_id, "fork_node_id": fork.node_id, "step_value": own.mc_value,
                           "step_samples": own.mc_samples, "sibling_mean": mean,
                           "siblings": len(siblings), "fork_samples": fork.mc_samples,
-                          "completer_model": completer.model})
+                          "completer_model": completer.model,
+                          "verifier": completer.verifier_tag(ask_for(r, i, 1))})
     return labels
 
 
 def _ask_at(tree: PrefixTree, fork_ask: Ask, child: TreeNode, cfg: SiblingConfig) -> Ask:
     prefix = tuple(tree.prefix_steps(child))
-    return Ask(fork_ask.problem_id, fork_ask.question, fork_ask.answer, prefix, cfg.min_samples_per_sibling)
+    return Ask(fork_ask.problem_id, fork_ask.question, fork_ask.answer, prefix, cfg.min_samples_per_sibling,
+               fork_ask.spec)
 
 
 def step_preference_pairs(tree: PrefixTree, min_margin: float = 0.5, min_samples: int = 2,

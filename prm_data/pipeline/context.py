@@ -1,7 +1,7 @@
 """The run context: what every stage of one run shares inside one process, built once.
 
 A `RunContext` holds the warehouse, the run id, the labeling version, the
-model backends of the run and the clients made from them (one per role and
+outcome verifiers (configured by the run config's `verifiers:`), the model backends of the run and the clients made from them (one per role and
 backend, so a local model is loaded once however many shards a process works
 on), and the usage those clients accounted. The serial runner builds one and
 passes it to every stage; a Prefect worker process builds one per run the
@@ -26,6 +26,7 @@ from prm_data.labelers.judge_vote import JudgeVoteConfig
 from prm_data.labelers.protocol import JudgePanel
 from prm_data.llm.client import LLMClient
 from prm_data.llm.factory import BackendConfig, make_client
+from prm_data.verifiers.registry import Verifiers
 from prm_data.warehouse import Warehouse
 from prm_data.warehouses import open_warehouse
 
@@ -48,8 +49,10 @@ class Models:
 class RunContext:
     """Warehouse, run id, labeling version, clients and usage of one run in this process."""
 
-    def __init__(self, warehouse: Warehouse, run_id: str, labeling_version: str, models: Models):
+    def __init__(self, warehouse: Warehouse, run_id: str, labeling_version: str, models: Models,
+                 verifiers: Verifiers | None = None):
         self.warehouse = warehouse
+        self.verifiers = verifiers if verifiers is not None else Verifiers()  # outcome verifiers, configured
         self.run_id = run_id
         self.labeling_version = labeling_version
         self.models = models
@@ -60,7 +63,8 @@ class RunContext:
     @classmethod
     def for_run(cls, config, run_id: str) -> "RunContext":
         """The context of `run_id` under a `RunConfig` (the one place a context reads the whole config)."""
-        return cls(open_warehouse(config.warehouse), run_id, config.labeling_version(), config.models())
+        return cls(open_warehouse(config.warehouse), run_id, config.labeling_version(), config.models(),
+                   Verifiers(config.verifiers))
 
     def client(self, role: str) -> LLMClient:
         """The client of a role (policy, completer, prover, judge:<name>), made once per backend."""

@@ -19,7 +19,7 @@ def generate_shard(scope: StageScope, shard: str, rollouts: RolloutConfig) -> st
     problems = shard_problems(wh, run_id, shard)
     if not problems:
         return None
-    batch = generate_rollouts(problems, scope.client("policy"), rollouts, run_id)
+    batch = generate_rollouts(problems, scope.client("policy"), rollouts, run_id, scope.ctx.verifiers)
     for table in ("steps", "completions", "failures"):
         rows = getattr(batch, table)
         if rows:

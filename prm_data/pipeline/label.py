@@ -67,7 +67,7 @@ def expand_trees_shard(scope: StageScope, shard: str, labeling, skip_uniform: bo
         if role not in samplers:
             client = scope.client(role)
             samplers[role] = Completer(client, _load_tree(wh, problem_ids, client.model), labeling.completer,
-                                       run_id, scope.failures)
+                                       run_id, scope.failures, scope.ctx.verifiers)
         sampler = samplers[role]
         output = spec(name).run(LabelerInputs(run_id, rollouts, problems, scope.failures, sampler=sampler),
                                 labeling.config_of(name))
@@ -108,7 +108,8 @@ def label_shard(scope: StageScope, shard: str, labeler: str, labeling, skip_unif
     sampler = None
     if entry.sampler is not None:  # a labeler that samples continuations without keeping a tree
         client = scope.client(entry.sampler)
-        sampler = Completer(client, PrefixTree(client.model), labeling.completer, run_id, scope.failures)
+        sampler = Completer(client, PrefixTree(client.model), labeling.completer, run_id, scope.failures,
+                            scope.ctx.verifiers)
     judges = scope.judges(labeling.config_of(PANEL)) if "judges" in entry.needs else None
     output = entry.run(LabelerInputs(run_id, rollouts, problems, scope.failures, sampler=sampler, judges=judges),
                        labeling.config_of(labeler))

@@ -24,7 +24,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prm_data.answers import extract_answer, gsm8k_answer, ungradeable_reason
+from prm_data.answers import extract_answer, gsm8k_answer
+from prm_data.verifiers.protocol import OutcomeSpec
+from prm_data.verifiers.registry import ungradeable_reason
 from prm_data.failures import FailureLog
 from prm_data.sources.bank import problem_id_for
 
@@ -115,16 +117,13 @@ class RowValidator:
             solution = solution or answer_text
         else:
             answer = answer_text.strip()
-        reason = ungradeable_reason(answer)
-        if reason is not None:
-            raise RowError(f"answer {_clip(answer)!r} cannot be graded: {reason}")
         source_id = None
         if m.id_field is not None:
             source_id = _identifier(data, m.id_field)
         metadata = {"where": record.where}
         if source_id is not None:
             metadata["source_id"] = source_id
-        return {
+        row = {
             "problem_id": source_id if source_id is not None else problem_id_for(question),
             "run_id": self.run_id,
             "source": self.source,
@@ -135,6 +134,12 @@ class RowValidator:
             "metadata": json.dumps(metadata),
             "created_at": datetime.now(timezone.utc),
         }
+        spec = OutcomeSpec.from_problem(row)  # the problem's verifier refuses what it cannot grade
+        reason = ungradeable_reason(spec)
+        if reason is not None:
+            what = f"answer {_clip(answer)!r}" if spec.verifier == "math" else "the problem"
+            raise RowError(f"{what} cannot be graded: {reason}")
+        return row
 
 
 class RowError(ValueError):

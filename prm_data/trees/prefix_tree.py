@@ -11,6 +11,8 @@ and OmegaPRM (arXiv 2406.06592) estimate from completions:
 
 - `mc_samples` / `mc_successes`: completions counted at this node and how many
   of them reached the gold answer (MC(node) = successes / samples);
+- `mc_score`: the sum of those completions' soft scores (the verifier's score in
+  [0, 1]: for code the share of unit tests passed; for math, equal to the successes);
 - `completion_ids`: exactly the completions counted (so the two agree);
 - `visits`: how many sampling requests were made from this prefix. It is the
   OmegaPRM visit count N(s), and it also picks the seed of the next request
@@ -61,6 +63,7 @@ class TreeNode:
     visits: int = 0
     mc_successes: int = 0
     mc_samples: int = 0
+    mc_score: float = 0.0  # sum of the counted completions' soft scores
     completion_ids: list[str] = field(default_factory=list)
     children: dict[str, str] = field(default_factory=dict)  # normalized step -> child node id
     _seen: set[str] = field(default_factory=set, repr=False)
@@ -70,14 +73,20 @@ class TreeNode:
         """Fraction of counted completions that reached the gold answer; None without samples."""
         return self.mc_successes / self.mc_samples if self.mc_samples else None
 
-    def count(self, completion_id: str, correct: bool) -> bool:
-        """Count one completion here; False (and nothing counted) if it was counted before."""
+    @property
+    def mc_soft_value(self) -> float | None:
+        """Mean soft score of the counted completions; None without samples."""
+        return self.mc_score / self.mc_samples if self.mc_samples else None
+
+    def count(self, completion_id: str, correct: bool, score: float | None = None) -> bool:
+        """Count one completion here (its soft score defaults to its correctness); False if counted before."""
         if completion_id in self._seen:
             return False
         self._seen.add(completion_id)
         self.completion_ids.append(completion_id)
         self.mc_samples += 1
         self.mc_successes += int(bool(correct))
+        self.mc_score += float(bool(correct)) if score is None else float(score)
         return True
 
 
@@ -158,14 +167,15 @@ class PrefixTree:
 
     # ------------------------------------------------------------ statistics
     def insert_path(self, problem_id: str, steps: Sequence[str], start_depth: int,
-                    correct: bool | None, completion_id: str, model: str | None = None) -> list[TreeNode]:
+                    correct: bool | None, completion_id: str, model: str | None = None,
+                    score: float | None = None) -> list[TreeNode]:
         """Insert a full solution that continued from its prefix of `start_depth` steps.
 
         The nodes from depth `start_depth` to the end each count the completion
         (see the module docstring) when `correct` is known and `model` is this
         tree's model (a tree without a model adopts the first one it counts).
         Returns the nodes that counted it (empty when inserted as structure only,
-        or when this completion was counted before).
+        or when this completion was counted before). `score` is its soft score (default: its correctness).
         """
         if not 0 <= start_depth <= len(steps):
             raise ValueError(f"start_depth {start_depth} outside 0..{len(steps)}")
@@ -177,7 +187,7 @@ class PrefixTree:
                 self.model = model
             elif model != self.model:
                 return []
-        return [n for n in nodes[start_depth:] if n.count(completion_id, correct)]
+        return [n for n in nodes[start_depth:] if n.count(completion_id, correct, score)]
 
     # ------------------------------------------------------------ storage
     def to_rows(self, run_id: str, problem_ids: Iterable[str] | None = None) -> list[dict]:
@@ -191,7 +201,7 @@ class PrefixTree:
                 "node_id": n.node_id, "run_id": run_id, "problem_id": n.problem_id,
                 "parent_id": n.parent_id, "depth": n.depth, "step_text": n.step_text,
                 "visits": n.visits, "mc_successes": n.mc_successes, "mc_samples": n.mc_samples,
-                "completion_ids": list(n.completion_ids), "completer_model": self.model,
+                "mc_score": n.mc_score, "completion_ids": list(n.completion_ids), "completer_model": self.model,
             })
         return rows
 
@@ -223,6 +233,8 @@ class PrefixTree:
             node = TreeNode(r["node_id"], r["problem_id"], r["parent_id"], int(r["depth"]),
                             r["step_text"], visits=int(r["visits"]),
                             mc_successes=int(r["mc_successes"]), mc_samples=int(r["mc_samples"]),
+                            # rows written before soft scores existed: every outcome was 0/1
+                            mc_score=float(r["mc_successes"] if r.get("mc_score") is None else r["mc_score"]),
                             completion_ids=ids, _seen=set(ids))
             tree.nodes[node.node_id] = node
         for node in tree.nodes.values():

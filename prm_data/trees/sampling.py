@@ -3,7 +3,9 @@
 `Completer` is what the Monte Carlo labelers (mc_value, omega_prm, sibling,
 progress) share: given a problem and a step prefix it asks the completer model
 to continue the solution (the prefix is sent as `assistant_prefix`), grades each
-continuation against the gold answer, inserts it into the `PrefixTree` as a path
+continuation with the problem's outcome verifier (prm_data/verifiers: math answers,
+code unit tests, exact match, multiple choice; all samples of one model batch in
+one `verify_many`, so code runs in parallel sandboxes), inserts it into the `PrefixTree` as a path
 (so its steps get statistics too) and keeps a `completions` row for it. Nothing
 paid for is thrown away.
 
@@ -33,13 +35,15 @@ import pyarrow as pa
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prm_data.answers import grade
 from prm_data.failures import FailureLog
 from prm_data.llm.client import LLMClient
 from prm_data.llm.types import GenerationRequest, GenerationResult
-from prm_data.rollouts import RolloutSteps, solve_prompt
+from prm_data.rollouts import RolloutSteps, solve_prompt, tests_passed
 from prm_data.steps import join_steps, split_steps
 from prm_data.trees.prefix_tree import PrefixTree, TreeNode
+from prm_data.verifiers.protocol import Outcome, OutcomeSpec
+from prm_data.verifiers.registry import DEFAULT as DEFAULT_VERIFIERS
+from prm_data.verifiers.registry import Verifiers
 
 T = TypeVar("T")
 
@@ -73,6 +77,11 @@ class Ask:
     answer: str
     prefix: tuple[str, ...]
     n: int
+    spec: OutcomeSpec | None = None  # how a completed solution is graded; None = math against `answer`
+
+    @property
+    def outcome_spec(self) -> OutcomeSpec:
+        return self.spec if self.spec is not None else OutcomeSpec("math", self.answer)
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,8 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     cached: bool
+    score: float = 0.0  # the verifier's soft score in [0, 1] (code: share of unit tests passed)
+    outcome: Outcome | None = None  # the verifier's whole decision (per-test passes for code)
 
 
 @dataclass
@@ -93,6 +104,7 @@ class Estimate:
     node_id: str
     successes: int = 0
     samples: int = 0
+    score_sum: float = 0.0  # sum of the samples' soft scores (= successes when every outcome is 0/1)
     new_samples: int = 0
     reused_samples: int = 0
     prompt_tokens: int = 0
@@ -108,6 +120,11 @@ class Estimate:
     def value(self) -> float | None:
         return self.successes / self.samples if self.samples else None
 
+    @property
+    def soft_value(self) -> float | None:
+        """The mean soft score of the samples (a code completion counts its share of tests passed)."""
+        return self.score_sum / self.samples if self.samples else None
+
     def evidence(self) -> dict:  # its fields' types: ESTIMATE_EVIDENCE
         return {"node_id": self.node_id, "mc_successes": self.successes, "mc_samples": self.samples,
                 "new_samples": self.new_samples, "reused_samples": self.reused_samples,
@@ -122,7 +139,8 @@ ESTIMATE_EVIDENCE = {"node_id": pa.string(), "mc_successes": pa.int64(), "mc_sam
 
 
 def ask_for(rollout: RolloutSteps, prefix_len: int, n: int) -> Ask:
-    return Ask(rollout.problem_id, rollout.question, rollout.answer, tuple(rollout.steps[:prefix_len]), n)
+    return Ask(rollout.problem_id, rollout.question, rollout.answer, tuple(rollout.steps[:prefix_len]), n,
+               rollout.outcome_spec)
 
 
 class Completer:
@@ -130,8 +148,9 @@ class Completer:
 
     def __init__(self, client: LLMClient, tree: PrefixTree | None = None,
                  cfg: CompleterConfig | None = None, run_id: str = "run",
-                 failures: FailureLog | None = None):
+                 failures: FailureLog | None = None, verifiers: Verifiers | None = None):
         self.client = client
+        self.verifiers = verifiers if verifiers is not None else DEFAULT_VERIFIERS
         self.tree = tree if tree is not None else PrefixTree(client.model)
         if self.tree.model is None:
             self.tree.model = client.model
@@ -154,13 +173,30 @@ class Completer:
     def add_rollouts(self, rollouts: Sequence[RolloutSteps]) -> None:
         """Insert rollouts as paths from the root; counted only when written by the tree's model."""
         for r in rollouts:
-            self.tree.insert_path(r.problem_id, r.steps, 0, r.is_correct, r.rollout_id, r.policy_model)
+            self.tree.insert_path(r.problem_id, r.steps, 0, r.is_correct, r.rollout_id, r.policy_model,
+                                  score=r.score)
+
+    def verifier_tag(self, ask: Ask) -> str:
+        """`name@version` of the verifier that grades the completions of `ask` in this completer."""
+        found = self.verifiers.verifier(ask.outcome_spec.verifier)
+        return f"{found.name}@{found.version}"
 
     def sample(self, asks: Sequence[Ask], purpose: str) -> list[list[Completion]]:
-        """Sample every ask in one client batch; returns the completions of each, in order."""
+        """Sample every ask in one client batch, grade all its samples in one verifier batch; in order."""
         prepared = [self.prepare(a, purpose) for a in asks]
         results = self.client.generate([request for request, _ in prepared])
-        return [self.collect(a, node, result, purpose) for a, (_, node), result in zip(asks, prepared, results)]
+        outcomes = self.grade(asks, results)
+        return [self.collect(a, node, result, purpose, graded)
+                for a, (_, node), result, graded in zip(asks, prepared, results, outcomes)]
+
+    def grade(self, asks: Sequence[Ask], results: Sequence[GenerationResult]) -> list[list[Outcome]]:
+        """The verifier's outcome of every sample of every ask (the whole solution: prefix + continuation)."""
+        items = []
+        for a, result in zip(asks, results):
+            prefix_text = join_steps(list(a.prefix), self.cfg.step_policy)
+            items += [(a.outcome_spec, prefix_text + s.text) for s in result.samples]
+        flat = iter(self.verifiers.verify_many(items))
+        return [[next(flat) for _ in result.samples] for result in results]
 
     def prepare(self, ask: Ask, purpose: str) -> tuple[GenerationRequest, TreeNode]:
         """The request for `ask` (its seed from the node's visit count, which it advances)."""
@@ -175,31 +211,36 @@ class Completer:
             max_tokens=self.cfg.max_tokens, stop=tuple(self.cfg.stop), seed=seed, purpose=purpose,
             item_id=node.node_id), node
 
-    def collect(self, a: Ask, node: TreeNode, result: GenerationResult, purpose: str) -> list[Completion]:
-        """Grade the samples of one ask, feed them into the tree and keep their completions rows."""
+    def collect(self, a: Ask, node: TreeNode, result: GenerationResult, purpose: str,
+                outcomes: Sequence[Outcome] | None = None) -> list[Completion]:
+        """Feed the graded samples of one ask into the tree and keep their completions rows.
+
+        `outcomes` are the samples' verifier outcomes (`grade`); graded here when not given."""
+        if outcomes is None:
+            outcomes = self.grade([a], [result])[0]
         if result.error is not None:
             self.failures.record(f"label:{purpose}", f"{a.n - len(result.samples)} of {a.n} "
                                  f"completions could not be sampled: {result.error}",
                                  item_id=node.node_id, input=join_steps(list(a.prefix)))
         got = []
-        prefix_text = join_steps(list(a.prefix), self.cfg.step_policy)
-        for s in result.samples:
+        for s, outcome in zip(result.samples, outcomes):
             cont = split_steps(s.text, self.cfg.step_policy)
-            status, answer = grade(prefix_text + s.text, a.answer)
+            ok = outcome.success
             cid = "c-" + hashlib.sha256(("completion:" + s.request_key).encode()).hexdigest()[:24]
-            self.tree.insert_path(a.problem_id, list(a.prefix) + cont, len(a.prefix),
-                                  status == "correct", cid, self.client.model)
-            got.append(Completion(cid, node.node_id, status == "correct", tuple(cont),
-                                  s.prompt_tokens, s.completion_tokens, s.cached))
+            self.tree.insert_path(a.problem_id, list(a.prefix) + cont, len(a.prefix), ok, cid, self.client.model,
+                                  score=outcome.score)
+            got.append(Completion(cid, node.node_id, ok, tuple(cont), s.prompt_tokens, s.completion_tokens,
+                                  s.cached, outcome.score, outcome))
             if not s.cached:
                 self._tokens[0] += s.completion_tokens
                 self._tokens[1] += 1
             self.completion_rows.append({
                 "completion_id": cid, "run_id": self.run_id, "problem_id": a.problem_id,
                 "node_id": node.node_id, "purpose": purpose, "model": self.client.model,
-                "prefix_steps": len(a.prefix), "text": s.text, "final_answer": answer,
-                "is_correct": status == "correct", "prompt_tokens": s.prompt_tokens,
-                "completion_tokens": s.completion_tokens, "request_key": s.request_key})
+                "prefix_steps": len(a.prefix), "text": s.text, "final_answer": outcome.answer,
+                "is_correct": ok, "prompt_tokens": s.prompt_tokens,
+                "completion_tokens": s.completion_tokens, "request_key": s.request_key,
+                "score": outcome.score, "verifier": outcome.tag, "tests_passed": tests_passed(outcome)})
         return got
 
 
@@ -246,7 +287,7 @@ def drive(completer: Completer, tasks: Sequence[Task], purpose: str, *, disjoint
 def _drive_pipelined(completer: Completer, tasks: Sequence[Task], purpose: str, window: int) -> list:
     """`drive` without rounds: up to `window` asks in flight, each task advanced when its answer lands.
 
-    Tree updates (seeds, inserts) stay on this thread; worker threads only wait on the client.
+    Tree updates (seeds, inserts) stay on this thread; worker threads only wait on the client and the verifier.
     """
     results: list = [None] * len(tasks)
     ready: deque[tuple[int, Ask]] = deque()
@@ -261,17 +302,27 @@ def _drive_pipelined(completer: Completer, tasks: Sequence[Task], purpose: str, 
             while ready and len(in_flight) < window:
                 i, ask = ready.popleft()
                 request, node = completer.prepare(ask, purpose)
-                future = pool.submit(completer.client.generate, [request])
+                future = pool.submit(_generate_and_grade, completer, ask, request)
                 in_flight[future] = (i, ask, node)
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
                 i, ask, node = in_flight.pop(future)
-                got = completer.collect(ask, node, future.result()[0], purpose)
+                result, outcomes = future.result()
+                got = completer.collect(ask, node, result, purpose, outcomes)
                 try:
                     ready.append((i, tasks[i].send(got)))
                 except StopIteration as stop:
                     results[i] = stop.value
     return results
+
+
+def _generate_and_grade(completer: Completer, ask: Ask, request: GenerationRequest):
+    """On a worker thread: one ask's samples, and their outcomes when its verifier may run on many threads
+    (code: a sandbox each); others (math-verify's parser) are graded on the caller's thread, as ever."""
+    result = completer.client.generate([request])[0]
+    if getattr(completer.verifiers.verifier(ask.outcome_spec.verifier), "concurrent", False):
+        return result, completer.grade([ask], [result])[0]
+    return result, None
 
 
 def mc_estimate(completer: Completer, ask: Ask, k: int, *, reuse: bool = True,
@@ -288,7 +339,7 @@ def mc_estimate(completer: Completer, ask: Ask, k: int, *, reuse: bool = True,
     node: TreeNode = completer.tree.node_at(ask.problem_id, ask.prefix)
     est = Estimate(node.node_id)
     if reuse:
-        est.successes, est.samples = node.mc_successes, node.mc_samples
+        est.successes, est.samples, est.score_sum = node.mc_successes, node.mc_samples, node.mc_score
         est.reused_samples = min(node.mc_samples, k)
     new_tokens: list[int] = []
     wrong: list[Completion] = []
@@ -296,12 +347,13 @@ def mc_estimate(completer: Completer, ask: Ask, k: int, *, reuse: bool = True,
         n = k - est.samples
         if early_stop:
             n = min(n, chunk_size)
-        got = yield Ask(ask.problem_id, ask.question, ask.answer, ask.prefix, n)
+        got = yield Ask(ask.problem_id, ask.question, ask.answer, ask.prefix, n, ask.spec)
         est.requests += 1
         if not got:  # the request failed (recorded by the completer): stop rather than loop
             break
         for c in got:
             est.successes += int(c.correct)
+            est.score_sum += c.score
             est.samples += 1
             est.new_samples += 1
             if not c.cached:
@@ -312,7 +364,7 @@ def mc_estimate(completer: Completer, ask: Ask, k: int, *, reuse: bool = True,
             if not c.correct:
                 wrong.append(c)
     if reuse:  # other paths may have fed the node meanwhile; the node is the estimate
-        est.successes, est.samples = node.mc_successes, node.mc_samples
+        est.successes, est.samples, est.score_sum = node.mc_successes, node.mc_samples, node.mc_score
     if early_stop and est.successes > 0 and est.samples < k:
         est.early_stopped = True
         est.samples_saved = k - est.samples

@@ -31,7 +31,9 @@ class OutcomeSpec:
     - `answer`: the gold answer (math, exact, choice);
     - `tests`: code: each a self-contained Python snippet (usually one `assert`) run after the
       solution's code and `setup`; the function under test is `entry_point`;
-    - `weights`: optional per-test weights (default equal), read by soft scores.
+    - `weights`: optional per-test weights (default equal), read by soft scores;
+    - `choices`: multiple choice: the options' texts in letter order (A, B, ...), optional; with
+      them a solution may name its option by text as well as by letter.
     """
 
     verifier: str = "math"
@@ -40,9 +42,10 @@ class OutcomeSpec:
     entry_point: str | None = None
     setup: str = ""
     weights: tuple[float, ...] = ()
+    choices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("tests", "weights"):
+        for name in ("tests", "weights", "choices"):
             value = getattr(self, name)
             if not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
