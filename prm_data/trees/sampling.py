@@ -38,7 +38,7 @@ from prm_data.failures import FailureLog
 from prm_data.llm.client import LLMClient
 from prm_data.llm.types import GenerationRequest, GenerationResult
 from prm_data.rollouts import RolloutSteps, solve_prompt
-from prm_data.steps import join_steps, split_steps
+from prm_data.steps import continuation_steps, join_steps
 from prm_data.trees.prefix_tree import PrefixTree, TreeNode
 
 T = TypeVar("T")
@@ -50,7 +50,7 @@ class CompleterConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     prompt_version: str = Field("solve.v1", description="Prompt template; the prefix continues its answer.")
-    step_policy: Literal["blank_line", "step_k", "line"] = Field(
+    step_policy: Literal["blank_line", "step_k", "line", "code_block"] = Field(
         "blank_line", description="Step splitting; must match the one the rollouts were split with.")
     temperature: float = Field(0.7, ge=0.0, description="Sampling temperature of the completer.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling threshold.")
@@ -184,7 +184,7 @@ class Completer:
         got = []
         prefix_text = join_steps(list(a.prefix), self.cfg.step_policy)
         for s in result.samples:
-            cont = split_steps(s.text, self.cfg.step_policy)
+            cont = continuation_steps(list(a.prefix), s.text, self.cfg.step_policy)
             status, answer = grade(prefix_text + s.text, a.answer)
             cid = "c-" + hashlib.sha256(("completion:" + s.request_key).encode()).hexdigest()[:24]
             self.tree.insert_path(a.problem_id, list(a.prefix) + cont, len(a.prefix),
