@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from prm_data.answers import extract_answer, gsm8k_answer, ungradeable_reason
 from prm_data.failures import FailureLog
 from prm_data.sources.bank import problem_id_for
+from prm_data.sources.code_records import CodeRecordError, code_problem_fields, detect_format
 
 STAGE = "source"
 _SURROGATE = re.compile("[\udc80-\udcff]")
@@ -50,6 +51,10 @@ class FieldMapping(BaseModel):
     split: str = Field("train", description="Dataset split to read (Hugging Face sources).")
     limit: int | None = Field(None, ge=1, description="Read at most this many records from the source.")
     max_chars: int = Field(20_000, ge=1, description="Reject a question, answer or solution longer than this many characters.")
+    format: Literal["auto", "problem", "humaneval", "mbpp"] = Field(
+        "auto", description="Record format: `problem` (question/answer columns as mapped above), `humaneval` "
+        "(prompt, canonical_solution, test, entry_point) or `mbpp` (text, code, test_list), code problems "
+        "(prm_data/sources/code_records.py); `auto` tells them apart by the first record's keys.")
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class RowValidator:
         self.run_id = run_id
         self.failures = failures
         self._seen: dict[str, str] = {}  # problem_id -> where it was first seen
+        self.format = None if mapping.format == "auto" else mapping.format  # auto: the first record decides
         self.accepted = 0
         self.rejected = 0
 
@@ -98,6 +104,10 @@ class RowValidator:
 
     def _to_row(self, record: RawRecord) -> dict:
         m, data = self.mapping, record.data
+        if self.format is None:
+            self.format = detect_format(data) or "problem"
+        if self.format != "problem":
+            return self._code_row(record)
         question = _text(data, m.question_field, "question", m.max_chars)
         answer_text = _text(data, m.answer_field, "answer", m.max_chars, numbers_ok=True)
         solution = None
@@ -135,6 +145,25 @@ class RowValidator:
             "metadata": json.dumps(metadata),
             "created_at": datetime.now(timezone.utc),
         }
+
+
+    def _code_row(self, record: RawRecord) -> dict:
+        """A HumanEval- or MBPP-style record as a code problem (prm_data/sources/code_records.py)."""
+        try:
+            fields = code_problem_fields(record.data, self.format, self.mapping.max_chars)
+        except CodeRecordError as exc:
+            raise RowError(str(exc)) from None
+        id_field = self.mapping.id_field or ("task_id" if record.data.get("task_id") is not None else None)
+        source_id = _identifier(record.data, id_field) if id_field else None
+        metadata = {"where": record.where, **fields.pop("metadata")}
+        problem_id = problem_id_for(fields["question"])
+        if source_id is not None:
+            metadata["source_id"] = source_id
+            # MBPP numbers its tasks 1, 2, ...: a bare number would collide with other sources' ids
+            problem_id = f"{self.format}/{source_id}" if source_id.isdigit() else source_id
+        return {"problem_id": problem_id,
+                "run_id": self.run_id, "source": self.source, **fields, "metadata": json.dumps(metadata),
+                "created_at": datetime.now(timezone.utc)}
 
 
 class RowError(ValueError):
