@@ -75,6 +75,11 @@ def continuation_steps(prefix: list[str], continuation: str, policy: str = "blan
     return split_steps(continuation, policy)
 
 
+def stored_step(step: str) -> str:
+    """A step as stored (tree nodes): stripped, except that an indented code step keeps its indentation."""
+    return step.rstrip() if step[:1] in (" ", "\t") else step.strip()
+
+
 def normalize_step(step: str) -> str:
     """Canonical form used to decide that two steps are the same tree node.
 
