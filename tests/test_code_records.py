@@ -158,3 +158,16 @@ def test_math_records_still_load_as_math_problems(tmp_path):
     path.write_text(json.dumps({"question": "What is 2 + 3?", "answer": "5"}) + "\n")
     rows, failures = load(path)
     assert failures == [] and rows[0]["answer"] == "5" and OutcomeSpec.from_problem(rows[0]).verifier == "math"
+
+
+def test_problems_add_loads_code_records_and_reports_the_bad_ones(tmp_path):
+    from typer.testing import CliRunner
+
+    from prm_data.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["--warehouse", str(tmp_path / "wh"), "problems", "add", str(MBPP), "--format", "mbpp"])
+    assert result.exit_code == 0, result.output
+    assert "added 3 problems" in result.output and "3 skipped as malformed" in result.output
+    refused = runner.invoke(app, ["--warehouse", str(tmp_path / "wh"), "problems", "add", str(MBPP), "--format", "x"])
+    assert refused.exit_code == 2

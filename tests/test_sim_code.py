@@ -15,7 +15,7 @@ from prm_data.llm.code_mutations import candidate_mutations, scope_at, verified_
 from prm_data.llm.factory import BackendConfig, make_backend
 from prm_data.llm.openai_backend import CONTINUATION_MODES, OpenAIBackend
 from prm_data.llm.sim_code import SimCoder, SimCoderParams
-from prm_data.llm.types import GenerationRequest, Message
+from prm_data.llm.types import GenerationRequest
 from prm_data.prompts import render
 from prm_data.serve_sim import ServeSimConfig, SimServer
 from prm_data.sources.code_bank import generate_code_bank
