@@ -102,7 +102,10 @@ def normalize_step(step: str) -> str:
 
 def _is_multiline_or_marked_code(step: str) -> bool:
     # one-line unindented text keeps the prose form, so math steps such as "x = 5" keep their node ids
-    first = step.split("\n", 1)[0]
-    return bool(step.strip()) and (first[:1].isspace() or first.lstrip().startswith(("```", "def ", "class ",
-                                                                                      "async def ", "@"))
-                                   or ("\n" in step.strip() and is_code_step(step)))
+    # and a multi-line step is parsed only when a later line is indented (cheap for multi-line prose)
+    first, _, rest = step.partition("\n")
+    if not step.strip():
+        return False
+    if first[:1].isspace() or first.lstrip().startswith(("```", "def ", "class ", "async def ", "@")):
+        return True
+    return bool(re.search(r"\n[ \t]+\S", "\n" + rest)) and is_code_step(step)
