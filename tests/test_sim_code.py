@@ -59,9 +59,12 @@ def sample(sim: SimCoder, problem, prefix: str = "", key: str = "0") -> tuple[st
     return sim.complete(prompt(problem), prefix, random.Random(f"{problem.question}:{prefix}:{key}"))
 
 
-def test_the_recorded_truth_is_what_running_the_tests_says():
-    sim = SimCoder(SimCoderParams(bug_rate=0.3))
-    drawn = [(p, *sample(sim, p, key=str(k))) for p in BANK for k in range(6)]
+@pytest.mark.parametrize("plan_rate", [0.0, 1.0])
+def test_the_recorded_truth_is_what_running_the_tests_says(plan_rate):
+    sim = SimCoder(SimCoderParams(bug_rate=0.3, plan_rate=plan_rate))
+    drawn = [(p, *sample(sim, p, key=str(k))) for p in BANK for k in range(6 if plan_rate == 0 else 2)]
+    starts = {split_steps(text, "code_block")[0].startswith("Plan: ") for _, text, _ in drawn}
+    assert starts == {plan_rate == 1.0}  # reasoning, then code: the plan is step 0 and never the error
     results = run_tests_in_subprocess([(text, p.tests) for p, text, _ in drawn])
     clean = [all(r) for (_, _, meta), r in zip(drawn, results) if meta["true_first_error"] == -1]
     buggy = [all(r) for (_, _, meta), r in zip(drawn, results) if meta["true_first_error"] != -1]
@@ -98,7 +101,7 @@ def test_a_mutation_no_test_can_see_is_never_a_bug():
 
 
 def test_a_continuation_keeps_the_prefix_and_adds_the_remaining_steps():
-    sim = SimCoder(SimCoderParams(bug_rate=0.3))
+    sim = SimCoder(SimCoderParams(bug_rate=0.3, plan_rate=0.5))
     for p in BANK[:8]:
         steps = split_steps(sample(sim, p)[0], "code_block")
         for k in range(1, len(steps)):
@@ -107,7 +110,7 @@ def test_a_continuation_keeps_the_prefix_and_adds_the_remaining_steps():
             whole = split_steps(prefix + text, "code_block")
             assert whole[:k] == steps[:k]
             assert continuation_steps(steps[:k], text, "code_block") == whole[k:]
-            assert len(whole) == len(p.reference_steps)
+            assert len([s for s in whole if not s.startswith("Plan: ")]) == len(p.reference_steps)
 
 
 def test_a_bug_in_the_prefix_is_the_first_error_of_every_continuation():

@@ -35,6 +35,10 @@ own mutations of it (prm_data/sources/trusted_exec.py); a prefix step it did
 not write and cannot match to one of them is never run: it counts as an error
 (`metadata["unrecognized_step"]`).
 
+With `plan_rate` a solution starts with a reasoning paragraph (its plan) before the
+code: a prose step, never an error, so reasoning-then-code solutions are
+exercised too.
+
 It continues from any assistant prefix: the prefix's steps are matched to the
 reference (or to a known mutation of it), and the remaining steps are written
 after it with fresh bug draws. Every sample is a pure function of the request
@@ -69,6 +73,8 @@ class SimCoderParams(BaseModel):
     wrong_variable: float = Field(1.0, ge=0, description="Relative share of bugs using another variable in scope.")
     fix_rate: float = Field(0.0, ge=0, le=1, description="Chance that a solution wrong at its end is followed by a "
                                                         "corrected redefinition of the function (0: never undone).")
+    plan_rate: float = Field(0.0, ge=0, le=1, description="Chance that a solution starts with a reasoning paragraph "
+                                                         "(a plan; prose, never an error) before its code.")
 
     @model_validator(mode="after")
     def _some_kind(self):
@@ -106,9 +112,11 @@ class SimCoder:
         written = place_steps(problem, prefix)
         n = len(problem.reference_steps)
         out: list[CodeStepState] = []
+        if not written and rng.random() < self.params.plan_rate:
+            out.append(CodeStepState(plan_for(problem), "prose"))
         for i in range(len(_code(written)), n):
-            out.append(self._write(problem, i, _code(written) + out, rng))
-        if out and not passes(problem, _code(written) + out) and rng.random() < self.params.fix_rate:
+            out.append(self._write(problem, i, _code(written + out), rng))
+        if _code(out) and not passes(problem, _code(written + out)) and rng.random() < self.params.fix_rate:
             out = _with_fix(problem, out)
         texts = [s.text for s in out] or [DONE]
         states = written + (out or [CodeStepState(DONE, "prose")])
@@ -139,6 +147,14 @@ class SimCoder:
             if not already_wrong or not passes_with_reference(problem, before + [state]):
                 return state
         return right
+
+
+def plan_for(problem: CodeProblem) -> str:
+    """The reasoning paragraph a planned solution starts with (what the function must do, how)."""
+    task, *extras = problem.requirements
+    also = "".join(f" {e[:1].lower()}{e[1:]};" for e in extras)
+    return (f"Plan: `{problem.name}` {task};{also} I handle each requirement in order, one statement of the "
+            "body each, and return the result at the end.")
 
 
 def find_code_problem(user: str) -> CodeProblem | None:

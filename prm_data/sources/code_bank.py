@@ -64,12 +64,15 @@ class CodeProblem:
         return f"{self.name}({self.family_spec.arg})"
 
     @property
-    def question(self) -> str:
+    def requirements(self) -> tuple[str, ...]:
+        """What the function must do: the task sentence (after "... that"), then one per extra."""
         f = self._fields()
-        task = self.variant_spec.sentence.format(**f)
-        sentences = [INTROS[self.intro].format(sig=self.signature, task=task)]
-        sentences += [EXTRAS[e].sentence.format(**f) for e in self.extras]
-        return ". ".join(sentences) + "."
+        return (self.variant_spec.sentence.format(**f), *(EXTRAS[e].sentence.format(**f) for e in self.extras))
+
+    @property
+    def question(self) -> str:
+        task, *extras = self.requirements
+        return ". ".join([INTROS[self.intro].format(sig=self.signature, task=task), *extras]) + "."
 
     @property
     def body(self) -> tuple[str, ...]:
