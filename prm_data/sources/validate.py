@@ -4,7 +4,9 @@ Every reader (files, Hugging Face datasets) yields `RawRecord`s: the decoded
 record, or the reason it could not be decoded. `RowValidator` maps a record's
 fields to a problem (`FieldMapping`) and checks it: question and answer present,
 of the right type, not empty, under the size limit, valid UTF-8, an answer the
-grader can read (`answers.gradeable`), id not seen before in this source. A bad record becomes one `failures` row (stage
+grader can read (`answers.gradeable`), id not seen before in this source. HumanEval- and
+MBPP-style records (by their keys, or `FieldMapping.format`) become code problems instead
+(prm_data/sources/code_records.py). A bad record becomes one `failures` row (stage
 `source`) carrying the reason and the offending input; the good ones proceed.
 
 Readers decode text with `errors="surrogateescape"`, so an invalid UTF-8 byte
@@ -146,7 +148,6 @@ class RowValidator:
             "created_at": datetime.now(timezone.utc),
         }
 
-
     def _code_row(self, record: RawRecord) -> dict:
         """A HumanEval- or MBPP-style record as a code problem (prm_data/sources/code_records.py)."""
         try:
@@ -161,9 +162,8 @@ class RowValidator:
             metadata["source_id"] = source_id
             # MBPP numbers its tasks 1, 2, ...: a bare number would collide with other sources' ids
             problem_id = f"{self.format}/{source_id}" if source_id.isdigit() else source_id
-        return {"problem_id": problem_id,
-                "run_id": self.run_id, "source": self.source, **fields, "metadata": json.dumps(metadata),
-                "created_at": datetime.now(timezone.utc)}
+        return {"problem_id": problem_id, "run_id": self.run_id, "source": self.source, **fields,
+                "metadata": json.dumps(metadata), "created_at": datetime.now(timezone.utc)}
 
 
 class RowError(ValueError):
