@@ -41,8 +41,8 @@ TRANSPORT_FIELDS = ("base_urls", "api_key_env", "timeout_s", "max_retries", "max
 class ProblemsConfig(BaseModel):
     model_config = _FROZEN
 
-    source: str = Field("bank:24:1-2:0", description="Problem source: bank:COUNT[:DIFFICULTY[:SEED]], a "
-                        "JSONL/CSV/Parquet path, or hf:NAME (see docs/sources.md).")
+    source: str = Field("bank:24:1-2:0", description="Problem source: bank:COUNT[:DIFFICULTY[:SEED]], "
+                        "code_bank:COUNT[:BLOCKS[:SEED]], a JSONL/CSV/Parquet path, or hf:NAME (see docs/sources.md).")
     mapping: FieldMapping = Field(default_factory=FieldMapping, description="Column mapping for file/HF sources.")
     limit: int | None = Field(None, ge=1, description="At most this many not-yet-labeled problems per run.")
 

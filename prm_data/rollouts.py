@@ -50,7 +50,7 @@ class RolloutConfig(BaseModel):
     max_tokens: int = Field(1024, ge=1, description="Maximum tokens per rollout.")
     seed: int = Field(0, description="Base seed; with the sample index it keys every rollout.")
     prompt_version: str = Field("solve.v1", description="Prompt template (prompts/<version>.jinja).")
-    step_policy: Literal["blank_line", "step_k", "line"] = Field(
+    step_policy: Literal["blank_line", "step_k", "line", "code_block"] = Field(
         "blank_line", description="How a solution is split into steps (prm_data.steps).")
     skip_uniform: bool = Field(
         False, description="OmegaPRM pre-filter: leave problems whose rollouts are all correct or all "

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from prm_data.llm.chat_template import parse_chatml
 from prm_data.llm.sim import SimBackend, count_tokens
+from prm_data.llm.sim_code import SimCoderParams
 from prm_data.llm.types import GenerationRequest, Message
 
 ANSWER_SO_FAR = re.compile(r"<answer_so_far>\n?(.*?)</answer_so_far>", re.S)
@@ -70,6 +71,8 @@ class ServeSimConfig(BaseModel):
     judge_correlation: float = Field(0.5, ge=0, le=1, description="Sim judge: share of verdicts set by shared step difficulty.")
     rubric_adherence: float = Field(0.5, ge=0, le=1, description="Sim judge: chance a step is checked against its rubric rule.")
     fooled_rate: float = Field(0.0, ge=0, le=1, description="Sim judge: chance of accepting a solution with no checkable step.")
+    coder: SimCoderParams = Field(default_factory=SimCoderParams,
+                                  description="Sim coder (models named *coder*): bug rate, bug kinds, fix rate.")
     prefill_echo: bool = Field(
         False, description="Answer a trailing assistant message (without continue_final_message) with the whole "
                            "message, prefix included, as the llama.cpp server does.")
@@ -255,7 +258,8 @@ class SimServer:
         """The full response body for a request (pure: same body, same answer)."""
         model = body.get("model") or "sim-policy"
         c = self.config
-        sim = SimBackend(model=model if "judge" in model else "sim-policy", error_rate=c.error_rate,
+        role = model if "judge" in model or "coder" in model else "sim-policy"
+        sim = SimBackend(model=role, error_rate=c.error_rate, coder=c.coder,
                          cancel_rate=c.cancel_rate, judge_accuracy=c.judge_accuracy,
                          judge_correlation=c.judge_correlation, rubric_adherence=c.rubric_adherence,
                          fooled_rate=c.fooled_rate)

@@ -1,7 +1,7 @@
 """`prm-data problems add SOURCE`: load problems into the warehouse.
 
 SOURCE is a file (.jsonl/.json/.csv/.tsv/.parquet), a local dataset directory,
-`hf:NAME[:CONFIG]` or `bank:COUNT[:DIFFICULTY[:SEED]]`. Malformed rows are
+`hf:NAME[:CONFIG]`, `bank:COUNT[:DIFFICULTY[:SEED]]` or `code_bank:COUNT[:BLOCKS[:SEED]]`. Malformed rows are
 written to `failures` (stage `source`) and summarised; problems already in the
 warehouse are skipped. One `runs` row records what was done.
 
@@ -47,7 +47,8 @@ def new_run_id(verb: str) -> str:
 @problems_app.command("add")
 def add(
     ctx: typer.Context,
-    source: str = typer.Argument(..., help="FILE, dataset DIR, hf:NAME[:CONFIG] or bank:COUNT[:DIFFICULTY[:SEED]]."),
+    source: str = typer.Argument(..., help="FILE, dataset DIR, hf:NAME[:CONFIG], bank:COUNT[:DIFFICULTY[:SEED]] "
+                                           "or code_bank:COUNT[:BLOCKS[:SEED]]."),
     question_field: str = typer.Option(_DEFAULTS["question_field"], help="Column holding the question."),
     answer_field: str = typer.Option(_DEFAULTS["answer_field"], help="Column holding the answer."),
     answer_format: AnswerFormat = typer.Option(
@@ -58,6 +59,8 @@ def add(
     limit: int = typer.Option(None, min=1, help="Read at most this many records."),
     max_chars: int = typer.Option(_DEFAULTS["max_chars"], min=1, help="Size limit per text field."),
     run_id: str = typer.Option(None, help="Run id to file the rows under (default: a fresh one)."),
+    record_format: str = typer.Option("auto", "--format", help="Record format: auto (by the first record's keys), "
+                                      "problem (the question/answer fields), humaneval or mbpp (code problems)."),
 ) -> None:
     """Add problems from a file, a dataset or the bundled bank; report what was added and skipped."""
     from pydantic import ValidationError
@@ -68,7 +71,7 @@ def add(
     try:
         mapping = FieldMapping(question_field=question_field, answer_field=answer_field,
                                answer_format=answer_format.value, id_field=id_field, solution_field=solution_field,
-                               split=split, limit=limit, max_chars=max_chars)
+                               split=split, limit=limit, max_chars=max_chars, format=record_format)
     except ValidationError as exc:
         fail(str(exc), EXIT_USAGE)
     run_id = run_id or new_run_id("problems-add")

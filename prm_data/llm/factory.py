@@ -11,7 +11,8 @@ and never see which backend is behind it::
                          warehouse, run_id)
 
 What `model` means per kind: `sim` — the role, "sim-judge" (any name with
-"judge", or `sim.role="judge"`) or the policy otherwise; `local` — ignored,
+"judge", or `sim.role="judge"`), "sim-coder" (any other name with "coder", or
+`sim.role="coder"`: the code simulator) or the policy otherwise; `local` — ignored,
 the model is `local.model_path` (default: the bundled Qwen2.5-Coder-0.5B-Instruct);
 `openai` and `vllm` — the served model name / the model path or Hub id.
 """
@@ -26,6 +27,7 @@ from prm_data.failures import FailureLog
 from prm_data.llm.cache import open_cache
 from prm_data.llm.client import LLMClient
 from prm_data.llm.retry import RetryPolicy
+from prm_data.llm.sim_code import SimCoderParams
 from prm_data.llm.types import Backend
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -34,8 +36,9 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 class SimParams(BaseModel):
     model_config = _FROZEN
 
-    role: Literal["auto", "policy", "judge"] = Field(
-        "auto", description="Synthetic role; auto = judge when the model name contains 'judge'.")
+    role: Literal["auto", "policy", "judge", "coder"] = Field(
+        "auto", description="Synthetic role; auto = judge when the model name contains 'judge', coder (the code "
+                            "simulator, prm_data/llm/sim_code.py) when it contains 'coder'.")
     error_rate: float = Field(0.15, ge=0, le=1, description="Policy: probability of an error at each step.")
     judge_accuracy: float = Field(0.7, ge=0, le=1, description="Judge: probability that each verdict is right.")
     solve_rate: float | None = Field(
@@ -49,6 +52,8 @@ class SimParams(BaseModel):
     fooled_rate: float = Field(
         0.0, ge=0, le=1, description="Judge: chance of accepting a solution with no checkable step (judge hacking).")
     latency_s: float = Field(0.0, ge=0, description="Simulated seconds per sample.")
+    coder: SimCoderParams = Field(default_factory=SimCoderParams,
+                                  description="Coder: the code simulator's bug rate, bug kinds and fix rate.")
 
 
 class LocalParams(BaseModel):
@@ -115,7 +120,9 @@ def make_backend(cfg: BackendConfig) -> Backend:
         from prm_data.llm.sim import SimBackend
 
         judge = cfg.sim.role == "judge" or (cfg.sim.role == "auto" and "judge" in (cfg.model or ""))
-        return SimBackend(model="sim-judge" if judge else "sim-policy", error_rate=cfg.sim.error_rate,
+        coder = cfg.sim.role == "coder" or (cfg.sim.role == "auto" and not judge and "coder" in (cfg.model or ""))
+        role = "sim-judge" if judge else "sim-coder" if coder else "sim-policy"
+        return SimBackend(model=role, error_rate=cfg.sim.error_rate, coder=cfg.sim.coder,
                           solve_rate=cfg.sim.solve_rate, cancel_rate=cfg.sim.cancel_rate,
                           judge_accuracy=cfg.sim.judge_accuracy, judge_correlation=cfg.sim.judge_correlation,
                           rubric_adherence=cfg.sim.rubric_adherence, fooled_rate=cfg.sim.fooled_rate,

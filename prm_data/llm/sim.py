@@ -28,6 +28,10 @@ prefix's last equation, and records the true first error (0-based, over the
 whole solution including the prefix; -1 when there is none) in
 `Sample.metadata["true_first_error"]`.
 
+Coder (`sim-coder`, any model with "coder" in its name) writes code-bank
+solutions with injected bugs of known kind and place: prm_data/llm/sim_code.py,
+whose parameters are `coder` (`SimCoderParams`).
+
 Judge (`sim-judge*`) grades solutions rendered with `<question>` and
 `<step_i>` tags: per step ("step_i: correct|incorrect") or ProcessBench-style
 ("\\boxed{k}", the earliest wrong step, -1 for none):
@@ -61,6 +65,7 @@ import random
 import re
 from dataclasses import dataclass
 
+from prm_data.llm.sim_code import SimCoder, SimCoderParams
 from prm_data.llm.tokens import count_tokens  # noqa: F401  (serve_sim and tests import it from here)
 from prm_data.llm.types import GenerationRequest, Sample
 from prm_data.sources.bank import BankProblem, apply_op, parse_question
@@ -122,6 +127,7 @@ class SimBackend:
     fooled_rate: float = 0.0
     latency_s: float = 0.0
     name: str = "sim"
+    coder: SimCoderParams | None = None  # the code simulator's assumptions (model "sim-coder"); None: defaults
 
     def __post_init__(self) -> None:
         for field_name in ("error_rate", "cancel_rate", "judge_accuracy", "judge_correlation",
@@ -130,13 +136,21 @@ class SimBackend:
                 raise ValueError(f"SimBackend.{field_name} must be in [0, 1], got {getattr(self, field_name)}")
         if self.solve_rate is not None and not 0.0 < self.solve_rate <= 1.0:
             raise ValueError(f"SimBackend.solve_rate must be in (0, 1], got {self.solve_rate}")
+        if self.coder is None:
+            self.coder = SimCoderParams()
 
     @property
     def is_judge(self) -> bool:
         return "sim-judge" in self.model or self.model.startswith("judge")
 
+    @property
+    def is_coder(self) -> bool:
+        return not self.is_judge and "coder" in self.model
+
     def assumptions(self) -> dict:
         """The simulator's assumptions that this role's answers depend on (report them with every figure)."""
+        if self.is_coder:
+            return SimCoder(self.coder, self.model).assumptions()
         if self.is_judge:
             keys = ("judge_accuracy", "judge_correlation", "rubric_adherence", "fooled_rate")
         else:
@@ -177,6 +191,8 @@ class SimBackend:
         user = "\n".join(m.content for m in request.messages if m.role == "user")
         if self.is_judge:
             return self._judge(user, rng)
+        if self.is_coder:
+            return SimCoder(self.coder, self.model).complete(user, request.assistant_prefix or "", rng)
         return self._solve(user, request.assistant_prefix or "", rng)
 
     # ------------------------------------------------------------------ policy

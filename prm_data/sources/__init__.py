@@ -3,10 +3,14 @@
     load_problems("data/gsm8k.jsonl", FieldMapping(answer_format="gsm8k"), run_id, failures)
     load_problems("hf:openai/gsm8k:main", FieldMapping(answer_format="gsm8k", split="test"), ...)
     load_problems("bank:200:2-5:7", run_id=run_id, failures=failures)   # COUNT[:DIFFICULTY[:SEED[:OPS[:MAX]]]]
+    load_problems("code_bank:50:3-5:7", run_id=run_id)                   # COUNT[:BLOCKS[:SEED]]
     ingest_problems(warehouse, rows, run_id)
 
 Spec forms: `bank:COUNT[:DIFFICULTY[:SEED[:OPS[:MAX_OPERAND]]]]` (DIFFICULTY is
-a number of operations or a range `LO-HI`, OPS the allowed operations); `hf:NAME[:CONFIG]` (Hub id or local dataset
+a number of operations or a range `LO-HI`, OPS the allowed operations);
+`code_bank:COUNT[:BLOCKS[:SEED]]` (function-writing problems with unit tests,
+prm_data/sources/code_bank.py; BLOCKS the number of logical blocks of the
+reference body, or a range `LO-HI`); `hf:NAME[:CONFIG]` (Hub id or local dataset
 directory); a path to a `.jsonl`/`.json`/`.csv`/`.tsv`/`.parquet` file (a
 `jsonl:`, `csv:` or `parquet:` prefix forces the format); a directory is read
 as a local Hugging Face dataset.
@@ -22,11 +26,12 @@ from pathlib import Path
 
 from prm_data.failures import FailureLog
 from prm_data.sources.bank import generate_bank
+from prm_data.sources.code_bank import difficulty_range, generate_code_bank
 from prm_data.sources.files import SourceError, file_format, read_records
 from prm_data.sources.validate import FieldMapping, RawRecord, RowValidator
 
-__all__ = ["BankSpec", "FieldMapping", "IngestResult", "SourceError", "ingest_problems", "load_problems",
-           "parse_bank_spec"]
+__all__ = ["BankSpec", "CodeBankSpec", "FieldMapping", "IngestResult", "SourceError", "ingest_problems",
+           "load_problems", "parse_bank_spec", "parse_code_bank_spec"]
 
 _BANK = re.compile(r"^(?P<count>\d+)(?::(?P<lo>\d+)(?:-(?P<hi>\d+))?(?::(?P<seed>-?\d+)"
                    r"(?::(?P<ops>[-+*/]+)(?::(?P<max>\d+))?)?)?)?$")
@@ -62,6 +67,30 @@ def parse_bank_spec(body: str) -> BankSpec:
                     max_operand)
 
 
+_CODE_BANK = re.compile(r"^(?P<count>\d+)(?::(?P<lo>\d+)(?:-(?P<hi>\d+))?(?::(?P<seed>-?\d+))?)?$")
+
+
+@dataclass(frozen=True)
+class CodeBankSpec:
+    count: int
+    difficulty: int | tuple[int, int]
+    seed: int = 0
+
+
+def parse_code_bank_spec(body: str) -> CodeBankSpec:
+    """`COUNT[:BLOCKS[:SEED]]`; defaults: 3 blocks, seed 0. BLOCKS is a number or a range `LO-HI`."""
+    m = _CODE_BANK.match(body.strip())
+    least, most = difficulty_range()
+    if not m or int(m["count"]) < 1:
+        raise SourceError(f"bad code bank spec {body!r}: expected code_bank:COUNT[:BLOCKS[:SEED]], "
+                          "e.g. code_bank:50, code_bank:50:4, code_bank:50:2-6:7")
+    lo = int(m["lo"]) if m["lo"] else 3
+    hi = int(m["hi"]) if m["hi"] else lo
+    if not least <= lo <= hi <= most:
+        raise SourceError(f"bad code bank difficulty in {body!r}: need {least} <= LO <= HI <= {most} blocks")
+    return CodeBankSpec(int(m["count"]), lo if lo == hi else (lo, hi), int(m["seed"] or 0))
+
+
 def load_problems(spec: str, mapping: FieldMapping | None = None, run_id: str = "adhoc",
                   failures: FailureLog | None = None, cache_dir: str | None = None) -> list[dict]:
     """Rows matching `schema.PROBLEMS` from a source; malformed records go to `failures`.
@@ -75,6 +104,10 @@ def load_problems(spec: str, mapping: FieldMapping | None = None, run_id: str = 
         now = datetime.now(timezone.utc)
         return [p.to_row(run_id) | {"created_at": now}
                 for p in generate_bank(b.count, b.seed, b.difficulty, b.ops, b.max_operand)]
+    if spec.startswith("code_bank:"):
+        c = parse_code_bank_spec(spec[len("code_bank:"):])
+        now = datetime.now(timezone.utc)
+        return [p.to_row(run_id) | {"created_at": now} for p in generate_code_bank(c.count, c.seed, c.difficulty)]
     source, records = _open(spec, mapping, cache_dir)
     validator = RowValidator(source, mapping, run_id, failures)
     rows = []

@@ -4,7 +4,9 @@ Every reader (files, Hugging Face datasets) yields `RawRecord`s: the decoded
 record, or the reason it could not be decoded. `RowValidator` maps a record's
 fields to a problem (`FieldMapping`) and checks it: question and answer present,
 of the right type, not empty, under the size limit, valid UTF-8, an answer the
-grader can read (`answers.gradeable`), id not seen before in this source. A bad record becomes one `failures` row (stage
+grader can read (`answers.gradeable`), id not seen before in this source. HumanEval- and
+MBPP-style records (by their keys, or `FieldMapping.format`) become code problems instead
+(prm_data/sources/code_records.py). A bad record becomes one `failures` row (stage
 `source`) carrying the reason and the offending input; the good ones proceed.
 
 Readers decode text with `errors="surrogateescape"`, so an invalid UTF-8 byte
@@ -29,6 +31,7 @@ from prm_data.verifiers.protocol import OutcomeSpec
 from prm_data.verifiers.registry import ungradeable_reason
 from prm_data.failures import FailureLog
 from prm_data.sources.bank import problem_id_for
+from prm_data.sources.code_records import CodeRecordError, code_problem_fields, detect_format
 
 STAGE = "source"
 _SURROGATE = re.compile("[\udc80-\udcff]")
@@ -52,6 +55,10 @@ class FieldMapping(BaseModel):
     split: str = Field("train", description="Dataset split to read (Hugging Face sources).")
     limit: int | None = Field(None, ge=1, description="Read at most this many records from the source.")
     max_chars: int = Field(20_000, ge=1, description="Reject a question, answer or solution longer than this many characters.")
+    format: Literal["auto", "problem", "humaneval", "mbpp"] = Field(
+        "auto", description="Record format: `problem` (question/answer columns as mapped above), `humaneval` "
+        "(prompt, canonical_solution, test, entry_point) or `mbpp` (text, code, test_list), code problems "
+        "(prm_data/sources/code_records.py); `auto` tells them apart by the first record's keys.")
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ class RowValidator:
         self.run_id = run_id
         self.failures = failures
         self._seen: dict[str, str] = {}  # problem_id -> where it was first seen
+        self.format = None if mapping.format == "auto" else mapping.format  # auto: the first record decides
         self.accepted = 0
         self.rejected = 0
 
@@ -100,6 +108,10 @@ class RowValidator:
 
     def _to_row(self, record: RawRecord) -> dict:
         m, data = self.mapping, record.data
+        if self.format is None:
+            self.format = detect_format(data) or "problem"
+        if self.format != "problem":
+            return self._code_row(record)
         question = _text(data, m.question_field, "question", m.max_chars)
         answer_text = _text(data, m.answer_field, "answer", m.max_chars, numbers_ok=True)
         solution = None
@@ -140,6 +152,23 @@ class RowValidator:
             what = f"answer {_clip(answer)!r}" if spec.verifier == "math" else "the problem"
             raise RowError(f"{what} cannot be graded: {reason}")
         return row
+
+    def _code_row(self, record: RawRecord) -> dict:
+        """A HumanEval- or MBPP-style record as a code problem (prm_data/sources/code_records.py)."""
+        try:
+            fields = code_problem_fields(record.data, self.format, self.mapping.max_chars)
+        except CodeRecordError as exc:
+            raise RowError(str(exc)) from None
+        id_field = self.mapping.id_field or ("task_id" if record.data.get("task_id") is not None else None)
+        source_id = _identifier(record.data, id_field) if id_field else None
+        metadata = {"where": record.where, **fields.pop("metadata")}
+        problem_id = problem_id_for(fields["question"])
+        if source_id is not None:
+            metadata["source_id"] = source_id
+            # MBPP numbers its tasks 1, 2, ...: a bare number would collide with other sources' ids
+            problem_id = f"{self.format}/{source_id}" if source_id.isdigit() else source_id
+        return {"problem_id": problem_id, "run_id": self.run_id, "source": self.source, **fields,
+                "metadata": json.dumps(metadata), "created_at": datetime.now(timezone.utc)}
 
 
 class RowError(ValueError):

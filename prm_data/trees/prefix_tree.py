@@ -38,7 +38,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from prm_data.steps import normalize_step
+from prm_data.steps import normalize_step, stored_step
 
 
 def node_id_for(problem_id: str, normalized_prefix: Sequence[str]) -> str:
@@ -121,7 +121,7 @@ class PrefixTree:
                 child_id = node_id_for(problem_id, norm)
                 if child_id not in self.nodes:
                     self.nodes[child_id] = TreeNode(child_id, problem_id, node.node_id,
-                                                    node.depth + 1, step.strip())
+                                                    node.depth + 1, stored_step(step))
                 node.children[key] = child_id
             node = self.nodes[child_id]
             out.append(node)

@@ -39,7 +39,7 @@ from prm_data.failures import FailureLog
 from prm_data.llm.client import LLMClient
 from prm_data.llm.types import GenerationRequest, GenerationResult
 from prm_data.rollouts import RolloutSteps, solve_prompt, tests_passed
-from prm_data.steps import join_steps, split_steps
+from prm_data.steps import continuation_steps, join_steps, split_steps
 from prm_data.trees.prefix_tree import PrefixTree, TreeNode
 from prm_data.verifiers.protocol import Outcome, OutcomeSpec
 from prm_data.verifiers.registry import DEFAULT as DEFAULT_VERIFIERS
@@ -54,7 +54,7 @@ class CompleterConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     prompt_version: str = Field("solve.v1", description="Prompt template; the prefix continues its answer.")
-    step_policy: Literal["blank_line", "step_k", "line"] = Field(
+    step_policy: Literal["blank_line", "step_k", "line", "code_block"] = Field(
         "blank_line", description="Step splitting; must match the one the rollouts were split with.")
     temperature: float = Field(0.7, ge=0.0, description="Sampling temperature of the completer.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling threshold.")
@@ -224,7 +224,7 @@ class Completer:
                                  item_id=node.node_id, input=join_steps(list(a.prefix)))
         got = []
         for s, outcome in zip(result.samples, outcomes):
-            cont = split_steps(s.text, self.cfg.step_policy)
+            cont = continuation_steps(list(a.prefix), s.text, self.cfg.step_policy)
             ok = outcome.success
             cid = "c-" + hashlib.sha256(("completion:" + s.request_key).encode()).hexdigest()[:24]
             self.tree.insert_path(a.problem_id, list(a.prefix) + cont, len(a.prefix), ok, cid, self.client.model,
