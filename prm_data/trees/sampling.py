@@ -39,7 +39,7 @@ from prm_data.failures import FailureLog
 from prm_data.llm.client import LLMClient
 from prm_data.llm.types import GenerationRequest, GenerationResult
 from prm_data.rollouts import RolloutSteps, solve_prompt, tests_passed
-from prm_data.steps import continuation_steps, join_steps, split_steps
+from prm_data.steps import continuation_steps, join_steps
 from prm_data.trees.prefix_tree import PrefixTree, TreeNode
 from prm_data.verifiers.protocol import Outcome, OutcomeSpec
 from prm_data.verifiers.registry import DEFAULT as DEFAULT_VERIFIERS
