@@ -140,20 +140,17 @@ def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0) -> 
             "fill_speedup": med["fill"]["step objects"] / med["fill"]["columns"]}
 
 
-_PARTS = ("base columns", "evidence arrays", "evidence to_json", "write_shard")
+_PARTS = ("base columns", "evidence JSON", "write_shard")
 
 
 def _column_parts(wh: Warehouse, labels) -> dict:
     """The steps of `labels_table(StepLabels)` + `write_shard`, one callable each (timed apart)."""
-    from prm_data.records import _to_json
+    from prm_data.evidence_json import encode_evidence
+    from prm_data.schema import schema_for
 
-    fields = sorted(labels.evidence_types)
-    struct = pa.StructArray.from_arrays([labels._evidence_array(f) for f in fields], fields)
     table = labels.table("run")
-    return {"base columns": lambda: [pa.array(labels._base[f.name], f.type) for f in table.schema
-                                     if f.name in labels._base],
-            "evidence arrays": lambda: [labels._evidence_array(f) for f in fields],
-            "evidence to_json": lambda: _to_json(struct),
+    return {"base columns": lambda: [labels.column(f, "run") for f in schema_for("step_labels") if f.name != "evidence"],
+            "evidence JSON": lambda: encode_evidence(labels._evidence),
             "write_shard": lambda: wh.write_shard("step_labels", table, "run", "parts")}
 
 
