@@ -8,14 +8,16 @@ in one `orjson.dumps` of a list in which a raw `0x1e` byte (an
 `orjson.Fragment`, copied into the output as it is) separates the labels. No
 encoded value can hold a raw `0x1e` (JSON escapes every control character in a
 string), so numpy finds the boundaries, and the Arrow column is built from the
-one output buffer (the separators cut out) without a Python object per label.
+one output buffer (each label a slice of it) without a Python object per label.
 
-The stored text means what `json.dumps` stored (the same value once parsed):
+The stored text means what `json.dumps` stored: the same value once parsed,
+compact and with the keys in the order the labeler wrote them where json
+sorted them and put a space after `:` and `,`:
 
 - orjson writes NaN and infinities as `null` (json: `NaN`, `Infinity`): the
   labels whose text holds `null` and whose evidence holds a non-finite float
-  are encoded again with `json` (found without a Python step per label unless
-  some text holds `null`);
+  are encoded again with `json` (the output is scanned for `null`; only the
+  labels holding one are looked at in Python);
 - values orjson refuses (a non-`str` dict key, an int beyond 64 bits, a lone
   surrogate, a cycle) make the chunk fall back to one label at a time, each
   by orjson or else by `json` itself (which raises where it raised);
@@ -40,8 +42,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _SEPARATOR = orjson.Fragment(b"\x1e")
-_OPTIONS = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
-            | orjson.OPT_PASSTHROUGH_DATETIME)
+# Keys stay in the order the labeler wrote them: sorting them (as json.dumps(sort_keys=True) did) was a third
+# of orjson's time, and the parsed value is the same
+_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 _JSON = json.JSONEncoder(sort_keys=True, default=str).encode  # what the row path stores (StepLabel.to_row)
 CHUNK = 1 << 16  # labels per encoder call: bounds the buffer (and keeps int32 offsets) for any shard size
 
@@ -62,7 +65,7 @@ def _like_json(value):
 
 
 def encode_evidence(evidence: Sequence[dict]) -> pa.ChunkedArray:
-    """Each dict of `evidence` as one JSON object (sorted keys), in order, as a string column."""
+    """Each dict of `evidence` as one JSON object, in order, as a string column."""
     chunks = [_encode_chunk(evidence[start:start + CHUNK]) for start in range(0, len(evidence), CHUNK)]
     return pa.chunked_array(chunks, pa.string())
 

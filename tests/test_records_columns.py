@@ -1,8 +1,8 @@
 """Labels filled column by column are stored exactly as the one-`StepLabel`-per-step path stored them.
 
 Specifications:
-- for every labeler that fills a `StepLabels` (Monte Carlo, OmegaPRM, sibling,
-  tool checks, judge votes in both modes), run on the simulator: the shard the
+- for every labeler (Monte Carlo, OmegaPRM, sibling, progress, tool checks,
+  judge votes in both modes; each fills a `StepLabels`), run on the simulator: the shard the
   label stage writes from its columns holds the same rows as the shard written
   from the same labels as `StepLabel` objects (`labels_table`, one json.dumps
   per label): every column equal, and the evidence equal as parsed JSON, ints
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import enum
 import json
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ import pytest
 from prm_data.labelers.judge_vote import JudgeSpec, JudgeVoteConfig, judge_solutions
 from prm_data.labelers.mc_value import MCValueConfig, label_mc_value
 from prm_data.labelers.omega_prm import OmegaPRMConfig, label_omega_prm
+from prm_data.labelers.progress import ProgressConfig, label_progress
 from prm_data.labelers.sibling import SiblingConfig, label_sibling
 from prm_data.labelers.sim_truth import sim_rollouts
 from prm_data.labelers.tool_verify import label_tool_verify
@@ -87,7 +89,8 @@ def sim_solutions(count: int, seed: int):
                               MCValueConfig(k=4, early_stop=True)),
     lambda rs: label_omega_prm(rs, Completer(LLMClient(SimBackend(error_rate=0.2))), OmegaPRMConfig()),
     lambda rs: label_sibling(rs, Completer(LLMClient(SimBackend(error_rate=0.2))), SiblingConfig(k=3)),
-], ids=["mc_value", "mc_value_early_stop", "omega_prm", "sibling"])
+    lambda rs: label_progress(rs, Completer(LLMClient(SimBackend(error_rate=0.2))), ProgressConfig(k=4, max_k=12)),
+], ids=["mc_value", "mc_value_early_stop", "omega_prm", "sibling", "progress"])
 def test_monte_carlo_labels_are_stored_the_same_from_columns(tmp_path, label):
     labels = label([r.as_rollout_steps() for r in sim_solutions(6, seed=3)])
     assert isinstance(labels, StepLabels)
@@ -154,6 +157,13 @@ def test_evidence_the_fast_encoder_cannot_write_is_stored_as_json_wrote_it_acros
         labels.add("p", "r", i, 0.5, True, evidence=evidence)
     rows = assert_same_rows(tmp_path, labels)
     assert rows[3]["evidence"].endswith("NaN]}]}") and json.loads(rows[7]["evidence"])["records"] == 2 ** 70
+
+
+def test_a_plain_enum_member_is_stored_as_its_value_the_one_documented_difference():
+    Color = enum.Enum("Color", {"RED": 1})
+    assert evidence_json.encode_evidence([{"c": Color.RED}]).to_pylist() == ['{"c":1}']  # json: "Color.RED"
+    assert json.loads(labels_table([StepLabel("p", "r", 0, "x", "1", 1.0, True, evidence={"c": Color.RED})],
+                                   "run").column("evidence")[0].as_py()) == {"c": "Color.RED"}
 
 
 def test_a_count_of_the_wrong_type_is_refused_naming_its_column_and_nothing_is_added():
