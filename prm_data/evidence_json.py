@@ -16,8 +16,8 @@ sorted them and put a space after `:` and `,`:
 
 - orjson writes NaN and infinities as `null` (json: `NaN`, `Infinity`): the
   labels whose text holds `null` and whose evidence holds a non-finite float
-  are encoded again with `json` (the output is scanned for `null`; only the
-  labels holding one are looked at in Python);
+  are encoded again with `json` (only the labels whose text holds `null` are
+  looked at, through their pickle, at C speed: `_restore_non_finite`);
 - values orjson refuses (a non-`str` dict key, an int beyond 64 bits, a lone
   surrogate, a cycle) make the chunk fall back to one label at a time, each
   by orjson or else by `json` itself (which raises where it raised);
@@ -32,8 +32,10 @@ same either way.
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import pickle
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,6 +51,10 @@ _JSON = json.JSONEncoder(sort_keys=True, default=str).encode  # what the row pat
 CHUNK = 1 << 16  # labels per encoder call: bounds the buffer (and keeps int32 offsets) for any shard size
 
 
+class _NonFinite(TypeError):
+    """A NaN or infinity in a value orjson hands to `_like_json`: the label is left to json."""
+
+
 def _like_json(value):
     """What json.dumps(default=str) makes of a value orjson hands back: its number, list, dict or str."""
     if isinstance(value, str):
@@ -56,12 +62,16 @@ def _like_json(value):
     if isinstance(value, int):  # bools never get here: orjson writes them itself
         return int.__int__(value)
     if isinstance(value, float):
-        return float.__float__(value)
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    if isinstance(value, dict):
-        return dict(value)
-    return str(value)
+        out = float.__float__(value)
+    elif isinstance(value, (list, tuple)):
+        out = list(value)
+    elif isinstance(value, dict):
+        out = dict(value)
+    else:
+        return str(value)
+    if _has_non_finite(out):  # orjson would write null: raising sends the label to json
+        raise _NonFinite(f"a non-finite float in a {type(value).__name__}")
+    return out
 
 
 def encode_evidence(evidence: Sequence[dict]) -> pa.ChunkedArray:
@@ -108,22 +118,44 @@ def _encode_one_by_one(evidence: Sequence[dict]) -> pa.Array:
 def _restore_non_finite(column: pa.Array, evidence: Sequence[dict], encoded: bytes, starts: np.ndarray) -> pa.Array:
     """Labels orjson wrote a NaN or infinity of as `null`: encoded again by json, which writes them.
 
-    `encoded` is the labels' text end to end, label i from `starts[i]`: only a
-    label whose text holds `null` is looked at.
+    `encoded` is the labels' text end to end, label i from `starts[i]`. Only
+    the labels whose text holds `null` can be such labels; whether any of them
+    holds a non-finite float is read off their pickle (every plain float is a
+    BINFLOAT opcode and its 8 big-endian bytes; values that are no plain float,
+    list, tuple or dict never reach orjson as floats: `_like_json` checks
+    them), at C speed. Only then is each of those labels parsed back and
+    compared with its evidence: a real None reads back equal, a NaN does not
+    (nor a tuple or a str()-ed object: json writes those again as it did).
     """
-    nulls, at = [], encoded.find(b"null")
-    while at >= 0:
-        nulls.append(at)
-        at = encoded.find(b"null", at + 4)
-    if not nulls:
+    if b"null" not in encoded:
         return column
-    maybe = np.unique(np.searchsorted(starts, np.asarray(nulls), side="right") - 1)
-    redo = [int(i) for i in maybe if _has_non_finite(evidence[i])]
+    data = np.frombuffer(encoded, np.uint8)
+    n_at = np.flatnonzero(data[:-3] == ord("n"))
+    nulls = n_at[(data[n_at + 1] == ord("u")) & (data[n_at + 2] == ord("l")) & (data[n_at + 3] == ord("l"))]
+    maybe = np.unique(np.searchsorted(starts, nulls, side="right") - 1)
+    if not _may_hold_non_finite([evidence[i] for i in maybe]):
+        return column
+    read_back = orjson.loads("[" + ",".join(column.take(pa.array(maybe)).to_pylist()) + "]")
+    redo = [int(i) for i, back in zip(maybe, read_back) if not _reads_back(back, evidence[i])]
     if not redo:
         return column
     mask = np.zeros(len(column), bool)
     mask[redo] = True
     return pc.replace_with_mask(column, pa.array(mask), pa.array([_JSON(evidence[i]) for i in redo], pa.string()))
+
+
+def _may_hold_non_finite(values: list) -> bool:
+    """False only when no plain float in `values` is a NaN or an infinity (read off their pickle)."""
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=5)
+    pickler.fast = True  # no memo: a third faster here (a cycle raises RecursionError: a closer look)
+    try:
+        pickler.dump(values)
+    except Exception:  # something that does not pickle: look closer
+        return True
+    data = np.frombuffer(out.getbuffer(), np.uint8)
+    floats = np.flatnonzero(data[:-8] == 0x47)  # "G": BINFLOAT (and any other 0x47 byte: a closer look at most)
+    return bool(np.any(((data[floats + 1] & 0x7F) == 0x7F) & ((data[floats + 2] & 0xF0) == 0xF0)))  # exponent 1s
 
 
 def _has_non_finite(value) -> bool:
@@ -134,3 +166,10 @@ def _has_non_finite(value) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_has_non_finite(v) for v in value)
     return False
+
+
+def _reads_back(parsed, evidence: dict) -> bool:
+    try:
+        return bool(parsed == evidence)
+    except (ValueError, TypeError):  # a value whose == is no bool (a numpy array): encode it again
+        return False

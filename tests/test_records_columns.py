@@ -151,7 +151,8 @@ def test_evidence_the_fast_encoder_cannot_write_is_stored_as_json_wrote_it_acros
             {"records": [{"deep": [1.0, float("nan")]}]}, {"records": {"inf": float("-inf"), "none": None}},
             {"records": None, "count": 1},  # a fast chunk with real nulls and non-finite floats
             {"records": {1: "int key"}}, {"records": 2 ** 70}, {"records": "lone \ud800 surrogate"},  # refused
-            {"records": [np.float64(0.25), np.int64(3), np.float32(0.5)]}, {"share": float("inf")}, {}]
+            {"records": [np.float64(0.25), np.int64(3), np.float32(0.5)]}, {"share": float("inf")},
+            {"records": np.arange(3), "name": None}, {}]
     labels = StepLabels("odd", "1", ODD)
     for i, evidence in enumerate(hard):
         labels.add("p", "r", i, 0.5, True, evidence=evidence)
