@@ -80,9 +80,9 @@ def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0, wor
     interleaved; the columns path also split into its parts (base columns,
     evidence JSON, write_shard; and the evidence again with a null in every
     label, the slowest case of the NaN check). `parallel`: the columns path
-    with `workers` forked processes writing at once, each labeler's labels in
-    `workers` shards (wall seconds from handing out the shards to the last
-    rename, each worker having filled its own labels first; CPU seconds
+    with `workers` forked processes writing at once, each its own `n /
+    workers` labels of the three labelers in three shards (wall seconds from
+    the moment all have filled their labels to the last rename; CPU seconds
     summed over the workers).
     """
     from prm_data.records import StepLabel, labels_table
@@ -170,24 +170,24 @@ def _declared() -> dict:
     return {"mc_value": mc_value.EVIDENCE, "tool_verify": tool_verify.EVIDENCE, "judge_vote": judge_vote.EVIDENCE}
 
 
-def fill_columns(raw: dict[str, list[tuple]], pieces: int = 1, piece: int = 0) -> dict:
-    """A `StepLabels` per labeler filled as a labeler fills it (`add` per step): part `piece` of `pieces`."""
+def fill_columns(raw: dict[str, list[tuple]]) -> dict:
+    """A `StepLabels` per labeler filled as a labeler fills it (`add` per step)."""
     from prm_data.records import StepLabels
 
     declared, out = _declared(), {}
     for name, rows in raw.items():
         labels = out[name] = StepLabels(name, "1", declared[name])
         add = labels.add
-        for b, ev in rows[piece * len(rows) // pieces:(piece + 1) * len(rows) // pieces]:
+        for b, ev in rows:
             add(b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], ev)
     return out
 
 
 def _write_worker(n: int, seed: int, piece: int, pieces: int, root: str, start, results) -> None:
-    """One worker process: fills its part of every labeler's labels, waits for the others, writes its shards."""
+    """One worker process: fills its `n / pieces` labels of every labeler, waits for the others, writes its shards."""
     from prm_data.records import labels_table
 
-    shards = fill_columns(bench_labels(n, seed), pieces, piece)
+    shards = fill_columns(bench_labels(n // pieces, seed + 1 + piece))  # its own labels, shaped as the others
     wh = Warehouse(root)
     start.wait()
     began, cpu = time.perf_counter(), time.process_time()
