@@ -115,6 +115,7 @@ def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0, wor
         wh = Warehouse(folder)
         for rep in range(repeats):
             for path, build in (("step objects", objects), ("columns", columns)):
+                output = None  # the other path's labels are not kept alive for the collector to walk
                 seconds, output = timed(build, fill_cpu[path])
                 fill[path].append(seconds)
                 write[path].append(timed(lambda: [wh.write_shard("step_labels", labels_table(labels, "run"), "run",

@@ -101,13 +101,18 @@ class StepLabels(Sequence[StepLabel]):
         self._text: dict[str, list] = {name: [] for name in _TEXT}
         self._counts: dict[str, array] = {name: array("i" if name == "step_index" else "q") for name in _COUNTS}
         self._maybe: dict[str, list] = {name: [] for name in _MAYBE}
-        self._evidence: list[dict] = []  # one dict per label: encoded in bulk (prm_data/evidence_json.py)
+        self._evidence: list[dict] = []  # one dict per label, never changed in place: encoded in bulk (evidence_json.py)
 
     def add(self, problem_id: str, rollout_id: str, step_index: int, value: float | None, hard_label: bool | None,
             confidence: float = 0.0, prompt_tokens: int = 0, completion_tokens: int = 0, calls: int = 0,
             evidence: Mapping | None = None) -> None:
-        """Append one step's label (the fields of `StepLabel` but the labeler's name and version)."""
-        evidence = {} if evidence is None else dict(evidence)
+        """Append one step's label (the fields of `StepLabel` but the labeler's name and version).
+
+        The evidence dict is kept as it is given, as a `StepLabel` keeps it (no
+        copy: a labeler hands a new dict per step and does not change it after).
+        """
+        if type(evidence) is not dict:
+            evidence = {} if evidence is None else dict(evidence)
         if not evidence.keys() <= self._declared:
             raise ValueError(f"{self.labeler}: evidence fields {sorted(set(evidence) - self._declared)} are not "
                              f"declared (declared: {sorted(self._declared)})")
@@ -135,8 +140,7 @@ class StepLabels(Sequence[StepLabel]):
         """Give every label so far the evidence field `name` = `value`."""
         if name not in self._declared:
             raise ValueError(f"{self.labeler}: evidence field {name!r} is not declared")
-        for evidence in self._evidence:
-            evidence[name] = value
+        self._evidence = [{**evidence, name: value} for evidence in self._evidence]  # the labeler's dicts untouched
 
     def extend(self, labels: Iterable[StepLabel]) -> None:
         """Append `labels`: another `StepLabels` of the same labeler column by column, else one by one."""
@@ -146,7 +150,7 @@ class StepLabels(Sequence[StepLabel]):
                                  (self._maybe, labels._maybe)):
                 for name, column in mine.items():
                     column.extend(theirs[name])
-            self._evidence.extend(dict(e) for e in labels._evidence)
+            self._evidence.extend(labels._evidence)  # never changed in place (set_evidence makes new dicts)
             return
         for label in labels:
             if (label.labeler, label.labeler_version) != (self.labeler, self.labeler_version):

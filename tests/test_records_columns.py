@@ -188,6 +188,14 @@ def test_a_required_column_left_null_or_a_value_of_the_wrong_type_is_refused_nam
         labels.table("run")
 
 
+def test_giving_every_label_a_field_leaves_the_dicts_the_labeler_handed_over_untouched():
+    handed = {"count": 1}
+    labels = StepLabels("odd", "1", ODD)
+    labels.add("p", "r", 0, 1.0, True, evidence=handed)
+    labels.set_evidence("share", 0.5)
+    assert handed == {"count": 1} and labels[0].evidence == {"count": 1, "share": 0.5}
+
+
 def test_an_undeclared_evidence_field_is_refused_and_nothing_is_added():
     labels = StepLabels("odd", "1", ODD)
     labels.add("p", "r", 0, 1.0, True, evidence={"count": 1})
