@@ -162,7 +162,8 @@ def _column_parts(wh: Warehouse, labels) -> dict:
 
     table = labels.table("run")
     with_nulls = [{**e, "unknown": None} for e in labels._evidence]
-    return {"base columns": lambda: [labels.column(f, "run") for f in schema_for("step_labels") if f.name != "evidence"],
+    base = [f for f in schema_for("step_labels") if f.name != "evidence"]
+    return {"base columns": lambda: [labels.column(f, "run") for f in base],
             "evidence JSON": lambda: encode_evidence(labels._evidence),
             "write_shard": lambda: wh.write_shard("step_labels", table, "run", "parts"),
             "evidence JSON, a null in every label": lambda: encode_evidence(with_nulls)}
@@ -233,7 +234,8 @@ def label_writes_table(r: dict) -> str:
     lines = [f"{r['labels']:,} step labels of {', '.join(r['labelers'])}, one shard per labeler, medians of "
              f"{r['repeats']} (load average {r['load_average_1m'][0]:.1f} -> {r['load_average_1m'][1]:.1f}, "
              f"{os.cpu_count()} CPUs)", "",
-             f"{'output type':<20}{'write rows/s':>14}{'per CPU s':>12}{'fill per CPU s':>16}{'fill+write per CPU s':>22}"]
+             f"{'output type':<20}{'write rows/s':>14}{'per CPU s':>12}{'fill per CPU s':>16}"
+             f"{'fill+write per CPU s':>22}"]
     for path, p in r["paths"].items():
         lines.append(f"{path:<20}{p['write_rows_per_s']:>14,.0f}{p['write_rows_per_cpu_s']:>12,.0f}"
                      f"{p['fill_rows_per_cpu_s']:>16,.0f}{p['fill_and_write_rows_per_cpu_s']:>22,.0f}")

@@ -48,7 +48,8 @@ _SEPARATOR = orjson.Fragment(b"\x1e")
 # of orjson's time, and the parsed value is the same
 _OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 _JSON = json.JSONEncoder(sort_keys=True, default=str).encode  # what the row path stores (StepLabel.to_row)
-CHUNK = 1 << 16  # labels per encoder call: bounds the buffer (and keeps int32 offsets) for any shard size
+CHUNK = 1 << 16  # labels per encoder call: bounds the buffer for any shard size
+MAX_BYTES = np.iinfo(np.int32).max - 2  # one string array's text (int32 offsets, and 2 bytes of padding)
 
 
 class _NonFinite(TypeError):
@@ -76,23 +77,25 @@ def _like_json(value):
 
 def encode_evidence(evidence: Sequence[dict]) -> pa.ChunkedArray:
     """Each dict of `evidence` as one JSON object, in order, as a string column."""
-    chunks = [_encode_chunk(evidence[start:start + CHUNK]) for start in range(0, len(evidence), CHUNK)]
+    chunks = [part for start in range(0, len(evidence), CHUNK)
+              for part in _encode_chunk(evidence[start:start + CHUNK])]
     return pa.chunked_array(chunks, pa.string())
 
 
-def _encode_chunk(evidence: Sequence[dict]) -> pa.Array:
+def _encode_chunk(evidence: Sequence[dict]) -> list[pa.Array]:
+    """The labels' JSON as one string array, or as several where one would pass a string array's 2 GiB."""
     n = len(evidence)
     items = [_SEPARATOR] * (2 * n - 1)
     items[::2] = evidence
     try:
         encoded = orjson.dumps(items, default=_like_json, option=_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError is a TypeError: some label needs json itself
-        return _encode_one_by_one(evidence)
+        return [_encode_one_by_one(evidence)]
+    if len(encoded) > MAX_BYTES and n > 1:  # too much text for one array: halves, each its own
+        return _encode_chunk(evidence[:n // 2]) + _encode_chunk(evidence[n // 2:])
     separators = np.flatnonzero(np.frombuffer(encoded, np.uint8) == 0x1E)
-    if len(separators) != n - 1:
-        raise AssertionError(f"evidence encoder: {len(separators)} separators between {n} labels")
-    if len(encoded) + 2 > np.iinfo(np.int32).max:
-        raise ValueError(f"evidence encoder: {len(encoded)} bytes of evidence in {n} labels exceed a string column")
+    if len(separators) != n - 1 or len(encoded) > MAX_BYTES:  # an orjson.Fragment inside the evidence itself,
+        return [_encode_one_by_one(evidence)]  # or one label of 2 GiB (pyarrow then says so)
     # encoded = "[" label0 ",\x1e," label1 ... "]": label i begins 1 byte after the bracket or 2 after
     # separator i - 1; as values, each label runs on over the 3 bytes that follow it (the last: the bracket
     # and 2 bytes of padding), which one slice of every value then drops
@@ -100,7 +103,7 @@ def _encode_chunk(evidence: Sequence[dict]) -> pa.Array:
     starts[0], starts[1:-1], starts[-1] = 1, separators + 2, len(encoded) + 2
     with_tails = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(starts), pa.py_buffer(encoded + b"  ")])
     column = pc.binary_slice(with_tails, 0, -3).view(pa.string())  # orjson writes valid UTF-8 only
-    return _restore_non_finite(column, evidence, encoded, starts)
+    return [_restore_non_finite(column, evidence, encoded, starts)]
 
 
 def _encode_one_by_one(evidence: Sequence[dict]) -> pa.Array:

@@ -101,7 +101,7 @@ class StepLabels(Sequence[StepLabel]):
         self._text: dict[str, list] = {name: [] for name in _TEXT}
         self._counts: dict[str, array] = {name: array("i" if name == "step_index" else "q") for name in _COUNTS}
         self._maybe: dict[str, list] = {name: [] for name in _MAYBE}
-        self._evidence: list[dict] = []  # one dict per label, never changed in place: encoded in bulk (evidence_json.py)
+        self._evidence: list[dict] = []  # one dict per label, never changed in place; encoded in bulk
 
     def add(self, problem_id: str, rollout_id: str, step_index: int, value: float | None, hard_label: bool | None,
             confidence: float = 0.0, prompt_tokens: int = 0, completion_tokens: int = 0, calls: int = 0,
@@ -126,8 +126,10 @@ class StepLabels(Sequence[StepLabel]):
             name = next(name for name, column in counts.items() if len(column) == row)  # the first not appended
             for column in counts.values():
                 del column[row:]
-            raise ValueError(f"{self.labeler}: step_labels.{name} needs an integer in its column's range, got "
-                             f"{dict(step_index=step_index, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, calls=calls)[name]!r}: {exc}") from None
+            given = {"step_index": step_index, "prompt_tokens": prompt_tokens,
+                     "completion_tokens": completion_tokens, "calls": calls}[name]
+            raise ValueError(f"{self.labeler}: step_labels.{name} needs an integer in its column's range, "
+                             f"got {given!r}: {exc}") from None
         self._text["problem_id"].append(problem_id)
         self._text["rollout_id"].append(rollout_id)
         maybe = self._maybe

@@ -160,6 +160,16 @@ def test_evidence_the_fast_encoder_cannot_write_is_stored_as_json_wrote_it_acros
     assert rows[3]["evidence"].endswith("NaN]}]}") and json.loads(rows[7]["evidence"])["records"] == 2 ** 70
 
 
+def test_evidence_too_long_for_one_string_array_is_split_into_several_and_loses_nothing(monkeypatch):
+    evidence = [{"name": f"label {i}", "count": i, "share": float("nan") if i == 5 else 0.5} for i in range(9)]
+    whole = evidence_json.encode_evidence(evidence)
+    monkeypatch.setattr(evidence_json, "MAX_BYTES", 100)  # about two labels' text per array
+    split = evidence_json.encode_evidence(evidence)
+    assert whole.num_chunks == 1 and split.num_chunks >= 4
+    assert split.to_pylist() == whole.to_pylist()
+    assert [canonical(text) for text in split.to_pylist()] == [json.dumps(e, sort_keys=True) for e in evidence]
+
+
 def test_a_plain_enum_member_is_stored_as_its_value_the_one_documented_difference():
     Color = enum.Enum("Color", {"RED": 1})
     assert evidence_json.encode_evidence([{"c": Color.RED}]).to_pylist() == ['{"c":1}']  # json: "Color.RED"
