@@ -3,7 +3,9 @@
 Same labels, same process: `StepLabels` (the columns labelers fill now,
 prm_data/records.py) beside one `StepLabel` object per step (their output
 before), each written as the label stage writes it (`labels_table` then
-`Warehouse.write_shard`, one shard per labeler). Run by
+`Warehouse.write_shard`, one shard per labeler), then the `StepLabels` path
+again with two worker processes writing shards at once (two label tasks on
+two cores, as the Dask and Ray executors run them). Run by
 benchmarks/warehouse_scale.py (its `label_writes` result, `--label-writes N`
 alone); `python benchmarks/label_writes.py [N]` runs it and writes
 benchmarks/results/label_writes.json. Goal (issue 15): >= 1M rows/s on 2 cores.
@@ -12,6 +14,7 @@ benchmarks/results/label_writes.json. Goal (issue 15): >= 1M rows/s on 2 cores.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -45,7 +48,7 @@ def bench_labels(n: int, seed: int = 0) -> dict[str, list[tuple]]:
             evidence = {"node_id": f"n-{i:012d}", "mc_successes": s, "mc_samples": 8, "new_samples": 8,
                         "reused_samples": 0, "early_stopped": False, "samples_saved": 0,
                         "est_completion_tokens_saved": 0, "soft_estimate": s / 8, "hard_estimate": s > 0, "k": 8,
-                        "shared_estimate": False, "completer_model": "sim-policy"}
+                        "shared_estimate": False, "completer_model": "sim-policy", "terminal": False}
         elif kind == "tool_verify":
             evidence = {"verdict": "verified" if good else "contradicted",
                         "checks": [{"check": "arithmetic", "expr": "3 + 4", "computed": "7",
@@ -60,7 +63,7 @@ def bench_labels(n: int, seed: int = 0) -> dict[str, list[tuple]]:
     return out
 
 
-def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0) -> dict:
+def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0, workers: int = 2) -> dict:
     """Step labels through the label stage's own write, from each labeler output type, same labels.
 
     Input: `bench_labels(n)`, one shard per labeler as the stage writes them
@@ -68,32 +71,30 @@ def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0) -> 
     `write_shard`, fsync and rename included). `step objects`: the labels as
     one `StepLabel` per step, the labelers' output before `StepLabels`
     (columns gathered per attribute, evidence JSON-encoded per label);
-    `columns`: a `StepLabels` per labeler, the labelers' output now (one
-    Arrow array per column, the evidence encoded by DuckDB's to_json over its
-    typed struct column). The write is timed from the filled output to the
-    renamed shard; filling the output (per step, inside the labeler's loop) is
-    timed apart: building the `StepLabel`s vs `StepLabels.add`. Medians of
-    `repeats`, the two paths interleaved; the columns path also split into
-    its parts (base columns, evidence arrays + to_json, write_shard).
+    `columns`: a `StepLabels` per labeler, the labelers' output now (counts in
+    typed buffers, the evidence dicts encoded by one orjson call per shard,
+    prm_data/evidence_json.py). The write is timed from the filled output to
+    the renamed shard, in wall and CPU seconds of this process; filling the
+    output (per step, inside the labeler's loop) is timed apart: building the
+    `StepLabel`s vs `StepLabels.add`. Medians of `repeats`, the two paths
+    interleaved; the columns path also split into its parts (base columns,
+    evidence JSON, write_shard; and the evidence again with a null in every
+    label, the slowest case of the NaN check). `parallel`: the columns path
+    with `workers` forked processes writing at once, each its own `n /
+    workers` labels of the three labelers in three shards (wall seconds from
+    the moment all have filled their labels to the last rename; CPU seconds
+    summed over the workers).
     """
-    from prm_data.labelers import judge_vote, mc_value, tool_verify
-    from prm_data.records import StepLabel, StepLabels, labels_table
+    from prm_data.records import StepLabel, labels_table
 
-    declared = {"mc_value": mc_value.EVIDENCE, "tool_verify": tool_verify.EVIDENCE, "judge_vote": judge_vote.EVIDENCE}
     raw = bench_labels(n, seed)
 
     def objects() -> dict[str, list[StepLabel]]:
         return {name: [StepLabel(b[0], b[1], b[2], name, "1", b[3], b[4], b[5], b[6], b[7], b[8], ev)
                        for b, ev in rows] for name, rows in raw.items()}
 
-    def columns() -> dict[str, StepLabels]:
-        out = {}
-        for name, rows in raw.items():
-            labels = out[name] = StepLabels(name, "1", declared[name])
-            add = labels.add
-            for b, ev in rows:
-                add(b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], ev)
-        return out
+    def columns() -> dict:
+        return fill_columns(raw)
 
     def timed(fn, cpu: list | None = None) -> tuple[float, object]:
         t, c = time.perf_counter(), time.process_time()
@@ -104,15 +105,18 @@ def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0) -> 
 
     folder = Path(tempfile.mkdtemp(prefix="prm-label-writes-"))
     fill: dict[str, list[float]] = {"step objects": [], "columns": []}
+    fill_cpu: dict[str, list[float]] = {"step objects": [], "columns": []}
     write: dict[str, list[float]] = {"step objects": [], "columns": []}
     write_cpu: dict[str, list[float]] = {"step objects": [], "columns": []}
     parts: dict[str, dict[str, list[float]]] = {name: {p: [] for p in _PARTS} for name in raw}
+    parallel: dict[str, list[float]] = {"wall": [], "cpu": []}
     load = [os.getloadavg()[0]]
     try:
         wh = Warehouse(folder)
         for rep in range(repeats):
             for path, build in (("step objects", objects), ("columns", columns)):
-                seconds, output = timed(build)
+                output = None  # the other path's labels are not kept alive for the collector to walk
+                seconds, output = timed(build, fill_cpu[path])
                 fill[path].append(seconds)
                 write[path].append(timed(lambda: [wh.write_shard("step_labels", labels_table(labels, "run"), "run",
                                                                  f"{path.replace(' ', '_')}-{name}")
@@ -120,6 +124,9 @@ def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0) -> 
             for name, labels in output.items():  # the columns path, part by part, in CPU seconds
                 for part, fn in _column_parts(wh, labels).items():
                     timed(fn, parts[name][part])
+            wall, cpu = _parallel_writes(wh, n, seed, workers)
+            parallel["wall"].append(wall)
+            parallel["cpu"].append(cpu)
         load.append(os.getloadavg()[0])
         same = all(_same_stored_labels(wh, f"step_objects-{name}", f"columns-{name}") for name in raw)
         evidence_bytes = {name: pc.mean(pc.binary_length(labels.table("run").column("evidence"))).as_py()
@@ -127,34 +134,92 @@ def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0) -> 
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     med = {k: {path: statistics.median(v) for path, v in d.items()}
-           for k, d in (("fill", fill), ("write", write), ("write_cpu", write_cpu))}
+           for k, d in (("fill", fill), ("fill_cpu", fill_cpu), ("write", write), ("write_cpu", write_cpu))}
     part_cpu_s = {name: {p: statistics.median(v) for p, v in d.items()} for name, d in parts.items()}
     paths = {path: {"write_median_s": med["write"][path], "write_rows_per_s": n / med["write"][path],
                     "write_cpu_median_s": med["write_cpu"][path], "write_rows_per_cpu_s": n / med["write_cpu"][path],
                     "fill_median_s": med["fill"][path], "fill_rows_per_s": n / med["fill"][path],
+                    "fill_cpu_median_s": med["fill_cpu"][path], "fill_rows_per_cpu_s": n / med["fill_cpu"][path],
+                    "fill_and_write_rows_per_cpu_s": n / (med["fill_cpu"][path] + med["write_cpu"][path]),
                     "fill_and_write_rows_per_s": n / (med["fill"][path] + med["write"][path])} for path in fill}
+    wall, cpu = statistics.median(parallel["wall"]), statistics.median(parallel["cpu"])
     return {"labels": n, "repeats": repeats, "labelers": list(raw), "load_average_1m": load, "paths": paths,
             "columns_parts_cpu_s": part_cpu_s, "evidence_bytes_per_label": evidence_bytes, "same_rows": bool(same),
+            "parallel": {"workers": workers, "shards": workers * len(raw), "write_median_s": wall,
+                         "write_rows_per_s": n / wall, "write_cpu_median_s": cpu, "write_rows_per_cpu_s": n / cpu},
             "write_speedup": med["write"]["step objects"] / med["write"]["columns"],
             "write_cpu_speedup": med["write_cpu"]["step objects"] / med["write_cpu"]["columns"],
             "fill_speedup": med["fill"]["step objects"] / med["fill"]["columns"]}
 
 
-_PARTS = ("base columns", "evidence arrays", "evidence to_json", "write_shard")
+_PARTS = ("base columns", "evidence JSON", "write_shard", "evidence JSON, a null in every label")
 
 
 def _column_parts(wh: Warehouse, labels) -> dict:
     """The steps of `labels_table(StepLabels)` + `write_shard`, one callable each (timed apart)."""
-    from prm_data.records import _to_json
+    from prm_data.evidence_json import encode_evidence
+    from prm_data.schema import schema_for
 
-    fields = sorted(labels.evidence_types)
-    struct = pa.StructArray.from_arrays([labels._evidence_array(f) for f in fields], fields)
     table = labels.table("run")
-    return {"base columns": lambda: [pa.array(labels._base[f.name], f.type) for f in table.schema
-                                     if f.name in labels._base],
-            "evidence arrays": lambda: [labels._evidence_array(f) for f in fields],
-            "evidence to_json": lambda: _to_json(struct),
-            "write_shard": lambda: wh.write_shard("step_labels", table, "run", "parts")}
+    with_nulls = [{**e, "unknown": None} for e in labels._evidence]
+    base = [f for f in schema_for("step_labels") if f.name != "evidence"]
+    return {"base columns": lambda: [labels.column(f, "run") for f in base],
+            "evidence JSON": lambda: encode_evidence(labels._evidence),
+            "write_shard": lambda: wh.write_shard("step_labels", table, "run", "parts"),
+            "evidence JSON, a null in every label": lambda: encode_evidence(with_nulls)}
+
+
+def _declared() -> dict:
+    from prm_data.labelers import judge_vote, mc_value, tool_verify
+
+    return {"mc_value": mc_value.EVIDENCE, "tool_verify": tool_verify.EVIDENCE, "judge_vote": judge_vote.EVIDENCE}
+
+
+def fill_columns(raw: dict[str, list[tuple]]) -> dict:
+    """A `StepLabels` per labeler filled as a labeler fills it (`add` per step)."""
+    from prm_data.records import StepLabels
+
+    declared, out = _declared(), {}
+    for name, rows in raw.items():
+        labels = out[name] = StepLabels(name, "1", declared[name])
+        add = labels.add
+        for b, ev in rows:
+            add(b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], ev)
+    return out
+
+
+def _write_worker(n: int, seed: int, piece: int, pieces: int, root: str, start, results) -> None:
+    """One worker process: fills its `n / pieces` labels of every labeler, waits for the others, writes its shards."""
+    from prm_data.records import labels_table
+
+    shards = fill_columns(bench_labels(n // pieces, seed + 1 + piece))  # its own labels, shaped as the others
+    wh = Warehouse(root)
+    start.wait()
+    began, cpu = time.perf_counter(), time.process_time()
+    for name, labels in shards.items():
+        wh.write_shard("step_labels", labels_table(labels, "run"), "run", f"parallel-{name}-{piece}")
+    results.put((began, time.perf_counter(), time.process_time() - cpu))
+
+
+def _parallel_writes(wh: Warehouse, n: int, seed: int, workers: int) -> tuple[float, float]:
+    """(wall, summed CPU) seconds for `workers` processes to write their shards at once through the stage's write.
+
+    Each worker fills its own labels first (as a label task does in its worker), so the write does not
+    touch pages it shares with this process; the clock starts when all are filled (the perf_counter clock
+    is the machine's, not the process's).
+    """
+    context = multiprocessing.get_context("fork")
+    start, results = context.Barrier(workers), context.Queue()
+    procs = [context.Process(target=_write_worker, args=(n, seed, i, workers, str(wh.root), start, results))
+             for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    times = [results.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join()
+        if proc.exitcode:
+            raise RuntimeError(f"a write worker exited with {proc.exitcode}")
+    return max(t[1] for t in times) - min(t[0] for t in times), sum(t[2] for t in times)
 
 
 def _same_stored_labels(wh: Warehouse, a: str, b: str) -> bool:
@@ -169,15 +234,21 @@ def label_writes_table(r: dict) -> str:
     lines = [f"{r['labels']:,} step labels of {', '.join(r['labelers'])}, one shard per labeler, medians of "
              f"{r['repeats']} (load average {r['load_average_1m'][0]:.1f} -> {r['load_average_1m'][1]:.1f}, "
              f"{os.cpu_count()} CPUs)", "",
-             f"{'output type':<14}{'write rows/s':>14}{'per CPU s':>12}{'fill rows/s':>13}{'fill+write':>12}"]
+             f"{'output type':<20}{'write rows/s':>14}{'per CPU s':>12}{'fill per CPU s':>16}"
+             f"{'fill+write per CPU s':>22}"]
     for path, p in r["paths"].items():
-        lines.append(f"{path:<14}{p['write_rows_per_s']:>14,.0f}{p['write_rows_per_cpu_s']:>12,.0f}"
-                     f"{p['fill_rows_per_s']:>13,.0f}{p['fill_and_write_rows_per_s']:>12,.0f}")
-    lines += [f"columns / objects: write {r['write_speedup']:.2f}x wall, {r['write_cpu_speedup']:.2f}x CPU; "
+        lines.append(f"{path:<20}{p['write_rows_per_s']:>14,.0f}{p['write_rows_per_cpu_s']:>12,.0f}"
+                     f"{p['fill_rows_per_cpu_s']:>16,.0f}{p['fill_and_write_rows_per_cpu_s']:>22,.0f}")
+    par = r["parallel"]
+    lines += [f"{'columns, ' + str(par['workers']) + ' workers':<20}{par['write_rows_per_s']:>14,.0f}"
+              f"{par['write_rows_per_cpu_s']:>12,.0f}   ({par['shards']} shards written by {par['workers']} "
+              "processes at once; CPU summed over them)",
+              f"columns / objects: write {r['write_speedup']:.2f}x wall, {r['write_cpu_speedup']:.2f}x CPU; "
               f"fill {r['fill_speedup']:.2f}x; same rows: {r['same_rows']}", "",
-              "columns path, CPU ms per labeler shard: " + ", ".join(_PARTS)]
+              "columns path, CPU us per label: " + ", ".join(_PARTS)]
     for name, parts in r["columns_parts_cpu_s"].items():
-        lines.append(f"  {name:<12}" + "".join(f"{v * 1e3:>10.0f}" for v in parts.values())
+        labels = r["labels"] / len(r["labelers"])
+        lines.append(f"  {name:<12}" + "".join(f"{v / labels * 1e6:>10.2f}" for v in parts.values())
                      + f"   ({r['evidence_bytes_per_label'][name]:.0f} bytes of evidence JSON per label)")
     return "\n".join(lines)
 

@@ -24,12 +24,15 @@ Measured:
 - the stepwise export end to end (`run_export`: query, split, datasets, Parquet and
   save_to_disk copies, card), once;
 - step labels through the label stage's own write (`pipeline_label_writes`, in
-  benchmarks/label_writes.py), from
-  each labeler output type on the same labels: `StepLabels` (columns the labelers
-  fill, evidence encoded in bulk) beside one `StepLabel` object per step (the
-  output before it), on up to 100k labels of three labelers, medians of 3, wall
-  and CPU seconds; `--label-writes N` runs only this and writes
-  benchmarks/results/label_writes.json.
+  benchmarks/label_writes.py), from each labeler output type on the same labels:
+  `StepLabels` (columns the labelers fill, counts in typed buffers, evidence
+  encoded by one orjson call per shard) beside one `StepLabel` object per step
+  (the output before it), on up to 100k labels of three labelers, medians of 3,
+  wall and CPU seconds, and the `StepLabels` path again with two worker
+  processes writing at once; `--label-writes N` runs only this and writes
+  benchmarks/results/label_writes.json. Unlike the writes above (prebuilt Arrow
+  tables with two short evidence strings), this is the path labels take in a
+  run: from what a labeler fills to the renamed shard (issue 15's figure).
 
 Goals (issue 8): every standard query under 1 s on 2 cores, writes at >= 1M rows/s.
 
@@ -262,7 +265,7 @@ def run(quick: bool = False, rows: int | None = None, shard_rows: int = 1_000_00
         sizes = disk_bytes(wh)
         queries = time_queries(wh, repeats)
         export = time_export(wh, folder / "export")
-        label_writes = pipeline_label_writes(min(rows, 100_000))
+        label_writes = pipeline_label_writes(min(rows, 100_000), repeats)
     finally:
         if not root:
             shutil.rmtree(folder, ignore_errors=True)
@@ -315,6 +318,12 @@ def table(results: dict) -> str:
              f"{results['final_labels_write']['seconds']:.1f} s)",
              f"{'size on disk (MB)':<28}{results['disk_mb_total']:>16,.1f}{'':>14}",
              f"{'bytes per step label':<28}{results['bytes_per_step_label']:>16,.1f}{'':>14}"]
+    lw = results["label_writes"]
+    cols, par = lw["paths"]["columns"], lw["parallel"]
+    lines.append(f"{'label stage write rows/s':<28}{cols['write_rows_per_cpu_s']:>16,.0f}"
+                 f"{GOALS['write_rows_per_s']:>14,}  per CPU second, one process ({cols['write_rows_per_s']:,.0f} "
+                 f"per wall s; {par['workers']} workers at once: {par['write_rows_per_s']:,.0f} per wall s; "
+                 f"{lw['labels']:,} labels, benchmarks/label_writes.py)")
     e = results["export"]
     lines.append(f"{'stepwise export, whole (s)':<28}{e['seconds']:>16.1f}{'':>14}  "
                  f"({e['rows']:,} rows, {e['mb']:.0f} MB: Parquet, save_to_disk, card)")

@@ -174,7 +174,7 @@ def _judge_config(config, judge: str | None):
 
 
 def label_outside_set(warehouse: Warehouse, rows: Sequence[OutsideRow], labelers: Sequence[str], config,
-                      run_id: str, source: str) -> tuple[dict[str, list[StepLabel]], list[OutsideRow]]:
+                      run_id: str, source: str) -> tuple[dict[str, Sequence[StepLabel]], list[OutsideRow]]:
     """Store the set under `run_id`, run each labeler (or `judge:NAME`) on it.
 
     Returns each source's labels and the rows as stored (rollout ids unique to the run).
@@ -206,7 +206,7 @@ def label_outside_set(warehouse: Warehouse, rows: Sequence[OutsideRow], labelers
     failures = FailureLog(run_id)
     rollouts = [RolloutSteps(r.problem_id, r.rollout_id, question=r.problem, steps=tuple(r.steps), answer=r.answer,
                              is_correct=r.label == -1, policy_model="outside") for r in rows]
-    out: dict[str, list[StepLabel]] = {}
+    out: dict[str, Sequence[StepLabel]] = {}
     for source_name, name in zip(labelers, names):
         inputs = LabelerInputs(run_id, rollouts, [], failures)
         if kinds.get(name) == "model_free":

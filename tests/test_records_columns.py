@@ -1,8 +1,8 @@
 """Labels filled column by column are stored exactly as the one-`StepLabel`-per-step path stored them.
 
 Specifications:
-- for every labeler that fills a `StepLabels` (Monte Carlo, OmegaPRM, sibling,
-  tool checks, judge votes in both modes), run on the simulator: the shard the
+- for every labeler (Monte Carlo, OmegaPRM, sibling, progress, tool checks,
+  judge votes in both modes; each fills a `StepLabels`), run on the simulator: the shard the
   label stage writes from its columns holds the same rows as the shard written
   from the same labels as `StepLabel` objects (`labels_table`, one json.dumps
   per label): every column equal, and the evidence equal as parsed JSON, ints
@@ -10,14 +10,25 @@ Specifications:
 - a label may leave declared evidence fields out, hold nulls, quotes, newlines,
   non-ASCII text and NaN; a field it was not declared with is refused with its
   name and nothing is added;
+- evidence the fast encoder cannot write as json did (NaN and infinities deep
+  inside, int dict keys, ints beyond 64 bits, lone surrogates, numpy numbers,
+  namedtuples, sets, datetimes) is stored as the row path stored it, across
+  encoder chunks; a count that is no integer of its column's range, or a
+  required column left null, is refused naming the column, and nothing is added;
+- every labeler's evidence values have the types its `EVIDENCE` declares;
 - the columns read back as `StepLabel`s (what tests, audits and aggregation read).
 """
 
 from __future__ import annotations
 
+import collections
+import datetime
+import enum
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 import pyarrow as pa
 import pytest
@@ -25,11 +36,13 @@ import pytest
 from prm_data.labelers.judge_vote import JudgeSpec, JudgeVoteConfig, judge_solutions
 from prm_data.labelers.mc_value import MCValueConfig, label_mc_value
 from prm_data.labelers.omega_prm import OmegaPRMConfig, label_omega_prm
+from prm_data.labelers.progress import ProgressConfig, label_progress
 from prm_data.labelers.sibling import SiblingConfig, label_sibling
 from prm_data.labelers.sim_truth import sim_rollouts
 from prm_data.labelers.tool_verify import label_tool_verify
 from prm_data.llm.client import LLMClient
 from prm_data.llm.sim import SimBackend
+from prm_data import evidence_json
 from prm_data.records import JSON, StepLabel, StepLabels, labels_table
 from prm_data.trees.sampling import Completer
 from prm_data.warehouse import Warehouse
@@ -49,7 +62,15 @@ def stored_both_ways(tmp_path, labels: StepLabels) -> tuple[list[dict], list[dic
              for shard in ("columns", "objects")])
 
 
+def assert_declared_types_hold(labels: StepLabels) -> None:
+    """Every evidence value has the Arrow type its labeler declares for the field (JSON: any)."""
+    for name, kind in labels.evidence_types.items():
+        if kind != JSON:
+            pa.array([label.evidence[name] for label in labels if name in label.evidence], kind)
+
+
 def assert_same_rows(tmp_path, labels: StepLabels) -> list[dict]:
+    assert_declared_types_hold(labels)
     columns, objects = stored_both_ways(tmp_path, labels)
     assert len(columns) == len(objects) == len(labels) > 0
     for a, b in zip(columns, objects):
@@ -68,7 +89,8 @@ def sim_solutions(count: int, seed: int):
                               MCValueConfig(k=4, early_stop=True)),
     lambda rs: label_omega_prm(rs, Completer(LLMClient(SimBackend(error_rate=0.2))), OmegaPRMConfig()),
     lambda rs: label_sibling(rs, Completer(LLMClient(SimBackend(error_rate=0.2))), SiblingConfig(k=3)),
-], ids=["mc_value", "mc_value_early_stop", "omega_prm", "sibling"])
+    lambda rs: label_progress(rs, Completer(LLMClient(SimBackend(error_rate=0.2))), ProgressConfig(k=4, max_k=12)),
+], ids=["mc_value", "mc_value_early_stop", "omega_prm", "sibling", "progress"])
 def test_monte_carlo_labels_are_stored_the_same_from_columns(tmp_path, label):
     labels = label([r.as_rollout_steps() for r in sim_solutions(6, seed=3)])
     assert isinstance(labels, StepLabels)
@@ -120,6 +142,70 @@ def test_absent_fields_nulls_odd_text_and_nan_are_stored_as_the_objects_stored_t
     assert rows[2]["evidence"] == "{}"
 
 
+Pair = collections.namedtuple("Pair", "low high")
+
+
+def test_evidence_the_fast_encoder_cannot_write_is_stored_as_json_wrote_it_across_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(evidence_json, "CHUNK", 3)  # several encoder calls, each falling back on its own
+    hard = [{"records": Pair(1, 2)}, {"records": {3, 4}}, {"records": datetime.datetime(2026, 1, 2, 3, 4)},
+            {"records": [{"deep": [1.0, float("nan")]}]}, {"records": {"inf": float("-inf"), "none": None}},
+            {"records": None, "count": 1},  # a fast chunk with real nulls and non-finite floats
+            {"records": {1: "int key"}}, {"records": 2 ** 70}, {"records": "lone \ud800 surrogate"},  # refused
+            {"records": [np.float64(0.25), np.int64(3), np.float32(0.5)]}, {"share": float("inf")},
+            {"records": np.arange(3), "name": None}, {}]
+    labels = StepLabels("odd", "1", ODD)
+    for i, evidence in enumerate(hard):
+        labels.add("p", "r", i, 0.5, True, evidence=evidence)
+    rows = assert_same_rows(tmp_path, labels)
+    assert rows[3]["evidence"].endswith("NaN]}]}") and json.loads(rows[7]["evidence"])["records"] == 2 ** 70
+
+
+def test_evidence_too_long_for_one_string_array_is_split_into_several_and_loses_nothing(monkeypatch):
+    evidence = [{"name": f"label {i}", "count": i, "share": float("nan") if i == 5 else 0.5} for i in range(9)]
+    whole = evidence_json.encode_evidence(evidence)
+    monkeypatch.setattr(evidence_json, "MAX_BYTES", 100)  # about two labels' text per array
+    split = evidence_json.encode_evidence(evidence)
+    assert whole.num_chunks == 1 and split.num_chunks >= 4
+    assert split.to_pylist() == whole.to_pylist()
+    assert [canonical(text) for text in split.to_pylist()] == [json.dumps(e, sort_keys=True) for e in evidence]
+
+
+def test_a_plain_enum_member_is_stored_as_its_value_the_one_documented_difference():
+    Color = enum.Enum("Color", {"RED": 1})
+    assert evidence_json.encode_evidence([{"c": Color.RED}]).to_pylist() == ['{"c":1}']  # json: "Color.RED"
+    assert json.loads(labels_table([StepLabel("p", "r", 0, "x", "1", 1.0, True, evidence={"c": Color.RED})],
+                                   "run").column("evidence")[0].as_py()) == {"c": "Color.RED"}
+
+
+def test_a_count_of_the_wrong_type_is_refused_naming_its_column_and_nothing_is_added():
+    labels = StepLabels("odd", "1", ODD)
+    labels.add("p", "r", 0, 1.0, True, prompt_tokens=5)
+    with pytest.raises(ValueError, match=r"odd: step_labels.completion_tokens needs an integer.*got 2.5"):
+        labels.add("p", "r", 1, 1.0, True, prompt_tokens=5, completion_tokens=2.5)
+    with pytest.raises(ValueError, match=r"step_labels.step_index needs an integer.*got 4294967296"):
+        labels.add("p", "r", 2 ** 32, 1.0, True)
+    assert len(labels) == 1 and labels.table("run").column("prompt_tokens").to_pylist() == [5]
+
+
+def test_a_required_column_left_null_or_a_value_of_the_wrong_type_is_refused_naming_the_column():
+    labels = StepLabels("odd", "1", ODD)
+    labels.add(None, "r", 0, 1.0, True)
+    with pytest.raises(ValueError, match=r"step_labels.problem_id is required"):
+        labels.table("run")
+    labels = StepLabels("odd", "1", ODD)
+    labels.add("p", "r", 0, "high", True)
+    with pytest.raises(ValueError, match=r"step_labels.value: "):
+        labels.table("run")
+
+
+def test_giving_every_label_a_field_leaves_the_dicts_the_labeler_handed_over_untouched():
+    handed = {"count": 1}
+    labels = StepLabels("odd", "1", ODD)
+    labels.add("p", "r", 0, 1.0, True, evidence=handed)
+    labels.set_evidence("share", 0.5)
+    assert handed == {"count": 1} and labels[0].evidence == {"count": 1, "share": 0.5}
+
+
 def test_an_undeclared_evidence_field_is_refused_and_nothing_is_added():
     labels = StepLabels("odd", "1", ODD)
     labels.add("p", "r", 0, 1.0, True, evidence={"count": 1})
@@ -127,7 +213,7 @@ def test_an_undeclared_evidence_field_is_refused_and_nothing_is_added():
         labels.add("p", "r", 1, 1.0, True, evidence={"cuont": 2})
     with pytest.raises(ValueError, match="not declared"):
         labels.add("p", "r", 1, 1.0, True, evidence={**{k: None for k in ODD if k != "count"}, "cuont": 2})
-    assert len(labels) == 1 and all(len(c) == 1 for c in labels._evidence.values())
+    assert [label.step_index for label in labels] == [0]
     assert labels.table("run").num_rows == 1
 
 
@@ -153,6 +239,7 @@ def test_the_write_benchmark_stores_the_same_rows_through_both_output_types():
     result = pipeline_label_writes(600, repeats=1)
     assert result["same_rows"] and set(result["paths"]) == {"step objects", "columns"}
     assert set(result["columns_parts_cpu_s"]) == {"mc_value", "tool_verify", "judge_vote"}
+    assert result["parallel"]["shards"] == 6 and result["parallel"]["workers"] == 2
 
 
 def _evidence_in_child(_) -> list[str]:

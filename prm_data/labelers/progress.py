@@ -47,15 +47,20 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from prm_data.records import StepLabel, wilson_confidence
+from prm_data.records import StepLabels, wilson_confidence
 from prm_data.rollouts import RolloutSteps
 from prm_data.trees.prefix_tree import TreeNode, node_id_for, prefix_node_ids
 from prm_data.trees.sampling import Ask, Completer, ask_for, drive, labeler_version, mc_estimate
 
 NAME = "progress"
 CODE_VERSION = "v3"
+EVIDENCE = {"q_prefix": pa.float64(), "q_next": pa.float64(), "q_prefix_samples": pa.int64(),
+            "q_next_samples": pa.int64(), "q_prefix_successes": pa.int64(), "q_next_successes": pa.int64(),
+            "drop_p_value": pa.float64(), "label_mode": pa.string(), "sampling_rounds": pa.int64(),
+            "node_id": pa.string(), "prover_model": pa.string(), "policy_model": pa.string(), "verifier": pa.string()}
 
 
 class ProgressConfig(BaseModel):
@@ -187,7 +192,7 @@ def _sample_undecided(rollouts: Sequence[RolloutSteps], keys: dict[str, list[str
 
 
 def label_progress(rollouts: Sequence[RolloutSteps], prover: Completer,
-                   cfg: ProgressConfig = ProgressConfig()) -> list[StepLabel]:
+                   cfg: ProgressConfig = ProgressConfig()) -> StepLabels:
     """Label every step with its advantage under the prover."""
     if cfg.prover_model is not None and prover.model != cfg.prover_model:
         raise ValueError(f"progress labels expect prover model {cfg.prover_model!r}, got {prover.model!r}")
@@ -209,8 +214,7 @@ def label_progress(rollouts: Sequence[RolloutSteps], prover: Completer,
     rounds = 0
     if cfg.label_mode == "advantage" and cfg.max_k > cfg.k:
         rounds = _sample_undecided(rollouts, keys, prover, cfg, paid)
-    version = labeler_version(CODE_VERSION, cfg)
-    labels = []
+    labels = StepLabels(NAME, labeler_version(CODE_VERSION, cfg), EVIDENCE)
     for r in rollouts:
         ks = keys[r.rollout_id]
         for i in range(len(r.steps)):
@@ -226,9 +230,9 @@ def label_progress(rollouts: Sequence[RolloutSteps], prover: Completer,
                 own.append(ks[0])
             p_value = drop_p_value(before.mc_successes, before.mc_samples, after.mc_successes, after.mc_samples)
             hard = p_value >= cfg.alpha if cfg.label_mode == "advantage" else after.mc_successes > 0
-            labels.append(StepLabel(
-                problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i, labeler=NAME,
-                labeler_version=version, value=after.mc_value - before.mc_value, hard_label=hard,
+            labels.add(
+                problem_id=r.problem_id, rollout_id=r.rollout_id, step_index=i,
+                value=after.mc_value - before.mc_value, hard_label=hard,
                 confidence=min(wilson_confidence(before.mc_successes, before.mc_samples),
                                wilson_confidence(after.mc_successes, after.mc_samples)),
                 prompt_tokens=sum(paid[key][0] for key in own),
@@ -239,5 +243,5 @@ def label_progress(rollouts: Sequence[RolloutSteps], prover: Completer,
                           "q_prefix_successes": before.mc_successes, "q_next_successes": after.mc_successes,
                           "drop_p_value": p_value, "label_mode": cfg.label_mode, "sampling_rounds": rounds,
                           "node_id": after.node_id, "prover_model": prover.model,
-                          "policy_model": r.policy_model, "verifier": prover.verifier_tag(ask_for(r, i, 1))}))
+                          "policy_model": r.policy_model, "verifier": prover.verifier_tag(ask_for(r, i, 1))})
     return labels
