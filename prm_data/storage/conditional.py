@@ -17,6 +17,8 @@ the ETag (S3, Azure) or the generation number (GCS) of the version it wrote or r
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Protocol
 from urllib.parse import quote
 
@@ -86,10 +88,16 @@ class S3Conditional:
 
 class GCSConditional(S3Conditional):
     def _upload(self, key: str, body: bytes, generation: str) -> str:
+        """A multipart upload (metadata + media, one request) conditional on `generation` (0: absent).
+        Multipart, as gcsfs's own writes: fake-gcs-server checks preconditions on it, not on a media upload."""
         bucket, name = _split(key)
+        boundary = "prm-data-" + os.urandom(8).hex()
+        payload = (f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
+                   f"{json.dumps({'name': name})}\r\n--{boundary}\r\nContent-Type: application/octet-stream"
+                   "\r\n\r\n").encode() + body + f"\r\n--{boundary}--".encode()
         out = sync(self.fs.loop, self.fs._call, "POST", f"{self.fs._location}/upload/storage/v1/b/{quote(bucket)}/o",
-                   uploadType="media", name=name, ifGenerationMatch=generation, data=body, json_out=True,
-                   headers={"Content-Type": "application/octet-stream"})
+                   uploadType="multipart", ifGenerationMatch=generation, data=payload, json_out=True,
+                   headers={"Content-Type": f'multipart/related; boundary="{boundary}"'})
         return str(out["generation"])
 
     def create(self, key, body):
@@ -111,8 +119,10 @@ class GCSConditional(S3Conditional):
 
     def delete(self, key, token):
         bucket, name = _split(key)
+        # `generation` as well: it names the version to delete (404 when that is no longer the live one),
+        # which fake-gcs-server honours where it ignores ifGenerationMatch on a delete
         return self._refusable(lambda: sync(self.fs.loop, self.fs._call, "DELETE", "b/{}/o/{}", bucket, name,
-                                            ifGenerationMatch=token) or True) is not None
+                                            generation=token, ifGenerationMatch=token) or True) is not None
 
 
 class AzureConditional(S3Conditional):
