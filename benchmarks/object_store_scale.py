@@ -7,10 +7,10 @@ a GCS bucket and an Azure container), by the same `Warehouse.write_shard` calls
 (`--shard-rows` rows per shard, `--writers` threads), then the same standard queries through
 `Warehouse.query` (the views every tool uses; median of `--repeats`), and `prm-data query`'s
 read-only path once. Each query runs first cold (on a new process database: its views are made,
-reading every shard's footer, and nothing is cached, as in a new process), then warm. For S3 and
-GCS it counts the requests (by operation, at the client: `requests` of the filesystems in
+reading every shard's footer, and nothing is cached, as in a new process), then warm. For each
+store it counts the requests (by operation, at the client: `requests` of the filesystems in
 prm_data/storage/roots.py) each write and each query costs, the listing that makes a query's
-views included; Azure's are not counted (adlfs builds the Azure SDK's pipeline without a hook).
+views included.
 
 The S3 server is moto's (`moto[server]`, started here on 127.0.0.1 unless `--endpoint URL`
 names another): an in-memory Python server on the same machine, so its latency per request

@@ -50,6 +50,16 @@ class _ImmutableInfo:
             self._immutable_info[stripped] = dict(info)
         return info
 
+    async def _exists(self, path, **kwargs):  # adlfs: a HEAD per call, DuckDB asks before each open
+        if self._strip_protocol(path) in self._immutable_info:
+            return True
+        return await super()._exists(path, **kwargs)
+
+    async def _isfile(self, path, **kwargs):
+        if self._strip_protocol(path) in self._immutable_info:
+            return True
+        return await super()._isfile(path, **kwargs)
+
     async def _rm_file(self, path, **kwargs):
         self._immutable_info.pop(self._strip_protocol(path), None)
         return await super()._rm_file(path, **kwargs)
@@ -75,6 +85,12 @@ def _gcs_operation(method: str, path: str, kwargs: dict) -> str:
             return "get"
         return "list" if path.rstrip("/").endswith("/o") else "metadata"
     return {"POST": "put", "DELETE": "delete"}.get(method, method.lower())
+
+
+def _azure_operation(method: str, url: str) -> str:
+    if method == "GET":
+        return "list" if "comp=list" in url else "get"
+    return {"HEAD": "metadata", "PUT": "put", "DELETE": "delete"}.get(method, method.lower())
 
 
 def _make_class(scheme: str):
@@ -110,12 +126,28 @@ def _make_class(scheme: str):
         return WarehouseGCSFileSystem
 
     class WarehouseAzureFileSystem(_ImmutableInfo, base):
-        """adlfs that keeps immutable keys' metadata. Its requests go through the Azure SDK's pipeline,
-        which adlfs builds without a hook: `requests` stays empty (not counted)."""
+        """adlfs that counts requests (list, metadata, get, put, delete) and keeps immutable keys' metadata.
+
+        adlfs builds the Azure SDK's pipeline without a hook, so the count wraps the `send` of the
+        pipeline's transport (`service_client._pipeline._transport`, which every blob client of the
+        service client shares); where an SDK version lays that out otherwise, nothing is counted."""
 
         def __init__(self, *args, **kwargs):
+            self._init_counts()  # adlfs connects inside its __init__
             super().__init__(*args, **kwargs)
-            self._init_counts()
+
+        def do_connect(self):
+            super().do_connect()
+            transport = getattr(getattr(self.service_client, "_pipeline", None), "_transport", None)
+            if transport is None or not hasattr(transport, "send"):
+                return
+            send, counts = transport.send, self.requests
+
+            async def counted_send(request, **kwargs):
+                counts[_azure_operation(request.method, str(request.url))] += 1
+                return await send(request, **kwargs)
+
+            transport.send = counted_send
 
     return WarehouseAzureFileSystem
 
