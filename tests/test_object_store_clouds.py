@@ -32,18 +32,12 @@ pytestmark = pytest.mark.network
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    config = small_sim(tmp_path_factory.mktemp("local"))
-    return config, run_serial(config)
 
 
-
-
-def test_the_sim_pipeline_writes_the_same_rows_as_on_a_local_folder_and_never_a_credential(local_run, cloud_root,
-                                                                                           tmp_path):
+def test_the_sim_pipeline_writes_the_same_rows_as_on_a_local_folder_and_never_a_credential(small_sim_local_run,
+                                                                                           cloud_root, tmp_path):
     scheme = cloud_root.split("://")[0]
-    local_config, local_summary = local_run
+    local_config, local_summary = small_sim_local_run
     config = small_sim(tmp_path, warehouse=cloud_root)
     summary = run_serial(config)
     assert summary["run_id"] == local_summary["run_id"]
