@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 
-from prm_data.storage.conditional import conditional_store, precondition_failed  # noqa: F401
+from prm_data.storage.conditional import conditional_store
 
 DEFAULT_TTL_S = 120.0
 

@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 from prm_data.schema import SHARED_TABLES, TABLES, schema_for, to_table
 from prm_data.storage import commit
 from prm_data.storage.duckdb_fs import read_only_filesystem
-from prm_data.storage.lease import Lease, precondition_failed
+from prm_data.storage.conditional import precondition_failed
+from prm_data.storage.lease import Lease
 from prm_data.storage.roots import filesystem, local_state_dir, strip
 from prm_data.warehouse import (ProcessLock, Warehouse, WarehouseBusy, _SHARD_NAME, process_database,
                                 retry_torn_reads, sql_literal)
