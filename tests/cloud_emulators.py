@@ -33,6 +33,15 @@ import pytest
 
 from s3_support import free_port
 
+# Import both stores' libraries now, while the test process has one thread: importing azure.core
+# later, while threads left by a gs:// test's reads were importing too, failed once with a KeyError
+# inside importlib (Python 3.11's module locks).
+for _library in ("gcsfs.core", "adlfs"):
+    try:
+        __import__(_library)
+    except ImportError:
+        pass
+
 GCS_SECRETS = {"client_secret": "prm-gcs-client-secret-" + uuid.uuid4().hex,
                "refresh_token": "prm-gcs-refresh-" + uuid.uuid4().hex,
                "access_token": "prm-gcs-access-" + uuid.uuid4().hex}

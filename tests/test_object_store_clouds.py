@@ -162,3 +162,20 @@ def test_a_delete_conditional_on_a_version_that_was_replaced_is_refused(cloud_ro
     second = store.replace(key, b"second", first)
     assert not store.delete(key, first)
     assert store.read(key) == (b"second", second)
+
+
+def test_a_query_reads_nothing_outside_the_warehouses_tables(cloud_root, tmp_path):
+    warehouse = open_warehouse(cloud_root)
+    warehouse.write_shard("problems", shard_rows(0)[:1], run_id="r", shard="a")
+    other = cloud_root.rsplit("/", 1)[0] + "/elsewhere/x.parquet"
+    warehouse.fs.pipe_file(other.split("://", 1)[1], warehouse.fs.cat_file(warehouse.run_files("problems", "r")[0]
+                                                                           .split("://", 1)[1]))
+    local = tmp_path / "local.csv"
+    local.write_text("a\n1\n")
+    assert warehouse.fs.exists(other.split("://", 1)[1])  # it is there: a query is refused it, not missing it
+    for sql, reason in ((f"SELECT * FROM read_parquet('{other}')", "outside the warehouse"),
+                        (f"SELECT * FROM read_csv('{local}')", "")):
+        result = runner.invoke(app, ["--warehouse", cloud_root, "query", sql])
+        assert result.exit_code == 1 and reason in " ".join(result.output.split()), result.output
+    result = runner.invoke(app, ["--warehouse", cloud_root, "query", "--format", "json", "SELECT count(*) AS n FROM problems"])
+    assert result.exit_code == 0 and json.loads(result.output) == [{"n": 1}], result.output
