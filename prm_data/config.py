@@ -187,7 +187,7 @@ class RunConfig(BaseModel):
     @field_validator("warehouse")
     @classmethod
     def _known_warehouse(cls, root: str) -> str:
-        parse_root(root)  # refuses gs://, az://, ... (any scheme but file:// and s3://) with the reason, at load
+        parse_root(root)  # refuses hdfs://, abfss://, ... (any scheme but file://, s3://, gs://, az://) at load
         return root
 
     @model_validator(mode="before")

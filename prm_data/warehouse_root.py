@@ -1,8 +1,9 @@
-"""What a warehouse root may be: a local folder (or a `file://` URL naming one), or an S3 URL.
+"""What a warehouse root may be: a local folder (or a `file://` URL naming one), or an object-store URL.
 
-`s3://bucket/prefix` is an object-store warehouse (prm_data/storage/, docs/warehouse.md,
-"Object storage"). Every other scheme (`gs://`, `az://`, `hdfs://`, ...) is refused with the
-reason before anything is written: before this check, `warehouse: s3://bucket/wh` ran, exited
+`s3://bucket/prefix`, `gs://bucket/prefix` (`gcs://` is read as `gs://`) and `az://container/prefix`
+(the storage account from the environment) are object-store warehouses (prm_data/storage/,
+docs/warehouse.md, "Object storage"). Every other scheme (`abfss://`, `hdfs://`, ...) is refused
+with the reason before anything is written: before this check, `warehouse: s3://bucket/wh` ran, exited
 0 and wrote everything into a local folder named `s3:`, so a user believed the data was in the
 bucket. Every way a root reaches the code (a config's `warehouse:`, `prm-data --warehouse`,
 `PRM_DATA_WAREHOUSE`, `open_warehouse(root)`) goes through `parse_root`.
@@ -16,11 +17,19 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://")
-OBJECT_SCHEMES = ("s3",)
+OBJECT_SCHEMES = ("s3", "gs", "az")
 SUPPORTED_SCHEMES = ("file", *OBJECT_SCHEMES)
-# gs:// (gcsfs) and az:// (adlfs) would take the same code path, but are untested (no local server)
-# and their conditional writes (the leases of prm_data/storage/lease.py) are not written.
-_NOT_YET = {"gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs"}
+_ALIASES = {"gcs": "gs"}  # gcsfs's second protocol name; one spelling keeps one warehouse one URL
+# adlfs's other spellings: abfs[s]://container@account.dfs.core.windows.net names the account in the
+# URL, which is then stored in every table; the account comes from the environment instead
+_SPELL_AS = {"abfs": "az://<container>/<prefix>", "abfss": "az://<container>/<prefix>",
+             "s3a": "s3://<bucket>/<prefix>"}
+CREDENTIALS = {
+    "s3": "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role",
+    "gs": "GOOGLE_APPLICATION_CREDENTIALS, gcloud's default credentials, the metadata server",
+    "az": "AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY, "
+          "AZURE_STORAGE_SAS_TOKEN or a service principal",
+}
 
 
 class UnsupportedWarehouseRoot(ValueError):
@@ -34,11 +43,11 @@ def scheme_of(root: str | os.PathLike) -> str | None:
 
 
 def is_object_url(root: str | os.PathLike | None) -> bool:
-    return root is not None and scheme_of(root) in OBJECT_SCHEMES
+    return root is not None and _ALIASES.get(scheme_of(root), scheme_of(root)) in OBJECT_SCHEMES
 
 
 def object_url(root: str) -> str:
-    """The normalized form of an object-store root: `s3://bucket/prefix`, no trailing slash.
+    """The normalized form of an object-store root: `s3://bucket/prefix` (gs://, az://), no trailing slash.
 
     Refused: a URL without a bucket, with credentials or a port in it (credentials come from
     the environment only, so they are never written into a config, a table or a log), a query
@@ -46,12 +55,11 @@ def object_url(root: str) -> str:
     """
     text = os.fspath(root)
     parsed = urlparse(text)
-    scheme = parsed.scheme.lower()
+    scheme = _ALIASES.get(parsed.scheme.lower(), parsed.scheme.lower())
     if parsed.username or parsed.password or "@" in parsed.netloc:
         raise UnsupportedWarehouseRoot(
             f"warehouse {scheme}://{parsed.hostname or ''}...: credentials do not belong in the URL; set them "
-            "in the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role). "
-            "Nothing was written.")
+            f"in the environment ({CREDENTIALS.get(scheme, CREDENTIALS['s3'])}). Nothing was written.")
     if not parsed.netloc or ":" in parsed.netloc:
         raise UnsupportedWarehouseRoot(f"warehouse {text!r}: give {scheme}://<bucket>/<prefix>. Nothing was written.")
     if parsed.query or parsed.fragment or parsed.params:
@@ -68,7 +76,7 @@ def parse_root(root: str | os.PathLike) -> Path | str:
     scheme = scheme_of(text)
     if scheme is None:
         return Path(text)
-    if scheme in OBJECT_SCHEMES:
+    if _ALIASES.get(scheme, scheme) in OBJECT_SCHEMES:
         return object_url(text)
     return local_root(text)
 
@@ -79,15 +87,14 @@ def local_root(root: str | os.PathLike) -> Path:
     scheme = scheme_of(text)
     if scheme is None:
         return Path(text)
-    if scheme in OBJECT_SCHEMES:
+    if _ALIASES.get(scheme, scheme) in OBJECT_SCHEMES:
         raise UnsupportedWarehouseRoot(f"warehouse {text!r} is an object store; Warehouse() is the local kind: "
                                        "open it with prm_data.warehouses.open_warehouse")
     if scheme not in SUPPORTED_SCHEMES:
-        extra = (f" ({_NOT_YET[scheme]} would serve it, but it is untested and its conditional writes are not "
-                 "written)") if scheme in _NOT_YET else ""
+        extra = f" (write it as {_SPELL_AS[scheme]}, the account from the environment)" if scheme in _SPELL_AS else ""
         raise UnsupportedWarehouseRoot(
             f"warehouse {text!r}: the {scheme}:// scheme is not supported{extra}; give a local folder, a file:// "
-            "URL or s3://bucket/prefix. Nothing was written.")
+            "URL, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix. Nothing was written.")
     parsed = urlparse(text)
     if parsed.netloc not in ("", "localhost"):
         raise UnsupportedWarehouseRoot(

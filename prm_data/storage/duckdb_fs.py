@@ -1,9 +1,12 @@
 """What DuckDB reads an object-store warehouse through.
 
 DuckDB's Python API registers an fsspec filesystem (`con.register_filesystem(fs)`) and sends
-every path of its protocol (`s3://`) there. That is how prm-data reads an object store
-offline: DuckDB's own `httpfs` extension is not in the wheel and is downloaded on first use,
-which an offline machine cannot do.
+every path of its protocols (`s3://`; `gs://`, `gcs://`; `az://`, `abfs://`) there. That is how
+prm-data reads an object store offline, on all three stores alike: DuckDB's own `httpfs` (S3, GCS
+through its S3 interoperability API) and `azure` extensions are not in the wheel and are downloaded
+on first use, which an offline machine cannot do; and the same fsspec filesystem the writers use
+carries the credentials chain, the request counts and the immutable keys' metadata cache
+(roots.py) into every read.
 
 `read_only_filesystem(fs, prefix)` is what `prm-data query` registers: reads only, and only of
 keys under `prefix` (the warehouse's `tables/`), so a query cannot read another bucket the
@@ -22,11 +25,12 @@ from fsspec import AbstractFileSystem
 class ReadOnlyPrefixFileSystem(AbstractFileSystem):
     """A read-only view of `fs` confined to the keys under `prefix` (`bucket/path/`)."""
 
-    protocol = ("s3", "s3a")
+    protocol = ("s3", "s3a")  # replaced per instance by the wrapped filesystem's protocols
 
     def __init__(self, fs, prefix: str):
         super().__init__(skip_instance_cache=True)
         self.fs = fs
+        self.protocol = fs.protocol
         self.prefix = prefix.rstrip("/") + "/"
 
     def _check(self, path: str) -> str:

@@ -1,12 +1,15 @@
 """Warehouse locks across machines: leases on the object store (docs/warehouse.md, "Run claims").
 
-`locks/<name>.lease` is created with a conditional PUT (`If-None-Match: *`): of any number of
-workers creating it at once exactly one wins. It says who holds it (host, pid, token) and until
-when; the holder renews it (PUT `If-Match: <its ETag>`) every `ttl_s / 3` from a daemon thread
-and deletes it (`If-Match`) on release. A worker takes a lease over only when it has expired,
-or when its holder ran on this host and its pid is gone (a kill -9, then a rerun here, does not
-wait out the TTL): DELETE `If-Match: <the stale ETag>`, then the conditional create again, so
-two workers taking over one stale lease cannot both win.
+`locks/<name>.lease` is created with a conditional create (S3 and Azure `If-None-Match: *`, GCS
+`ifGenerationMatch=0`; prm_data/storage/conditional.py): of any number of workers creating it at
+once exactly one wins. It says who holds it (host, pid, token) and until when; the holder renews
+it (a write conditional on its ETag / generation) every `ttl_s / 3` from a daemon thread and
+deletes it (conditionally) on release. A worker takes a lease over only when it has expired, or
+when its holder ran on this host and its pid is gone (a kill -9, then a rerun here, does not wait
+out the TTL): a delete conditional on the stale version, then the conditional create again, so
+two workers taking over one stale lease cannot both win. A create whose reply was lost and that
+was retried is refused by its own first attempt: the lease then names this worker's token and is
+taken as won.
 
 Same interface as `prm_data.warehouse.ProcessLock`: acquire(wait_s), release(), holder().
 """
@@ -20,20 +23,13 @@ import threading
 import time
 import uuid
 
-from fsspec.asyn import sync
+from prm_data.storage.conditional import conditional_store
 
 DEFAULT_TTL_S = 120.0
 
 
 class LeaseLost(RuntimeError):
     """This worker's lease was taken over (it could not renew it for over its TTL)."""
-
-
-def precondition_failed(exc: BaseException) -> bool:
-    """Whether a conditional request was refused (HTTP 412; s3fs raises it as FileExistsError)."""
-    text = f"{type(exc).__name__} {exc} {exc.__cause__!r}"
-    return isinstance(exc, FileExistsError) or any(
-        s in text for s in ("PreconditionFailed", "pre-conditions", "ConditionalRequestConflict"))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -51,41 +47,36 @@ class Lease:
 
     def __init__(self, fs, key: str, ttl_s: float = DEFAULT_TTL_S):
         self.fs, self.key, self.ttl_s = fs, key, ttl_s
-        self._bucket, _, self._object = key.partition("/")
+        self.store = conditional_store(fs)
         self._etag: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._token = uuid.uuid4().hex
         self.lost = False
 
-    # ------------------------------------------------------------ S3 calls
-    def _call(self, method: str, **kwargs):
-        return sync(self.fs.loop, self.fs._call_s3, method, Bucket=self._bucket, Key=self._object, **kwargs)
-
+    # ------------------------------------------------------------ store calls
     def _body(self) -> bytes:
         return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": self._token,
                            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
                            "expires": time.time() + self.ttl_s}).encode()
 
     def _read(self) -> tuple[dict, str] | None:
-        try:
-            out = self._call("get_object")
-        except FileNotFoundError:
+        held = self.store.read(self.key)
+        if held is None:
             return None
-        body = sync(self.fs.loop, out["Body"].read)
         try:
-            return json.loads(body), out["ETag"]
+            return json.loads(held[0]), held[1]
         except ValueError:
-            return {}, out["ETag"]
+            return {}, held[1]
 
     def _create(self) -> bool:
-        try:
-            out = self._call("put_object", Body=self._body(), IfNoneMatch="*")
-        except Exception as exc:
-            if precondition_failed(exc):
+        etag = self.store.create(self.key, self._body())
+        if etag is None:
+            held = self._read()  # a retried create refused by its own first attempt: this worker holds it
+            if held is None or held[0].get("token") != self._token:
                 return False
-            raise
-        self._etag = out["ETag"]
+            etag = held[1]
+        self._etag = etag
         return True
 
     # ------------------------------------------------------------- the lock
@@ -98,11 +89,7 @@ class Lease:
                 return True
             held = self._read()
             if held is not None and self._stale(held[0]):
-                try:
-                    self._call("delete_object", IfMatch=held[1])  # only that stale lease, not a new one
-                except Exception as exc:
-                    if not (precondition_failed(exc) or isinstance(exc, FileNotFoundError)):
-                        raise
+                self.store.delete(self.key, held[1])  # only that stale lease, not a new one
                 continue
             if time.monotonic() >= deadline:
                 return False
@@ -121,12 +108,13 @@ class Lease:
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.ttl_s / 3):
             try:
-                self._etag = self._call("put_object", Body=self._body(), IfMatch=self._etag)["ETag"]
-            except Exception as exc:
-                if precondition_failed(exc) or isinstance(exc, FileNotFoundError):
-                    self.lost = True  # taken over: stop renewing, never delete another's lease
-                    return
-                # a network error: try again at the next tick; the TTL covers two missed renewals
+                etag = self.store.replace(self.key, self._body(), self._etag)
+            except Exception:  # a network error: try again at the next tick; the TTL covers two missed renewals
+                continue
+            if etag is None:
+                self.lost = True  # taken over: stop renewing, never delete another's lease
+                return
+            self._etag = etag
 
     def release(self) -> None:
         self._stop.set()
@@ -134,11 +122,7 @@ class Lease:
             self._thread.join(timeout=5)
         self._thread = None
         if self._etag is not None and not self.lost:
-            try:
-                self._call("delete_object", IfMatch=self._etag)
-            except Exception as exc:
-                if not (precondition_failed(exc) or isinstance(exc, FileNotFoundError)):
-                    raise
+            self.store.delete(self.key, self._etag)
         self._etag = None
 
     def holder(self) -> str:

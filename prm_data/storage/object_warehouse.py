@@ -1,6 +1,6 @@
 """`ObjectWarehouse`: the `Warehouse` API over an object store (docs/warehouse.md, "Object storage").
 
-`open_warehouse("s3://bucket/prefix")` (prm_data/warehouses.py) returns one. What differs from a local warehouse:
+`open_warehouse("s3://bucket/prefix")` (or `gs://`, `az://`; prm_data/warehouses.py) returns one. What differs from a local warehouse:
 
 - shards are versions written by the commit protocol (prm_data/storage/commit.py): a data
   object PUT once under a new key, made visible by a marker PUT last; `write_shard` returns
@@ -11,7 +11,7 @@
 - locks between workers are leases on the store (prm_data/storage/lease.py); the request
   cache's store and its locks are on this worker's own disk (`state_dir`,
   prm_data/storage/roots.py), since nothing else is shared;
-- DuckDB reads through the registered s3fs filesystem; no `prm.duckdb` is written to the
+- DuckDB reads through the registered fsspec filesystem (s3fs, gcsfs, adlfs; duckdb_fs.py); no `prm.duckdb` is written to the
   store (the duckdb CLI cannot read it offline); `prm-data query` makes a private views file.
 
 `run_id` set (`for_run`): views of the per-run tables hold that run's shards only, as
@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 from prm_data.schema import SHARED_TABLES, TABLES, schema_for, to_table
 from prm_data.storage import commit
 from prm_data.storage.duckdb_fs import read_only_filesystem
-from prm_data.storage.lease import Lease, precondition_failed
+from prm_data.storage.conditional import precondition_failed
+from prm_data.storage.lease import Lease
 from prm_data.storage.roots import filesystem, local_state_dir, strip
 from prm_data.warehouse import (ProcessLock, Warehouse, WarehouseBusy, _SHARD_NAME, process_database,
                                 retry_torn_reads, sql_literal)
@@ -49,7 +50,7 @@ _KEY_SETS_LOCK = threading.Lock()
 
 # Locks that guard this worker's own files (the request cache's SQLite store), not shared data.
 LOCAL_LOCKS = frozenset({"llm_cache_store", "llm_cache_export"})
-_GONE = re.compile(r"specified key does not exist|NoSuchKey|FileNotFoundError")
+_GONE = re.compile(r"specified key does not exist|NoSuchKey|FileNotFoundError|No such object|BlobNotFound")
 _LAYOUT_DONE: set[tuple[int, str]] = set()
 _LAYOUT_LOCK = threading.Lock()
 
@@ -61,7 +62,7 @@ def _parquet_bytes(data: pa.Table) -> bytes:
 
 
 class ObjectWarehouse(Warehouse):
-    """A warehouse rooted at `s3://bucket/prefix` (see the module docstring)."""
+    """A warehouse rooted at `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix` (see above)."""
 
     object_store = True
 
