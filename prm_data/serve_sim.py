@@ -319,7 +319,8 @@ def _make_handler(server: SimServer):
                 self._error(401, "invalid api key")
                 return
             if self.path.rstrip("/") == "/v1/models":
-                data = [{"id": m, "object": "model", "owned_by": "prm-data"} for m in ("sim-policy", "sim-judge")]
+                data = [{"id": m, "object": "model", "owned_by": "prm-data"}
+                        for m in ("sim-policy", "sim-judge", "sim-coder")]
                 self._send(200, json.dumps({"object": "list", "data": data}).encode())
             else:
                 self._error(404, f"no route {self.path}")

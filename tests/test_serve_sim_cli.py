@@ -24,7 +24,7 @@ def test_serve_sim_answers_chat_completions_and_reports_its_counts_on_ctrl_c():
         line = proc.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+/v1", line).group(0)
         models = json.load(urllib.request.urlopen(f"{url}/models", timeout=30))
-        assert [m["id"] for m in models["data"]] == ["sim-policy", "sim-judge"]
+        assert [m["id"] for m in models["data"]] == ["sim-policy", "sim-judge", "sim-coder"]
         question = generate_bank(1, seed=5)[0].question
         body = json.dumps({"model": "sim-policy", "messages": [{"role": "user", "content": question}]}).encode()
         req = urllib.request.Request(f"{url}/chat/completions", data=body,

@@ -61,8 +61,8 @@ def serve_sim(
     # Ctrl-C stops it even when it was started with SIGINT ignored (an `&` job of a non-interactive
     # shell inherits SIG_IGN, and Python then never raises KeyboardInterrupt): a test server must stop.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    console.print(f"serving sim-policy and sim-judge at [bold]{server.url}[/bold] (Ctrl-C to stop)")
-    try:
+    try:  # the announcement inside: a Ctrl-C right after it (a test that waits for it) is still a clean stop
+        console.print(f"serving sim-policy, sim-judge and sim-coder at [bold]{server.url}[/bold] (Ctrl-C to stop)")
         server.serve_forever()
     except KeyboardInterrupt:
         console.print(f"stopped after {server.requests_total} requests: {dict(server.outcomes())}")

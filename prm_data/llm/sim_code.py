@@ -19,9 +19,9 @@ their named shares:
 Truth is checked, not asserted. A bug is only ever drawn from the mutations of
 that step that, alone in the reference, fail at least one of the problem's unit
 tests (a `<` that becomes `<=` where ties never change the result is not a
-bug, and is never drawn); if a step has none of the drawn kind, another kind is
-used, and a step with no test-visible mutation at all (the header) is written
-right. Once a solution is wrong, a later bug that would make it pass again is
+bug, and is never drawn); the kind is drawn among the kinds that step has such
+mutations of (shares renormalized), and a step with no test-visible mutation at
+all (the header) is written right. Once a solution is wrong, a later bug that would make it pass again is
 not drawn, so a bug is never undone by another; with `fix_rate`, a solution
 that is wrong at its end is followed, that often, by a corrected redefinition
 of the function (Python keeps the last definition: the code then passes its
@@ -52,10 +52,10 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from prm_data.code_steps import code_block_spans
 from prm_data.llm.code_mutations import KINDS, verified_mutations
 from prm_data.sources.code_bank import CodeProblem, parse_code_question
 from prm_data.sources.trusted_exec import passes_all
-from prm_data.code_steps import code_block_spans
 from prm_data.steps import join_steps, normalize_step
 
 POLICY = "code_block"
