@@ -137,10 +137,14 @@ def split_of(problem_id: str, test_fraction: float, salt: str = "prm-data-split-
     return "test" if h / 2**64 < test_fraction else "train"
 
 
-def _query(warehouse: Warehouse, fmt: str, config: ExportConfig) -> pa.Table:
-    """One format's rows as an Arrow table with the columns of `FEATURES[fmt]`, in the query's order."""
+def _query(warehouse: Warehouse, fmt: str, config: ExportConfig, stepwise: tuple[pa.Table, pa.ChunkedArray] | None = None
+           ) -> pa.Table:
+    """One format's rows as an Arrow table with the columns of `FEATURES[fmt]`, in the query's order.
+
+    `stepwise`: the export's stepwise rows and the run of each (`_stepwise_rows`), from which
+    `processbench` takes the rollouts they cover instead of gathering their steps again."""
     if fmt == "processbench":
-        table = build_processbench_rows(warehouse, config.policy, config.run_id)
+        table = build_processbench_rows(warehouse, config.policy, config.run_id, *(stepwise or ()))
     elif fmt != "pairs":
         table = warehouse.query(load_query(f"export_{fmt}"), {"policy": config.policy, "run_id": config.run_id})
     else:
@@ -151,6 +155,12 @@ def _query(warehouse: Warehouse, fmt: str, config: ExportConfig) -> pa.Table:
                    for q, prefix in zip(table["question"].to_pylist(), table["prefix"].to_pylist())]
         table = table.append_column("prompt", pa.array(prompts, pa.string()))
     return table.select(list(FEATURES[fmt])).cast(FEATURES[fmt].arrow_schema)
+
+
+def _stepwise_rows(warehouse: Warehouse, config: ExportConfig) -> tuple[pa.Table, pa.ChunkedArray]:
+    """The stepwise rows (the columns of `FEATURES["stepwise"]`) and the run each comes from."""
+    table = warehouse.query(load_query("export_stepwise"), {"policy": config.policy, "run_id": config.run_id})
+    return table.select(list(FEATURES["stepwise"])).cast(FEATURES["stepwise"].arrow_schema), table["run_id"]
 
 
 def _split_masks(problem_ids: pa.ChunkedArray, config: ExportConfig) -> dict[str, pa.ChunkedArray]:
@@ -226,10 +236,10 @@ def build_export(warehouse: Warehouse, config: ExportConfig | None = None, train
     config = config or ExportConfig()
     if config.policy is None:
         config = resolve_policy(warehouse, config)
-    needs_stepwise = {"stepwise", *trainer_formats.FORMATS} & set(config.formats)
+    needs_stepwise = {"stepwise", *trainer_formats.FORMATS} & set(config.formats)  # processbench uses it if there
     if needs_stepwise and (backfilled := backfill_stepwise_rows(warehouse, config.run_id)):
         log.info("built the stepwise rows of %d final-label shard(s) that had none", len(backfilled))
-    stepwise = _query(warehouse, "stepwise", config) if needs_stepwise else None
+    stepwise, stepwise_runs = _stepwise_rows(warehouse, config) if needs_stepwise else (None, None)
     out: dict[str, DatasetDict] = {}
     splitter = _Splitter(config)
     for fmt in config.formats:
@@ -240,7 +250,8 @@ def build_export(warehouse: Warehouse, config: ExportConfig | None = None, train
             if trainer_cards is not None:
                 trainer_cards[fmt] = built.card
         else:
-            table = stepwise if fmt == "stepwise" else _query(warehouse, fmt, config)
+            table = stepwise if fmt == "stepwise" else _query(
+                warehouse, fmt, config, (stepwise, stepwise_runs) if stepwise is not None else None)
         splits = splitter.split(table)
         out[fmt] = DatasetDict({
             split: Dataset(InMemoryTable(rows), info=DatasetInfo(features=FEATURES[fmt]),
