@@ -163,10 +163,16 @@ def _stepwise_rows(warehouse: Warehouse, config: ExportConfig) -> tuple[pa.Table
     return table.select(list(FEATURES["stepwise"])).cast(FEATURES["stepwise"].arrow_schema), table["run_id"]
 
 
-def _split_masks(problem_ids: pa.ChunkedArray, config: ExportConfig) -> dict[str, pa.ChunkedArray]:
-    """Row masks of each split: every problem id is hashed once (`split_of`), then matched vectorized."""
-    test = [pid for pid in pc.unique(problem_ids).to_pylist()
-            if split_of(pid, config.test_fraction, config.split_salt) == "test"]
+def _split_masks(problem_ids: pa.ChunkedArray, config: ExportConfig,
+                 in_test: dict[str, bool] | None = None) -> dict[str, pa.ChunkedArray]:
+    """Row masks of each split: every problem id is hashed once (`split_of`), then matched vectorized.
+    `in_test` remembers each problem's split across calls (the formats of one export share most problems)."""
+    known = {} if in_test is None else in_test
+    problems = pc.unique(problem_ids).to_pylist()
+    for pid in problems:
+        if pid not in known:
+            known[pid] = split_of(pid, config.test_fraction, config.split_salt) == "test"
+    test = [pid for pid in problems if known[pid]]
     in_test = pc.is_in(problem_ids, value_set=pa.array(test, pa.string()))
     return {"train": pc.invert(in_test), "test": in_test}
 
@@ -190,11 +196,12 @@ class _Splitter:
         self.config = config
         self.masks: dict[tuple, tuple[pa.ChunkedArray, dict]] = {}
         self.columns: dict[tuple, tuple[pa.ChunkedArray, pa.ChunkedArray]] = {}
+        self.in_test: dict[str, bool] = {}  # problem id -> in the test split, hashed once per export
 
     def split(self, table: pa.Table) -> dict[str, pa.Table]:
         key = _identity(table["problem_id"])
         if key not in self.masks:
-            self.masks[key] = (table["problem_id"], _split_masks(table["problem_id"], self.config))
+            self.masks[key] = (table["problem_id"], _split_masks(table["problem_id"], self.config, self.in_test))
         out = {}
         for split, mask in self.masks[key][1].items():
             columns = []
