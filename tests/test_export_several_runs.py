@@ -5,17 +5,26 @@ step's tool check from the greatest run_id."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from export_fixture import RUN, STEPS, build_fixture_warehouse
 
 from prm_data.export import ExportConfig, build_export
 from prm_data.stepwise_rows import write_final_labels
+from prm_data.warehouse import Warehouse
+
+
+@pytest.fixture(scope="module")
+def fixture_folder(tmp_path_factory):
+    return build_fixture_warehouse(tmp_path_factory.mktemp("base") / "wh").root
 
 
 @pytest.fixture
-def wh(tmp_path):
-    return build_fixture_warehouse(tmp_path / "wh")
+def wh(fixture_folder, tmp_path):
+    """A fresh copy of the fixture warehouse (its folder holds only Parquet shards), for each test to change."""
+    shutil.copytree(fixture_folder, tmp_path / "wh")
+    return Warehouse(tmp_path / "wh")
 
 
 def _final(run_id: str, rollout_id: str, labels: dict[int, bool]) -> list[dict]:
