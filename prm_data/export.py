@@ -137,10 +137,14 @@ def split_of(problem_id: str, test_fraction: float, salt: str = "prm-data-split-
     return "test" if h / 2**64 < test_fraction else "train"
 
 
-def _query(warehouse: Warehouse, fmt: str, config: ExportConfig) -> pa.Table:
-    """One format's rows as an Arrow table with the columns of `FEATURES[fmt]`, in the query's order."""
+def _query(warehouse: Warehouse, fmt: str, config: ExportConfig, stepwise: tuple[pa.Table, pa.ChunkedArray] | None = None
+           ) -> pa.Table:
+    """One format's rows as an Arrow table with the columns of `FEATURES[fmt]`, in the query's order.
+
+    `stepwise`: the export's stepwise rows and the run of each (`_stepwise_rows`), from which
+    `processbench` takes the rollouts they cover instead of gathering their steps again."""
     if fmt == "processbench":
-        table = build_processbench_rows(warehouse, config.policy, config.run_id)
+        table = build_processbench_rows(warehouse, config.policy, config.run_id, *(stepwise or ()))
     elif fmt != "pairs":
         table = warehouse.query(load_query(f"export_{fmt}"), {"policy": config.policy, "run_id": config.run_id})
     else:
@@ -153,10 +157,22 @@ def _query(warehouse: Warehouse, fmt: str, config: ExportConfig) -> pa.Table:
     return table.select(list(FEATURES[fmt])).cast(FEATURES[fmt].arrow_schema)
 
 
-def _split_masks(problem_ids: pa.ChunkedArray, config: ExportConfig) -> dict[str, pa.ChunkedArray]:
-    """Row masks of each split: every problem id is hashed once (`split_of`), then matched vectorized."""
-    test = [pid for pid in pc.unique(problem_ids).to_pylist()
-            if split_of(pid, config.test_fraction, config.split_salt) == "test"]
+def _stepwise_rows(warehouse: Warehouse, config: ExportConfig) -> tuple[pa.Table, pa.ChunkedArray]:
+    """The stepwise rows (the columns of `FEATURES["stepwise"]`) and the run each comes from."""
+    table = warehouse.query(load_query("export_stepwise"), {"policy": config.policy, "run_id": config.run_id})
+    return table.select(list(FEATURES["stepwise"])).cast(FEATURES["stepwise"].arrow_schema), table["run_id"]
+
+
+def _split_masks(problem_ids: pa.ChunkedArray, config: ExportConfig,
+                 in_test: dict[str, bool] | None = None) -> dict[str, pa.ChunkedArray]:
+    """Row masks of each split: every problem id is hashed once (`split_of`), then matched vectorized.
+    `in_test` remembers each problem's split across calls (the formats of one export share most problems)."""
+    known = {} if in_test is None else in_test
+    problems = pc.unique(problem_ids).to_pylist()
+    for pid in problems:
+        if pid not in known:
+            known[pid] = split_of(pid, config.test_fraction, config.split_salt) == "test"
+    test = [pid for pid in problems if known[pid]]
     in_test = pc.is_in(problem_ids, value_set=pa.array(test, pa.string()))
     return {"train": pc.invert(in_test), "test": in_test}
 
@@ -180,11 +196,12 @@ class _Splitter:
         self.config = config
         self.masks: dict[tuple, tuple[pa.ChunkedArray, dict]] = {}
         self.columns: dict[tuple, tuple[pa.ChunkedArray, pa.ChunkedArray]] = {}
+        self.in_test: dict[str, bool] = {}  # problem id -> in the test split, hashed once per export
 
     def split(self, table: pa.Table) -> dict[str, pa.Table]:
         key = _identity(table["problem_id"])
         if key not in self.masks:
-            self.masks[key] = (table["problem_id"], _split_masks(table["problem_id"], self.config))
+            self.masks[key] = (table["problem_id"], _split_masks(table["problem_id"], self.config, self.in_test))
         out = {}
         for split, mask in self.masks[key][1].items():
             columns = []
@@ -226,10 +243,10 @@ def build_export(warehouse: Warehouse, config: ExportConfig | None = None, train
     config = config or ExportConfig()
     if config.policy is None:
         config = resolve_policy(warehouse, config)
-    needs_stepwise = {"stepwise", *trainer_formats.FORMATS} & set(config.formats)
+    needs_stepwise = {"stepwise", *trainer_formats.FORMATS} & set(config.formats)  # processbench uses it if there
     if needs_stepwise and (backfilled := backfill_stepwise_rows(warehouse, config.run_id)):
         log.info("built the stepwise rows of %d final-label shard(s) that had none", len(backfilled))
-    stepwise = _query(warehouse, "stepwise", config) if needs_stepwise else None
+    stepwise, stepwise_runs = _stepwise_rows(warehouse, config) if needs_stepwise else (None, None)
     out: dict[str, DatasetDict] = {}
     splitter = _Splitter(config)
     for fmt in config.formats:
@@ -240,7 +257,8 @@ def build_export(warehouse: Warehouse, config: ExportConfig | None = None, train
             if trainer_cards is not None:
                 trainer_cards[fmt] = built.card
         else:
-            table = stepwise if fmt == "stepwise" else _query(warehouse, fmt, config)
+            table = stepwise if fmt == "stepwise" else _query(
+                warehouse, fmt, config, (stepwise, stepwise_runs) if stepwise is not None else None)
         splits = splitter.split(table)
         out[fmt] = DatasetDict({
             split: Dataset(InMemoryTable(rows), info=DatasetInfo(features=FEATURES[fmt]),

@@ -5,17 +5,26 @@ step's tool check from the greatest run_id."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from export_fixture import RUN, STEPS, build_fixture_warehouse
 
 from prm_data.export import ExportConfig, build_export
 from prm_data.stepwise_rows import write_final_labels
+from prm_data.warehouse import Warehouse
+
+
+@pytest.fixture(scope="module")
+def fixture_folder(tmp_path_factory):
+    return build_fixture_warehouse(tmp_path_factory.mktemp("base") / "wh").root
 
 
 @pytest.fixture
-def wh(tmp_path):
-    return build_fixture_warehouse(tmp_path / "wh")
+def wh(fixture_folder, tmp_path):
+    """A fresh copy of the fixture warehouse (its folder holds only Parquet shards), for each test to change."""
+    shutil.copytree(fixture_folder, tmp_path / "wh")
+    return Warehouse(tmp_path / "wh")
 
 
 def _final(run_id: str, rollout_id: str, labels: dict[int, bool]) -> list[dict]:
@@ -82,3 +91,38 @@ def test_where_two_runs_checked_a_step_the_critiques_carry_the_latest_runs_check
     for critique in critiques:
         assert "Checking 7 * 2 = 14: it evaluates to 14 and the step claims 14, which holds." in critique
         assert "evaluates to 15" not in critique
+
+
+def _both_ways(wh, **config) -> tuple[dict, dict]:
+    """processbench built alone (every step gathered by query) and beside stepwise (rows it covers taken from it)."""
+    alone = build_export(wh, ExportConfig(formats=("processbench",), **config))["processbench"]
+    beside = build_export(wh, ExportConfig(formats=("stepwise", "processbench"), **config))["processbench"]
+    return ({s: d.data.table for s, d in alone.items()}, {s: d.data.table for s, d in beside.items()})
+
+
+@pytest.mark.parametrize("change", ["none", "relabel_step", "rewrite_step", "relabel_whole", "duplicate_step",
+                                    "extra_label", "run_id"])
+def test_processbench_beside_stepwise_is_the_processbench_built_alone(wh, change):
+    """Where a stepwise row holds every step and label of its rollout, processbench takes them from it; in
+    every other case (another run's step, label or rollout row, a duplicated step, a label of a step with no
+    row) the rollout's steps are gathered again: either way the rows are the same."""
+    pid, steps = STEPS["r-6"]
+    config = {"run_id": RUN} if change == "run_id" else {}
+    if change in ("relabel_step", "run_id"):
+        write_final_labels(wh, _final("run-z1", "r-7", {1: True}), "run-z1", "final")
+    if change == "rewrite_step":
+        wh.write_shard("steps", [{"rollout_id": "r-6", "run_id": "run-z2", "problem_id": pid, "step_index": 1,
+                                  "text": "Step 2: 16 / 4 = 4, again."}], run_id="run-z2", shard="s")
+    if change == "relabel_whole":
+        wh.write_shard("steps", [{"rollout_id": "r-6", "run_id": "run-z3", "problem_id": pid, "step_index": i,
+                                  "text": f"{t} (again)"} for i, t in enumerate(steps)], run_id="run-z3", shard="s")
+        write_final_labels(wh, _final("run-z3", "r-6", {0: True, 1: False}), "run-z3", "final")
+    if change == "duplicate_step":
+        wh.write_shard("steps", [{"rollout_id": "r-6", "run_id": RUN, "problem_id": pid, "step_index": 1,
+                                  "text": steps[1]}], run_id=RUN, shard="again")
+    if change == "extra_label":
+        write_final_labels(wh, _final(RUN, "r-6", {0: True, 1: True, 2: False}), RUN, "final-extra")
+    alone, beside = _both_ways(wh, **config)
+    assert alone.keys() == beside.keys() and alone
+    for split in alone:
+        assert beside[split].equals(alone[split]), split

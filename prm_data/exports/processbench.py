@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from prm_data.exports.latest_rows import latest_per_key
+from prm_data.exports.step_offsets import list_offsets
 from prm_data.warehouse import Warehouse, load_query, retry_torn_reads
 
 
@@ -33,16 +35,52 @@ def _first_step_where(flag: np.ndarray, rollout: np.ndarray, step: np.ndarray, n
     return out
 
 
-def build_processbench_rows(warehouse: Warehouse, policy: str, run_id: str | None) -> pa.Table:
-    """The `processbench` rows (id, problem_id, rollout_id, generator, problem, steps, label,
-    final_answer_correct), ordered by problem_id, rollout_id."""
-    params = {"policy": policy, "run_id": run_id}
+def covered_by_stepwise(warehouse: Warehouse, stepwise: pa.Table, runs: pa.ChunkedArray, policy: str,
+                        run_id: str | None) -> np.ndarray:
+    """Per stepwise row, whether it holds every step and label of its rollout that the latest-row rule picks.
+
+    True when the row's run (`runs`) wrote every step row and every final label of the rollout under
+    `policy`, one of each for steps 0..n-1 where n is the row's number of steps, and every label is kept
+    and not null: no other run's row can then win, and the stepwise row was built from exactly these
+    steps and labels (prm_data/stepwise_rows.py, when its final labels were written).
+    """
+    flat = retry_torn_reads(lambda: warehouse.query(load_query("export_processbench_coverage"),
+                                                    {"policy": policy, "run_id": run_id}))
+    n = stepwise.num_rows
+    lengths = np.asarray(pc.list_value_length(stepwise["completions"]).to_numpy(zero_copy_only=False), np.int64)
+    starts = np.r_[0, np.cumsum(lengths)][:-1]
+    runs_and_flat = pc.dictionary_encode(pa.chunked_array(runs.chunks + flat["run_id"].chunks, pa.string()))
+    codes = np.asarray(runs_and_flat.combine_chunks().indices.fill_null(-1).to_numpy(), np.int64)
+    row_run, run = codes[:n], codes[n:]
+    row = np.asarray(pc.index_in(flat["rollout_id"], value_set=stepwise["rollout_id"].combine_chunks())
+                     .fill_null(-1).to_numpy(), np.int64)
+    inside = row >= 0
+    row, run, step = row[inside], run[inside], np.asarray(flat["step_index"].to_numpy(), np.int64)[inside]
+    is_label = np.asarray(flat["is_label"].to_numpy(zero_copy_only=False), bool)[inside]
+    known = np.asarray(flat["known"].to_numpy(zero_copy_only=False), bool)[inside]
+    covered = np.ones(n, bool)
+    in_range = (step >= 0) & (step < lengths[row])
+    covered[row[~in_range | ~known | (run != row_run[row])]] = False
+    for kind in (False, True):  # steps, then labels: one row for each of steps 0..n-1
+        mine = (is_label == kind) & in_range
+        covered &= np.bincount(row[is_label == kind], minlength=n) == lengths
+        slots = np.bincount(starts[row[mine]] + step[mine], minlength=int(lengths.sum()))
+        covered[np.repeat(np.arange(n), lengths)[slots > 1]] = False
+    return covered
+
+
+def _gather_steps(warehouse: Warehouse, rollouts: pa.Table, gathered: np.ndarray,
+                  params: dict) -> tuple[np.ndarray, np.ndarray, pa.Array, np.ndarray]:
+    """The rows `gathered` of `rollouts`, by query: per row its label (-2: left out, an unknown step before
+    any known error) and its steps' texts, flat in row order, with each row's number of steps."""
+    label = np.full(rollouts.num_rows, -2, np.int64)
+    counts = np.zeros(rollouts.num_rows, np.int64)
+    if not len(gathered):
+        return label, counts, pa.array([], pa.string()), np.zeros(0, np.int64)
     con = warehouse.connect()
     try:
-        rollouts = retry_torn_reads(lambda: con.sql(load_query("export_processbench"), params=params)
-                                    .to_arrow_table())
         con.register("processbench_rollouts", pa.table({
-            "rollout_id": rollouts["rollout_id"], "ord": pa.array(np.arange(rollouts.num_rows), pa.int64())}))
+            "rollout_id": rollouts["rollout_id"].take(pa.array(gathered)), "ord": pa.array(gathered, pa.int64())}))
         steps = retry_torn_reads(lambda: con.sql(load_query("export_processbench_steps"), params=params)
                                  .to_arrow_table())
     finally:
@@ -57,13 +95,62 @@ def build_processbench_rows(warehouse: Warehouse, policy: str, run_id: str | Non
     n = rollouts.num_rows
     first_gap = _first_step_where(gap, rollout, step, n)
     first_bad = _first_step_where(bad, rollout, step, n)
-    label = np.where((first_bad >= 0) & ((first_gap < 0) | (first_bad < first_gap)), first_bad,
-                     np.where(first_gap < 0, -1, -2))  # -2: left out (an unknown step before any known error)
-    counts = np.bincount(rollout, minlength=n)
-    exported = (counts > 0) & (label != -2)  # a rollout with no steps has no row either
-    in_export = exported[rollout]
-    offsets = np.r_[0, np.cumsum(counts[exported])]
-    texts = steps["text"].take(pa.array(keep[in_export]))
+    label[:] = np.where((first_bad >= 0) & ((first_gap < 0) | (first_bad < first_gap)), first_bad,
+                        np.where(first_gap < 0, -1, -2))
+    counts[:] = np.bincount(rollout, minlength=n)
+    label[counts == 0] = -2  # a rollout with no steps has no row
+    return label, counts, steps["text"].take(pa.array(keep)).combine_chunks(), rollout
+
+
+def _first_bad_of_rows(stepwise: pa.Table, rows: np.ndarray) -> np.ndarray:
+    """Per stepwise row in `rows`, the index of its first step labelled bad, -1 when every label is good."""
+    labels, offsets = list_offsets(stepwise["labels"])
+    good = np.asarray(pc.fill_null(labels, True).to_numpy(zero_copy_only=False), bool)
+    out = np.full(stepwise.num_rows, -1, np.int64)
+    bad = np.flatnonzero(~good)
+    owner = np.searchsorted(offsets, bad, side="right") - 1
+    first_rows, first = np.unique(owner, return_index=True)
+    out[first_rows] = bad[first] - offsets[first_rows]
+    return out[rows]
+
+
+def build_processbench_rows(warehouse: Warehouse, policy: str, run_id: str | None,
+                            stepwise: pa.Table | None = None, stepwise_runs: pa.ChunkedArray | None = None) -> pa.Table:
+    """The `processbench` rows (id, problem_id, rollout_id, generator, problem, steps, label,
+    final_answer_correct), ordered by problem_id, rollout_id.
+
+    With the export's stepwise rows (and the run of each, `stepwise_runs`), a rollout whose stepwise row
+    holds every step and label it has (`covered_by_stepwise`, the common case) takes its steps from that
+    row and its label from the row's labels; only the other rollouts' steps are gathered by query.
+    """
+    params = {"policy": policy, "run_id": run_id}
+    rollouts = retry_torn_reads(lambda: warehouse.query(load_query("export_processbench"), params))
+    n = rollouts.num_rows
+    source = np.full(n, -1, np.int64)  # per rollout, the stepwise row it is taken from, or -1
+    if stepwise is not None and stepwise.num_rows and n:
+        covered = covered_by_stepwise(warehouse, stepwise, stepwise_runs, policy, run_id)
+        at = np.asarray(pc.index_in(rollouts["rollout_id"], value_set=stepwise["rollout_id"].combine_chunks())
+                        .fill_null(-1).to_numpy(), np.int64)
+        source = np.where((at >= 0) & covered[np.maximum(at, 0)], at, -1)
+    taken = source >= 0
+    label, counts, gathered_texts, _ = _gather_steps(warehouse, rollouts, np.flatnonzero(~taken), params)
+    sw_texts, sw_offsets = (list_offsets(stepwise["completions"]) if taken.any()
+                            else (pa.array([], pa.string()), np.zeros(1, np.int64)))
+    label[taken] = _first_bad_of_rows(stepwise, source[taken]) if taken.any() else label[taken]
+    counts[taken] = np.diff(sw_offsets)[source[taken]]
+    exported = label != -2
+    # each exported row's steps: a range of the stepwise rows' flat texts, or of the gathered ones after them
+    gathered_starts = np.r_[0, np.cumsum(np.where(taken, 0, counts))][:-1] + len(sw_texts)
+    starts = gathered_starts.copy()
+    starts[taken] = sw_offsets[source[taken]]
+    starts = starts[exported]
+    lengths = counts[exported]
+    offsets = np.r_[0, np.cumsum(lengths)]
+    if exported.all() and (source == np.arange(n)).all() and n == stepwise.num_rows:
+        texts = sw_texts  # every row is its stepwise row, in the same order: the steps as they are
+    else:
+        index = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+        texts = pa.concat_arrays([sw_texts.cast(pa.string()), gathered_texts.cast(pa.string())]).take(pa.array(index))
     rows = rollouts.filter(pa.array(exported))
     return pa.table({
         "id": rows["rollout_id"],
@@ -71,7 +158,7 @@ def build_processbench_rows(warehouse: Warehouse, policy: str, run_id: str | Non
         "rollout_id": rows["rollout_id"],
         "generator": rows["generator"],
         "problem": rows["problem"],
-        "steps": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), texts.combine_chunks()),
+        "steps": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), texts),
         "label": pa.array(label[exported], pa.int32()),
         "final_answer_correct": rows["final_answer_correct"],
     })

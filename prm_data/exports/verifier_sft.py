@@ -33,6 +33,16 @@ from prm_data.warehouse import Warehouse, load_query, retry_torn_reads
 PROMPT_VERSION = "verifier_critique.v1"
 _MARK = "\x00{}\x00"  # stands in for a row's text while the template renders once
 _STEP_MARKER = r"^\s*(?:\*\*)?[Ss]tep\s*\d+\s*(?:\*\*)?\s*[:.)]\s*"  # as prm_data/steps.py's step_k policy
+
+
+def _byte_set(chars: bytes) -> np.ndarray:
+    table = np.zeros(256, bool)
+    table[list(chars)] = True
+    return table
+
+
+_SPACE = _byte_set(b" \t\n\v\f\r")  # RE2's \s, and \v to be safe (such a text then goes through the regex)
+_MARKER_FIRST = _byte_set(b" \t\n\v\f\r*Ss")  # the bytes a text matching _STEP_MARKER can begin with
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 REASONS = ("kept", "no_verdict_for_a_step", "disagrees_with_final_labels", "same_critique_as_a_kept_one")
 
@@ -111,11 +121,64 @@ def reasons_of(candidates: pa.Table, labels: pa.ChunkedArray | pa.Array) -> np.n
     return out
 
 
-def _numbered(steps_flat: pa.Array, offsets: np.ndarray) -> tuple[pa.Array, pa.Array]:
-    """`Step k: ` numbers of each flat step, and its text without a `Step k:` marker of its own."""
-    index = np.arange(len(steps_flat)) - np.repeat(offsets[:-1], np.diff(offsets))
-    numbers = pc.cast(pa.array(index + 1), pa.string())
-    return numbers, pc.replace_substring_regex(steps_flat, _STEP_MARKER, "", max_replacements=1)
+def _numbers(offsets: np.ndarray) -> np.ndarray:
+    """Each flat step's number within its row: 1, 2, ..."""
+    return np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], np.diff(offsets)) + 1
+
+
+def _string_bytes(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The character data of a string array and each string's start and end in it (int64)."""
+    width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    bounds = np.frombuffer(strings.buffers()[1], width, len(strings) + 1,
+                           strings.offset * np.dtype(width).itemsize).astype(np.int64)
+    data = strings.buffers()[2]
+    return (np.frombuffer(data, np.uint8) if data is not None and len(data) else np.zeros(1, np.uint8)), bounds
+
+
+def _begins_with_own_marker(strings: pa.Array, numbers: np.ndarray) -> np.ndarray:
+    """Per row, whether `strings[i]` begins with exactly `Step <numbers[i]>: ` followed by no ASCII whitespace
+    (then `_STEP_MARKER` matches that prefix and nothing more); False for null rows. numpy over every row,
+    one byte position at a time."""
+    data, bounds = _string_bytes(strings)
+    starts, lengths, last = bounds[:-1], np.diff(bounds), len(data) - 1
+    digits, power = np.ones(len(numbers), np.int64), 10
+    while len(numbers) and power <= numbers.max():
+        digits += numbers >= power
+        power *= 10
+    size = 7 + digits  # "Step " + digits + ": "
+    ok = (lengths >= size) & np.asarray(strings.is_valid().to_numpy(zero_copy_only=False), bool)
+    at = lambda j: data[np.minimum(starts + j, last)]  # noqa: E731 - the byte j of each string (clipped)
+    for j, byte in enumerate(b"Step "):
+        ok &= at(j) == byte
+    for m in range(int(digits.max()) if len(digits) else 0):  # the m-th digit, where the number has one
+        digit = (numbers // 10 ** np.maximum(digits - 1 - m, 0)) % 10 + ord("0")
+        ok &= (m >= digits) | (at(5 + m) == digit)
+    ok &= (at(5 + digits) == ord(":")) & (at(6 + digits) == ord(" "))
+    return ok & ((lengths == size) | ~_SPACE[at(size)])
+
+
+def _solution_lines(steps_flat: pa.Array, numbers: np.ndarray) -> pa.Array:
+    """`Step k: <text>` per flat step (k = `numbers`), the step's own leading marker (`_STEP_MARKER`) removed.
+
+    The regex costs most of this on a large export, and most texts need none: a text that begins with
+    exactly its own `Step k: ` (then no whitespace) is already its line, and one whose first byte cannot
+    begin a marker keeps its text after `Step k: `; only the others go through the regex, with the same result.
+    """
+    own = _begins_with_own_marker(steps_flat, numbers)
+    if own.all():
+        return steps_flat
+    data, bounds = _string_bytes(steps_flat)
+    first = np.where(np.diff(bounds) > 0, data[np.minimum(bounds[:-1], len(data) - 1)], 0)
+    regex = ~own & _MARKER_FIRST[first]
+    body = steps_flat
+    if regex.any():
+        rows = np.flatnonzero(regex)
+        stripped = pc.replace_substring_regex(steps_flat.take(pa.array(rows)), _STEP_MARKER, "", max_replacements=1)
+        index = np.arange(len(steps_flat))
+        index[rows] = len(steps_flat) + np.arange(len(rows))
+        body = pa.concat_arrays([steps_flat, stripped]).take(pa.array(index))
+    prefixes = pc.binary_join_element_wise("Step ", pc.cast(pa.array(numbers), pa.string()), ": ", "")
+    return pc.binary_join_element_wise(pc.if_else(pa.array(own), "", prefixes), body, "")
 
 
 def build_verifier_rows(warehouse: Warehouse, stepwise: pa.Table) -> tuple[pa.Table, dict]:
@@ -128,9 +191,10 @@ def build_verifier_rows(warehouse: Warehouse, stepwise: pa.Table) -> tuple[pa.Ta
     rows = stepwise.select(["problem_id", "rollout_id", "prompt", "completions"]).take(kept["row"])
     system, (before, middle, after) = _template()
     steps_flat, offsets = list_offsets(rows["completions"])
-    numbers, texts = _numbered(steps_flat, offsets)
-    lists = lambda flat, sep: pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), flat), sep)  # noqa: E731
-    solution = lists(pc.binary_join_element_wise("Step ", numbers, ": ", texts, ""), "\n")
+    step_numbers = _numbers(offsets)
+    numbers = pc.cast(pa.array(step_numbers), pa.string())
+    lines = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), _solution_lines(steps_flat, step_numbers))
+    solution = pc.binary_join(lines, "\n")
     user = (before, rows["prompt"].combine_chunks(), middle, solution, after)  # joined in _messages
     table = pa.table({
         "problem_id": rows["problem_id"],
