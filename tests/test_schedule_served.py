@@ -6,6 +6,12 @@ sim-served` serves the deployment; `prefect deployment run nightly/sim-served`
 triggers it once; the served process runs the flow to completion (its parameter
 model, built from the flow's annotations, is fully defined in the serving
 process) and the run writes step labels and final labels to the warehouse.
+
+The warehouse is an `s3://` bucket on a local S3-compatible server (issue 20: every
+command works with an object-store root): the serving process and the flow run it
+starts reach the bucket through the environment, as a user's would, and the rows
+are read back from the bucket. `run` on a local folder goes through the same flow
+(tests/test_flows.py).
 """
 
 from __future__ import annotations
@@ -20,16 +26,17 @@ import pytest
 import yaml
 from test_deployment import _free_port, _start, _stop, _wait_healthy
 
-from prm_data.warehouse import Warehouse
+from prm_data.warehouses import open_warehouse
+from s3_support import SECRET, s3_endpoint, s3_root  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def small_sim_config(root: Path) -> Path:
-    """configs/sim.yaml on 4 problems x 2 rollouts, in a folder of its own."""
+def small_sim_config(root: Path, warehouse: str) -> Path:
+    """configs/sim.yaml on 4 problems x 2 rollouts, writing into `warehouse`, its other files in `root`."""
     data = yaml.safe_load((REPO / "configs" / "sim.yaml").read_text())
-    data.update(warehouse=str(root / "warehouse"), reports_dir=str(root / "reports"), shard_size=4)
+    data.update(warehouse=warehouse, reports_dir=str(root / "reports"), shard_size=4)
     data["problems"] = {"source": "bank:4:2:0"}
     data["rollouts"] = {"n": 2}
     data["labeling"]["mc_value"] = {"k": 2}
@@ -41,13 +48,13 @@ def small_sim_config(root: Path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.network
-def test_a_served_schedule_runs_a_triggered_night_to_completion(tmp_path):
+def test_a_served_schedule_runs_a_triggered_night_to_completion_into_a_bucket(tmp_path, s3_root):
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": api,
            "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
            "PREFECT_LOGGING_LEVEL": "WARNING"}
-    config = small_sim_config(tmp_path)
+    config = small_sim_config(tmp_path, s3_root)
     server_log, serve_log = tmp_path / "server.log", tmp_path / "serve.log"
     procs: list[subprocess.Popen] = []
     try:
@@ -75,7 +82,9 @@ def test_a_served_schedule_runs_a_triggered_night_to_completion(tmp_path):
         for proc in reversed(procs):
             _stop(proc)
 
-    wh = Warehouse(tmp_path / "warehouse")
+    assert not (tmp_path / "s3:").exists()
+    assert SECRET not in serve_log.read_text()
+    wh = open_warehouse(s3_root)
     assert wh.scalar("SELECT count(*) FROM runs WHERE status = 'completed'") == 1
     labelers = {r["labeler"] for r in wh.rows("SELECT DISTINCT labeler FROM step_labels")}
     assert labelers == {"mc_value", "omega_prm", "progress", "tool_verify", "judge_vote", "rubric"}
