@@ -1,6 +1,6 @@
 """Reference matching (zero model calls) beside Monte Carlo and OmegaPRM binary search.
 
-Two measurements (see docs/labeling.md, "Reference matching"):
+Three measurements (see docs/labeling.md, "Reference matching", and docs/code.md, "Labeling code: measured"):
 
 1. **The synthetic policy** (prm_data/llm/sim.py, the defaults of benchmarks/labeling_cost.py:
    bank problems of 3 to 6 operations of + - *, the policy erring with probability 0.15 per step,
@@ -13,7 +13,15 @@ Two measurements (see docs/labeling.md, "Reference matching"):
    steps given a hard label), calls, tokens and CPU seconds. The simulator's assumptions
    (`SimBackend.assumptions()`) are stored with the figures; its parameters are the defaults
    of labeling_cost.py, not chosen for this benchmark.
-2. **Problem sets with known truth** (`--problem-set`, default both of benchmarks/data/:
+2. **The code simulator** (prm_data/llm/sim_code.py at its defaults, as policy and completer; 24
+   code-bank problems of 3-5 blocks, seed 0; 8 problems and one seed with --quick): the same
+   comparison with the code completer (solve_code.v1, code_block steps) and `verpo` k = 8 added;
+   the binary-search/MC cost ratios of math and code side by side; the zero-call labelers' misses
+   by how and by the simulator's bug kind at the first error; and, on one seed, the world with
+   `fix_rate` 0.05 (a wrong solution redefined correctly 1 time in 20: the analog of math's error
+   cancellation), a sensitivity check. Completions are graded by the sandboxed code verifier, each
+   distinct program once (memo_verifiers.py: labels, calls and tokens unchanged).
+3. **Problem sets with known truth** (`--problem-set`, default both of benchmarks/data/:
    human_math_solutions.json, hand-written problems with GSM8K-style annotated references and
    solutions in prose, equations, LaTeX, markdown and GSM8K annotations; human_code_solutions.json,
    hand-written code problems with unit tests, a reference as fenced steps and solutions; the true
@@ -182,7 +190,8 @@ def code_simulator(quick: bool, fix_rate: float = 0.0, seeds: list[int] | None =
     kind = first_error_kinds(rollouts, problems)
     for m in methods.values():
         if "misses" in m:
-            m["misses_by_first_error_kind"] = {how: _count(kind[rid] for rid in ids) for how, ids in m["misses"].items()}
+            m["misses_by_first_error_kind"] = {how: _count(kind[rid] for rid in ids)
+                                               for how, ids in m["misses"].items()}
     return {**facts, "completer_assumptions": SimBackend(**backend).assumptions(), "completer_seeds": seeds,
             "methods": methods, "first_errors": first_error_steps(rollouts), "first_error_kinds": _count(kind.values()),
             "verifier_memo": verifiers.counts(), "seconds": round(time.perf_counter() - start, 1)}
