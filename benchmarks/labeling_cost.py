@@ -52,6 +52,7 @@ import argparse
 import json
 import time
 from collections import defaultdict
+from itertools import groupby
 from pathlib import Path
 
 from prm_data.labelers.mc_value import MCValueConfig, label_mc_value
@@ -134,18 +135,22 @@ def score(rollouts: list[RolloutSteps], labels) -> tuple[int, int, int, int]:
     return sum(hits), len(hits), sum(erroneous), len(erroneous)
 
 
-def run_method(rollouts, labeler, cfg, completer_backend: dict, seeds: list[int]) -> dict:
-    """Label the rollouts once per completer seed (fresh tree and client each time); pool the results."""
+def run_method(rollouts, labeler, cfg, completer_backend: dict, seeds: list[int],
+               completer_cfg: dict | None = None, verifiers=None) -> dict:
+    """Label the rollouts once per completer seed (fresh tree and client each time); pool the results.
+    `completer_cfg`: more CompleterConfig fields (code's prompt, step policy); `verifiers`: the completer's."""
     hits = total = err_hits = err_total = 0
     sums: dict[str, float] = defaultdict(float)
-    per_seed = []
+    per_seed, aucs = [], []
     for seed in seeds:
         client = LLMClient(SimBackend(**completer_backend))
-        completer = Completer(client, cfg=CompleterConfig(seed=seed), run_id="bench")
+        completer = Completer(client, cfg=CompleterConfig(seed=seed, **(completer_cfg or {})), run_id="bench",
+                              verifiers=verifiers)
         start = time.perf_counter()
         labels = labeler(rollouts, completer, cfg)
         sums["seconds"] += time.perf_counter() - start
         h, n, eh, en = score(rollouts, labels)
+        aucs.append(value_auc(rollouts, labels))
         hits, total, err_hits, err_total = hits + h, total + n, err_hits + eh, err_total + en
         per_seed.append(h / n)
         usage = client.stats.total
@@ -171,8 +176,24 @@ def run_method(rollouts, labeler, cfg, completer_backend: dict, seeds: list[int]
         "completion_tokens_per_labeled_step": (out["completion_tokens"] / out["labeled_steps"]
                                                if out["labeled_steps"] else None),
         "seeds": seeds,
+        "value_auc": None if None in aucs else sum(aucs) / len(aucs),
     })
     return out
+
+
+def value_auc(rollouts: list[RolloutSteps], labels) -> float | None:
+    """Mann-Whitney AUC of the soft values: the chance that a step before the true first error has a higher
+    value than one at or after it (ties count half); None without both kinds of step."""
+    truth = {r.rollout_id: r.true_first_error for r in rollouts}
+    pairs = sorted((l.value, truth[l.rollout_id] in (-1, None) or l.step_index < truth[l.rollout_id])
+                   for l in labels if l.value is not None)
+    n_good = sum(good for _, good in pairs)
+    wins = bad_below = 0.0
+    for _, tied in groupby(pairs, key=lambda p: p[0]):
+        good = [ok for _, ok in tied]
+        wins += sum(good) * (bad_below + (len(good) - sum(good)) / 2)
+        bad_below += len(good) - sum(good)
+    return wins / (n_good * bad_below) if n_good and bad_below else None
 
 
 def run_setting(rollouts, completer_backend: dict, seeds: list[int], names=None) -> dict:

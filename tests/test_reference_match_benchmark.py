@@ -60,3 +60,35 @@ def test_every_hand_written_code_reference_passes_its_own_tests(benchmark):
         assert trace.load_error is None and all(t.passed for t in trace.tests), p["problem_id"]
         for s in p["solutions"]:
             assert -1 <= s["true_first_error"] < len(s["steps"]), (p["problem_id"], s["steps"])
+
+
+def _labels(rollout_id: str, values: list[float]):
+    from types import SimpleNamespace
+    return [SimpleNamespace(rollout_id=rollout_id, step_index=i, value=v) for i, v in enumerate(values)]
+
+
+def test_value_auc_is_the_share_of_good_bad_step_pairs_ranked_right(benchmark):
+    from prm_data.rollouts import RolloutSteps
+    rollouts = [RolloutSteps("p", "a", "q", ("s0", "s1", "s2"), true_first_error=1),
+                RolloutSteps("p", "b", "q", ("s0", "s1"), true_first_error=-1)]
+    auc = benchmark.value_auc
+    # good steps: a0, b0, b1; bad: a1, a2
+    assert auc(rollouts, _labels("a", [0.9, 0.0, 0.1]) + _labels("b", [0.8, 0.7])) == 1.0
+    assert auc(rollouts, _labels("a", [0.0, 0.9, 0.8]) + _labels("b", [0.1, 0.2])) == 0.0
+    # a0 = 0.5 ties a1: half a win; b's steps beat both bad ones: (1.5 + 2 + 2) / 6
+    assert auc(rollouts, _labels("a", [0.5, 0.5, 0.1]) + _labels("b", [0.8, 0.7])) == pytest.approx(5.5 / 6)
+    assert auc(rollouts[1:], _labels("b", [0.8, 0.7])) is None  # no bad step to rank against
+
+
+def test_memo_verifiers_run_each_distinct_program_once_with_the_plain_verifiers_outcomes(benchmark):
+    from prm_data.verifiers.protocol import OutcomeSpec
+    from prm_data.verifiers.registry import Verifiers
+    spec = OutcomeSpec("code", tests=("assert f(2) == 4", "assert f(0) == 0"), entry_point="f")
+    right, wrong = "```python\ndef f(x):\n    return 2 * x\n```", "```python\ndef f(x):\n    return x + 2\n```"
+    items = [(spec, right), (spec, wrong), (spec, right), (spec, wrong), (spec, right)]
+    memo = benchmark.MemoVerifiers()
+    got = memo.verify_many(items)
+    plain = Verifiers().verify_many(items[:2])
+    assert [o.success for o in got] == [True, False, True, False, True]
+    assert [[t.passed for t in o.tests] for o in got[:2]] == [[t.passed for t in o.tests] for o in plain]
+    assert memo.counts() == {"gradings_asked": 5, "programs_run": 2}

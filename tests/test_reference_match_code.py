@@ -111,3 +111,30 @@ def test_the_steps_program_keeps_each_steps_lines():
 def test_a_trace_needs_a_code_problem():
     with pytest.raises(ValueError, match="needs a code problem"):
         trace_solution(REFERENCE, OutcomeSpec("math", answer="3"))
+
+
+# The project's own code_block steps: one fence across the steps (the first opens it, the last closes it).
+SPANNING = ["```python\ndef mean_of_squares(xs):", "    squares = [x * x for x in xs]", "    total = sum(squares)",
+            "    return total / len(xs)\n```"]
+
+
+def test_a_fence_that_spans_steps_gives_each_step_its_own_lines():
+    program = code_of_steps(["Plan: square, sum, divide.", *SPANNING])
+    assert program.lines == ((), (1,), (2,), (3,), (4,))
+    assert program.code.splitlines() == ["def mean_of_squares(xs):", "    squares = [x * x for x in xs]",
+                                         "    total = sum(squares)", "    return total / len(xs)"]
+
+
+def test_a_fence_left_open_runs_to_the_end_and_another_languages_block_is_not_code():
+    program = code_of_steps(["```text\nnot code\n```", "```python\ndef f(x):", "    return x"])
+    assert program.code == "def f(x):\n    return x\n" and program.lines == ((), (1,), (2,))
+
+
+@pytest.mark.slow
+def test_code_block_steps_against_a_one_block_reference_header_included():
+    reference = "```python\n" + "\n".join(s.strip("`").removeprefix("python\n") for s in SPANNING) + "\n```"
+    wrong = [*SPANNING[:2], "    total = sum(squares) - 1", SPANNING[3]]
+    labels = label(wrong, prob=problem(reference=[reference]))
+    # the header binds the same arguments as the reference's; the step that leaves its values is the first bad one
+    assert verdicts(labels) == [("reproduces", True), ("reproduces", True), ("diverges", False), ("diverges", False)]
+    assert [l.evidence["matched_reference_step"] for l in labels[:2]] == [0, 1]

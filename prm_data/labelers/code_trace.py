@@ -10,8 +10,9 @@ that follows the outermost call of the problem's `entry_point`: at every line
 event it records the function's local variables (as `repr`s, truncated), at
 every return the returned value, and at an exception the line that raised.
 Each line's *effects* are the values it created or changed (read off the
-snapshot at the next event); a step's effects on a test are the effects of the
-lines it holds, so variables may be named differently and still match.
+snapshot at the next event), and the `def` line's are the argument values the
+call binds; a step's effects on a test are the effects of the lines it holds,
+so variables may be named differently and still match.
 
 `trace_solution(...)` returns, per test, whether it passed and each step's
 effects; `reference_match` matches the steps of a rollout to the steps of the
@@ -27,9 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prm_data.labelers.sandbox import SandboxConfig, run_python
+from prm_data.steps import split_steps
 from prm_data.verifiers.protocol import OutcomeSpec
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.S | re.I)
+_FENCE_LINE = re.compile(r"^\s*```[ \t]*(\w*)[ \t]*$")  # a line that opens (with its language) or closes a fence
+_PYTHON_TAGS = ("", "python", "py", "python3")
 MAX_EVENTS = 2000  # per test: a loop that runs longer is cut there (its effects so far still count)
 MAX_REPR = 200
 
@@ -67,6 +71,7 @@ def _trace_run_test(source):
         if event != "call" or code.co_name != _trace_entry or code.co_filename != "<solution>" or depth[0] > 0:
             return None
         depth[0] += 1
+        record["events"].append(["call", frame.f_lineno, {k: _trace_repr(v) for k, v in frame.f_locals.items()}])
         return local
     _trace_sys.settrace(tracer)
     try:
@@ -100,15 +105,23 @@ class CodeSteps:
 
 
 def code_of_steps(steps: Sequence[str]) -> CodeSteps:
-    """The program the steps write: their fenced blocks in order, or every step whole when none has a fence."""
-    fenced = any(_FENCE.search(s) for s in steps)
+    """The program the steps write: the lines inside their Python fences, in order, or every step whole when
+    none has a fence. A fence may span steps (`code_block` steps: the first opens it, the last closes it) or
+    sit inside one; a fence left open (a solution cut off by max_tokens) runs to the end."""
+    fenced = any("```" in s for s in steps)
     program: list[str] = []
     spans: list[tuple[int, ...]] = []
+    inside: str | None = None  # "python" inside a Python fence, "other" inside another language's
     for step in steps:
-        pieces = [m.group(1) for m in _FENCE.finditer(step)] if fenced else [step]
         start = len(program)
-        for piece in pieces:
-            program.extend(piece.rstrip("\n").split("\n"))
+        for line in step.rstrip("\n").split("\n"):
+            fence = _FENCE_LINE.match(line)
+            if not fenced:
+                program.append(line)
+            elif fence:
+                inside = None if inside else ("python" if fence.group(1).lower() in _PYTHON_TAGS else "other")
+            elif inside == "python":
+                program.append(line)
         spans.append(tuple(range(start + 1, len(program) + 1)))
     return CodeSteps("\n".join(program) + "\n", tuple(spans))
 
@@ -163,6 +176,9 @@ def _effects(record: dict, line_to_step: dict[int, int], n_steps: int) -> TestTr
             continue
         if kind == "exception" and raised_in is None:
             raised_in = step
+        if kind == "call":  # the header binds the arguments: its effects are their values
+            per_step[step].extend(state.values())
+            continue
         if kind == "return":
             per_step[step].append(state["<return>"])
             continue
@@ -183,8 +199,12 @@ def effect_overlap(a: Sequence[TestTrace], b: Sequence[TestTrace], i: int, j: in
 
 
 def split_reference(reference_solution: str) -> list[str]:
-    """A code reference's steps: each fenced block, or each blank-line block when it has no fence."""
+    """A code reference's steps: each fenced block as its author split them, or, for one block holding the
+    whole program (the code bank's references, a canonical solution), its `code_block` steps (the function's
+    header, each top-level statement of its body); each blank-line block when it has no fence."""
     blocks = [m.group(0) for m in _FENCE.finditer(reference_solution)]
+    if len(blocks) == 1:
+        return split_steps(blocks[0], "code_block") or blocks
     if blocks:
         return blocks
     return [p for p in re.split(r"\n\s*\n", reference_solution.strip("\n")) if p.strip()]

@@ -99,7 +99,7 @@ from prm_data.trees.sampling import labeler_version
 from prm_data.verifiers.protocol import OutcomeSpec
 
 NAME = "reference_match"
-CODE_VERSION = "v1"
+CODE_VERSION = "v2"  # v2: code programs read across code_block steps, the def line's effects
 EVIDENCE = {"verdict": pa.string(), "matched_reference_step": pa.int64(), "reference_step_text": pa.string(),
             "similarity": pa.float64(), "computations": JSON, "reference_values": JSON,
             "effects": JSON, "tests_passed": JSON}  # the last two: code problems only
