@@ -229,3 +229,14 @@ def test_stepwise_rows_carry_each_code_rollouts_unit_test_outcomes_and_null_for_
     assert rows["r-code"]["tests_passed"] == [True, False, True]  # in the unit tests' order
     assert rows["r-code"]["values"] == [0.5, 0.0]
     assert rows["r-1"]["tests_passed"] is None  # a math rollout has no unit tests
+
+
+def test_stepwise_rows_written_before_tests_passed_existed_still_export_with_it_null(wh):
+    import pyarrow.parquet as pq
+
+    [shard] = wh.run_files("stepwise_rows", RUN)
+    pq.write_table(pq.read_table(shard).drop_columns(["tests_passed"]), shard)  # an older writer's shard
+    (wh.tables_dir / "stepwise_rows" / "_schema.parquet").unlink()  # and its older anchor, rebuilt on open
+    rows = _rows(build_export(type(wh)(wh.root), HALF)["stepwise"])
+    assert set(rows) == {"r-1", "r-2", "r-3", "r-5", "r-6", "r-7"}
+    assert {r["tests_passed"] for r in rows.values()} == {None}
