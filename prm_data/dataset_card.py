@@ -36,6 +36,8 @@ COLUMN_DOCS = {
         "label_sources": "per step, the labelers whose verdicts decided the label",
         "is_correct": "whether the solution's final answer is correct",
         "policy_model": "the model that wrote the solution",
+        "tests_passed": "code problems: each unit test passed (True) or not, in the tests' order; null for "
+                        "problems without unit tests",
     },
     "pairs": {
         "problem_id": "id of the problem",

@@ -76,6 +76,7 @@ FEATURES: dict[str, Features] = {
         "label_sources": List(_col("final_labels", "sources")),
         "is_correct": _col("rollouts", "is_correct"),
         "policy_model": _col("rollouts", "policy_model"),
+        "tests_passed": _col("rollouts", "tests_passed"),
     }),
     "pairs": Features({
         "problem_id": _col("problems", "problem_id"),

@@ -188,6 +188,7 @@ STEPWISE_ROWS = _schema(
     ("label_sources", pa.list_(pa.list_(pa.string()))),  # final_labels.sources ([] when null)
     ("is_correct", pa.bool_()),  # rollouts.is_correct
     ("policy_model", pa.string()),  # rollouts.policy_model
+    ("tests_passed", pa.list_(pa.bool_())),  # rollouts.tests_passed (code: each unit test; else null)
 )
 
 RUNS = _schema(

@@ -15,6 +15,7 @@ from prm_data.steps import join_steps, split_steps
 from prm_data.trees.sampling import Ask, Completer
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "code_sim.yaml"
+LOCAL_CONFIG = CONFIG.with_name("code_local.yaml")
 
 
 def test_the_code_sim_config_loads_and_wires_the_code_parts_together():
@@ -35,6 +36,28 @@ def test_the_code_sim_config_loads_and_wires_the_code_parts_together():
         steps = split_steps(s.text, "code_block")
         code = [x for x in steps if not x.startswith("Plan: ")]
         assert code[0].startswith("```python\ndef ") and code[-1].endswith("```") and len(steps) - len(code) <= 1
+
+
+def test_the_real_local_code_config_loads_and_wires_the_bundled_model_to_the_code_parts():
+    """configs/code_local.yaml (docs/code.md, "A real local run"): the whole run is too slow for CI, so
+    this checks what it is made of: the bundled model on both roles, code steps and the code prompt on
+    both, a stop that ends an answer at its closing fence, and a prompt that renders the task."""
+    config = RunConfig.from_yaml(LOCAL_CONFIG)
+    assert config.policy.kind == "local" and config.completer_backend == config.policy
+    assert config.policy.local.model_path == "qwen2.5-coder-0.5b-instruct"
+    assert config.rollouts.step_policy == config.labeling.completer.step_policy == "code_block"
+    assert config.rollouts.prompt_version == config.labeling.completer.prompt_version == "solve_code.v2"
+    assert config.rollouts.stop == config.labeling.completer.stop == ("```\n",)
+    assert config.rollouts.skip_uniform and config.labeling.labelers == ("mc_value",)
+    assert config.labeling.config_of("mc_value").terminal_outcome
+    assert config.verifiers.code.budget_seconds < 10.0  # a looping solution costs at most its budget
+    rows = load_problems(config.problems.source, config.problems.mapping, run_id="t")
+    assert len(rows) == 12 and {r["difficulty"] for r in rows} <= {3, 4}
+    prompt = solve_prompt(config.rollouts.prompt_version, rows[0]["question"])
+    assert prompt.messages[-1].content.endswith(f"Task: {rows[0]['question']}\nAnswer:")
+    example = prompt.messages[-1].content.split("```python\n")[1].split("```")[0]
+    assert split_steps("```python\n" + example + "```", "code_block")[0] == "```python\ndef longest_capitalized(words):"
+    compile(example, "example", "exec")  # the worked example is valid Python
 
 
 def test_the_completer_continues_a_code_prefix_and_the_tree_keeps_every_step_exact():

@@ -209,3 +209,34 @@ def test_the_card_states_config_runs_labelers_prompts_counts_balance_and_git_sha
     assert json.loads((result.path / "export.json").read_text())["counts"] == result.counts
     for column in FEATURES["stepwise"]:
         assert f"| `{column}` |" in text
+
+
+def test_stepwise_rows_carry_each_code_rollouts_unit_test_outcomes_and_null_for_math(wh):
+    code_steps = ["```python\ndef f(nums):", "    return sum(nums)\n```"]
+    wh.write_shard("problems", [{"problem_id": "p-code", "run_id": RUN, "source": "code_bank",
+                                 "question": "Write `f(nums)`.", "answer": "def f(nums):\n    return sum(nums)\n"}],
+                   run_id=RUN, shard="problems-code")
+    wh.write_shard("rollouts", [{"rollout_id": "r-code", "run_id": RUN, "problem_id": "p-code",
+                                 "policy_model": "coder", "sample_index": 0, "text": "\n".join(code_steps),
+                                 "answer_status": "incorrect", "is_correct": False, "num_steps": 2,
+                                 "tests_passed": [True, False, True]}], run_id=RUN, shard="rollouts-code")
+    wh.write_shard("steps", [{"rollout_id": "r-code", "run_id": RUN, "problem_id": "p-code", "step_index": i,
+                              "text": t} for i, t in enumerate(code_steps)], run_id=RUN, shard="steps-code")
+    write_final_labels(wh, [{"run_id": RUN, "problem_id": "p-code", "rollout_id": "r-code", "step_index": i,
+                             "policy": "consensus", "label": ok, "value": v, "sources": ["mc_value"], "kept": True}
+                            for i, (ok, v) in enumerate([(True, 0.5), (False, 0.0)])], RUN, "final-code")
+    rows = _rows(build_export(wh, HALF)["stepwise"])
+    assert rows["r-code"]["tests_passed"] == [True, False, True]  # in the unit tests' order
+    assert rows["r-code"]["values"] == [0.5, 0.0]
+    assert rows["r-1"]["tests_passed"] is None  # a math rollout has no unit tests
+
+
+def test_stepwise_rows_written_before_tests_passed_existed_still_export_with_it_null(wh):
+    import pyarrow.parquet as pq
+
+    [shard] = wh.run_files("stepwise_rows", RUN)
+    pq.write_table(pq.read_table(shard).drop_columns(["tests_passed"]), shard)  # an older writer's shard
+    (wh.tables_dir / "stepwise_rows" / "_schema.parquet").unlink()  # and its older anchor, rebuilt on open
+    rows = _rows(build_export(type(wh)(wh.root), HALF)["stepwise"])
+    assert set(rows) == {"r-1", "r-2", "r-3", "r-5", "r-6", "r-7"}
+    assert {r["tests_passed"] for r in rows.values()} == {None}

@@ -16,7 +16,7 @@ WITH candidates AS (
     SELECT rollout_id, max(run_id) AS latest_run FROM candidates GROUP BY rollout_id HAVING count(*) > 1
 )
 SELECT problem_id, rollout_id, prompt, completions, labels, "values", label_sources, is_correct, policy_model,
-       run_id
+       tests_passed, run_id
 FROM candidates c
 ANTI JOIN relabelled o ON o.rollout_id = c.rollout_id AND o.latest_run <> c.run_id
 WHERE len(c.completions) > 0

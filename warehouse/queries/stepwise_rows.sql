@@ -6,7 +6,8 @@
 -- `completions` is the longest run of steps, from step 0, whose final label is kept and not null; the
 -- first step without one ends it (steps after it are unknown, not good), so it may be empty.
 -- `values` are the soft labels (the aggregated value, or 1.0/0.0 from the hard label when the
--- aggregation gave none), `label_sources` the labelers that decided each step.
+-- aggregation gave none), `label_sources` the labelers that decided each step, `tests_passed` the
+-- rollout's per-test outcomes (code problems; null otherwise).
 -- Each rollout's steps are gathered once, as a list of structs sorted by step index, and cut at the
 -- first gap: no window over steps and no ordered aggregates (2x faster at 10M step labels).
 WITH
@@ -18,7 +19,7 @@ fl AS (
     SELECT rollout_id, step_index, text FROM steps
     WHERE run_id = $run_id AND rollout_id IN (SELECT rollout_id FROM decided)
 ), r AS (
-    SELECT rollout_id, is_correct, policy_model FROM rollouts
+    SELECT rollout_id, is_correct, policy_model, tests_passed FROM rollouts
     WHERE run_id = $run_id AND rollout_id IN (SELECT rollout_id FROM decided)
 ), p AS (
     SELECT problem_id, question FROM problems
@@ -49,7 +50,8 @@ SELECT $run_id AS run_id,
        list_transform(c.s, lambda x: coalesce(x.value, CASE WHEN x.label THEN 1.0 ELSE 0.0 END)) AS "values",
        list_transform(c.s, lambda x: coalesce(x.sources, []::VARCHAR[])) AS label_sources,
        r.is_correct,
-       r.policy_model
+       r.policy_model,
+       r.tests_passed
 FROM cut c
 LEFT JOIN r USING (rollout_id)
 LEFT JOIN p USING (problem_id)
