@@ -214,6 +214,8 @@ def generate_rollouts(problems: Sequence[dict], client: LLMClient, cfg: RolloutC
         }
         pending_rows.append(row)
         outcomes[pid].append(correct)
+        if outcome.fault:  # the code hung, crashed or hit a limit: kept as a wrong rollout, and said why
+            failures.record("rollout", f"{outcome.tag}: {outcome.fault}", item_id=rid, input=text)
         for j, (step, nid) in enumerate(zip(steps, prefix_node_ids(pid, steps))):
             batch.steps.append({"rollout_id": rid, "run_id": run_id, "problem_id": pid,
                                 "step_index": j, "text": step, "node_id": nid})

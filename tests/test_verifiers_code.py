@@ -255,3 +255,20 @@ def test_max_parallel_bounds_the_sandboxes_of_every_thread_together():  # guard:
     for t in threads:
         t.join()
     assert time.monotonic() - started >= 0.5  # 4 solutions of >= 0.25 s each, at most 2 at a time
+
+
+@pytest.mark.parametrize(("code", "fault"), [
+    ("def add_one(x):\n    return x + 1\n", None),
+    ("def add_one(x):\n    return abs(x) + 1\n", None),  # a wrong result is not a fault
+    ("def add_one(x):\n    raise ValueError('no')\n", None),  # nor is an exception the code raises
+    ("import time\ndef add_one(x):\n    if x < 0:\n        time.sleep(60)\n    return x + 1\n",
+     "test 1 (assert add_one(-1) == 0): timeout: ran over 0.3 s"),
+    ("import os\ndef add_one(x):\n    if x < 0:\n        os._exit(3)\n    return x + 1\n",
+     "test 1 (assert add_one(-1) == 0): the process exited with code 3 (os._exit or a crash)"),
+    ("while True:\n    pass\n", "test 0 (assert add_one(1) == 2): while loading: timeout: ran over 0.6 s (and 2 more tests)"),
+])
+def test_a_run_that_hangs_crashes_or_exits_is_a_fault_and_a_wrong_result_is_not(code, fault):
+    """The pipeline turns a fault into a `failures` row with this reason (issue 18: bad code)."""
+    outcome, _ = verify(code)
+    assert outcome.fault == fault
+    assert ("fault" in outcome.to_evidence()) == (fault is not None)

@@ -172,3 +172,25 @@ def test_omega_prm_searches_code_problems_through_the_verifier_on_its_pipelined_
     drawn = labeled["searcher"].completion_rows
     assert drawn and {r["verifier"] for r in drawn if r["problem_id"] == "code-1"} == {"code@1"}
     assert all(r["tests_passed"] is not None for r in drawn if r["problem_id"] == "code-1")
+
+
+def test_a_solution_that_hangs_is_a_wrong_outcome_and_a_failures_row_with_its_reason(labeled):
+    """Issue 18: bad code gives a failure row with its reason and never stops the run. The scripted
+    third solution loops forever on a negative input: every rollout or continuation graded with a
+    timed-out test has a failures row naming it and the timeout; wrong results (an assertion, the
+    code's own RuntimeError) are wrong outcomes, not failures."""
+    timed_out = [r for r in labeled["batch"].rollouts
+                 if r["tests_passed"] is not None and "while x < 0" in r["text"]]
+    continuations = [c for c in labeled["completer"].completion_rows if "while x < 0" in c["text"]]
+    assert timed_out or continuations, "the scripted server never sent the hanging solution"
+    failures = {f["item_id"]: f for f in labeled["batch"].failures + labeled["completer"].failures.rows}
+    for row in timed_out:
+        assert row["is_correct"] is False and row["tests_passed"] == [True, False, True]
+        assert failures[row["rollout_id"]]["stage"] == "rollout"
+        assert "timeout" in failures[row["rollout_id"]]["reason"] and "code@" in failures[row["rollout_id"]]["reason"]
+    for row in continuations:
+        assert "timeout" in failures[row["completion_id"]]["reason"]
+        assert failures[row["completion_id"]]["stage"].startswith("label:")
+    wrong = [r for r in labeled["batch"].rollouts + labeled["completer"].completion_rows
+             if "raise RuntimeError" in r["text"] or "return x\n" in r["text"]]
+    assert wrong and not any(r.get("rollout_id", r.get("completion_id")) in failures for r in wrong)

@@ -231,6 +231,9 @@ class Completer:
                                   score=outcome.score)
             got.append(Completion(cid, node.node_id, ok, tuple(cont), s.prompt_tokens, s.completion_tokens,
                                   s.cached, outcome.score, outcome))
+            if outcome.fault:  # the code hung, crashed or hit a limit: counted as a failed continuation, said why
+                self.failures.record(f"label:{purpose}", f"{outcome.tag}: {outcome.fault}", item_id=cid,
+                                     input=s.text)
             if not s.cached:
                 self._tokens[0] += s.completion_tokens
                 self._tokens[1] += 1

@@ -211,4 +211,26 @@ class CodeTestsVerifier:
         total = sum(weights)
         score = sum(w for w, t in zip(weights, tests) if t.passed) / total if total > 0 else 0.0
         return Outcome(status, score, self.name, self.version, tests=tuple(tests), reason=reason,
-                       seconds=time.perf_counter() - started, evidence=evidence)
+                       seconds=time.perf_counter() - started, evidence=evidence,
+                       fault=_fault(status, tests, reason, evidence.get("sandbox_status")))
+
+
+# How the harness (code_harness.py) and _from_run describe a run that went wrong rather than a test that
+# failed: a limit, a kill, an exit, a closed channel, a test never run. An assertion or an exception the
+# code raised is a wrong result, not a fault.
+_FAULT_MARKS = ("timeout:", "output limit:", "SystemExit(", "not run:", "(killed)", "the CPU limit killed it",
+                "the interpreter crashed", "the interpreter aborted", "it was killed", "the process exited with code",
+                "closed the harness's result channel")
+
+
+def _fault(status: str, tests: Sequence[TestResult], reason: str | None, sandbox_status: str | None) -> str | None:
+    """Why a solution's run went wrong (recorded as a `failures` row), or None for a right or merely wrong one."""
+    if status == "error":
+        return reason or "the test harness could not run the solution"
+    faulty = [t for t in tests if not t.passed and t.error and any(m in t.error for m in _FAULT_MARKS)]
+    if faulty:
+        more = f" (and {len(faulty) - 1} more tests)" if len(faulty) > 1 else ""
+        return f"test {tests.index(faulty[0])} ({faulty[0].name}): {faulty[0].error}{more}"
+    if sandbox_status not in (None, "ok"):
+        return f"the sandbox ended the run: {sandbox_status}"
+    return None

@@ -97,6 +97,9 @@ class Outcome:
     reason: str | None = None  # why it is not correct, one line (unparseable, error, first failed test)
     seconds: float = 0.0  # what verifying cost
     evidence: dict = field(default_factory=dict)  # anything else worth storing (JSON-able)
+    # Why the solution's run itself went wrong (it hung, crashed, hit a limit, or the harness could not
+    # run it), as opposed to a wrong result: the pipeline records it as a `failures` row. None otherwise.
+    fault: str | None = None
 
     @property
     def success(self) -> bool:
@@ -114,6 +117,8 @@ class Outcome:
             out["tests_passed"] = [t.passed for t in self.tests]
         if self.reason:
             out["reason"] = self.reason
+        if self.fault:
+            out["fault"] = self.fault
         return out | self.evidence
 
 
