@@ -5,12 +5,7 @@ from __future__ import annotations
 import pytest
 
 from prm_data.labelers.registry import spec
-from prm_data.labelers.verpo import (VeRPOConfig, dense_score, difficulty_weights, label_verpo, pass_rates,
-                                     reward, step_values)
-from prm_data.llm.client import LLMClient
-from prm_data.llm.sim import SimBackend
-from prm_data.rollouts import RolloutSteps
-from prm_data.trees.sampling import Completer, Completion
+from prm_data.labelers.verpo import VeRPOConfig, dense_score, difficulty_weights, pass_rates, reward, step_values
 from prm_data.verifiers import protocol as verifier
 from prm_data.verifiers.protocol import Outcome
 
@@ -89,14 +84,3 @@ def test_a_step_without_continuations_has_no_value():
 def test_it_is_registered_as_a_monte_carlo_signal_that_expands_the_tree():
     entry = spec("verpo")
     assert entry.role == "mc" and entry.needs == frozenset({"completer", "tree"})
-
-
-@pytest.mark.skipif("outcome" in Completion.__dataclass_fields__,
-                    reason="completions carry outcomes in this build (issue 18's verifiers merged)")
-def test_without_per_test_outcomes_it_refuses_before_sampling():
-    client = LLMClient(SimBackend())
-    completer = Completer(client, run_id="t")
-    rollout = RolloutSteps("p", "r", "q", ("def f(x):\n    return x",), answer="")
-    with pytest.raises(ValueError, match="Completion.outcome"):
-        label_verpo([rollout], completer)
-    assert client.stats.total.calls == 0

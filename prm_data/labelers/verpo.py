@@ -48,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from prm_data.records import JSON, StepLabels, wilson_confidence
 from prm_data.rollouts import RolloutSteps
 from prm_data.trees.prefix_tree import prefix_node_ids
-from prm_data.trees.sampling import Ask, Completer, Completion, ask_for, drive, labeler_version
+from prm_data.trees.sampling import Ask, Completer, ask_for, drive, labeler_version
 from prm_data.verifiers.protocol import Outcome
 
 NAME = "verpo"
@@ -127,16 +127,8 @@ def _sample(ask: Ask):
     return got
 
 
-def _outcome_of(c: Completion) -> Outcome:
-    outcome = getattr(c, "outcome", None)
-    if not isinstance(outcome, Outcome):
-        raise ValueError("verpo reads each continuation's per-test results (Completion.outcome, "
-                         "prm_data/verifiers): this completer's completions carry none")
-    return outcome
-
-
 def _n_tests(rollout: RolloutSteps, outcomes: Sequence[Outcome]) -> int:
-    spec = getattr(rollout, "outcome_spec", None)
+    spec = rollout.outcome_spec
     if spec is not None and spec.tests:
         return len(spec.tests)
     return max((len(o.tests) for o in outcomes), default=0)
@@ -145,9 +137,6 @@ def _n_tests(rollout: RolloutSteps, outcomes: Sequence[Outcome]) -> int:
 def label_verpo(rollouts: Sequence[RolloutSteps], completer: Completer,
                 cfg: VeRPOConfig = VeRPOConfig()) -> StepLabels:
     """Sample `k` continuations per step prefix and label every step with its VeRPO value."""
-    if "outcome" not in Completion.__dataclass_fields__:
-        raise ValueError("verpo needs completions that carry their verifier Outcome (Completion.outcome, "
-                         "issue 18's outcome verifiers); this build's Completion has none")
     completer.add_rollouts(rollouts)
     items = [(r, i) for r in rollouts for i in range(len(r.steps))]
     got = drive(completer, [_sample(ask_for(r, i + 1, cfg.k)) for r, i in items], NAME)
@@ -157,7 +146,7 @@ def label_verpo(rollouts: Sequence[RolloutSteps], completer: Completer,
     labels = StepLabels(NAME, labeler_version(CODE_VERSION, cfg), EVIDENCE)
     rows: dict[int, tuple] = {}
     for problem_id, members in by_problem.items():
-        outcomes = [[_outcome_of(c) for c in got[j] or ()] for j in members]
+        outcomes = [[c.outcome for c in got[j] or ()] for j in members]
         n_tests = _n_tests(items[members[0]][0], [o for outs in outcomes for o in outs])
         values, weights, rates = step_values(outcomes, n_tests, cfg)
         for j, outs, value in zip(members, outcomes, values):
