@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from prm_data.warehouse import Warehouse

@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 from datasets import DatasetDict
 
 from prm_data.export import DEFAULT_FORMAT, FEATURES, PROVENANCE_FILE, SPLITS, ExportConfig, counts_of

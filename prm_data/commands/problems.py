@@ -18,7 +18,6 @@ import uuid
 from collections import Counter
 from datetime import datetime, timezone
 from enum import Enum
-from pathlib import Path
 
 import typer
 

@@ -10,7 +10,6 @@ from prm_data.llm.cache import paid_by_run
 from prm_data.run_quality import label_quality
 from prm_data.run_warehouse import for_run
 from prm_data.sanity import arithmetic_sanity
-from prm_data.warehouse import Warehouse
 from prm_data.warehouses import open_warehouse
 
 SHOWN_REASONS = 8
