@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import json
 
+from prm_data.sources.record_fields import text_field
 from prm_data.verifiers.protocol import OutcomeSpec
 
 HUMANEVAL_KEYS = ("prompt", "canonical_solution", "test", "entry_point")
@@ -100,23 +101,7 @@ def _is_docstring(node: ast.stmt) -> bool:
 
 
 def _field(data: dict, key: str, fmt: str, max_chars: int) -> str:
-    if key not in data or data[key] is None:
-        raise CodeRecordError(f"missing {fmt} key {key!r}")
-    value = data[key]
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise CodeRecordError(f"{fmt} key {key!r} is not valid UTF-8") from None
-    if not isinstance(value, str):
-        raise CodeRecordError(f"wrong type for {fmt} key {key!r}: expected text, got {type(value).__name__}")
-    if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in value):
-        raise CodeRecordError(f"{fmt} key {key!r} is not valid UTF-8")
-    if not value.strip():
-        raise CodeRecordError(f"empty {fmt} key {key!r}")
-    if len(value) > max_chars:
-        raise CodeRecordError(f"{fmt} key {key!r} is {len(value)} characters, over the limit of {max_chars}")
-    return _newlines(value)
+    return _newlines(text_field(data, key, f"{fmt} key", max_chars, error=CodeRecordError))
 
 
 def _newlines(text: str) -> str:

@@ -17,11 +17,8 @@ field, not the whole file, is then rejected here.
 from __future__ import annotations
 
 import json
-import math
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,9 +29,9 @@ from prm_data.verifiers.registry import ungradeable_reason
 from prm_data.failures import FailureLog
 from prm_data.sources.bank import problem_id_for
 from prm_data.sources.code_records import CodeRecordError, code_problem_fields, detect_format
+from prm_data.sources.record_fields import SURROGATE, text_field
 
 STAGE = "source"
-_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 class FieldMapping(BaseModel):
@@ -177,41 +174,7 @@ class RowError(ValueError):
 
 def _text(data: dict, field: str, role: str, max_chars: int, numbers_ok: bool = False) -> str:
     """The field as text: present, of an accepted type, valid UTF-8, non-empty, not too long."""
-    if field not in data or data[field] is None:
-        raise RowError(f"missing {role} field {field!r}")
-    value = data[field]
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RowError(f"{role} field {field!r} is not valid UTF-8 (byte {value[exc.start]:#04x} "
-                           f"at offset {exc.start})") from None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
-        raise RowError(f"wrong type for {role} field {field!r}: expected text"
-                       f"{' or a number' if numbers_ok else ''}, got {type(value).__name__}")
-    if not isinstance(value, str):
-        if not numbers_ok:
-            raise RowError(f"wrong type for {role} field {field!r}: expected text, got {type(value).__name__}")
-        value = _number_text(value, field, role)
-    bad = _SURROGATE.search(value)
-    if bad:
-        raise RowError(f"{role} field {field!r} is not valid UTF-8 (byte "
-                       f"{ord(bad.group()) - 0xDC00:#04x} at character {bad.start()})")
-    if not value.strip():
-        raise RowError(f"empty {role} field {field!r}")
-    if len(value) > max_chars:
-        raise RowError(f"{role} field {field!r} is {len(value)} characters, over the limit of {max_chars}")
-    return value
-
-
-def _number_text(value: int | float | Decimal, field: str, role: str) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise RowError(f"{role} field {field!r} is not a finite number: {value}")
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    return text_field(data, field, f"{role} field", max_chars, numbers_ok=numbers_ok, error=RowError)
 
 
 def _identifier(data: dict, field: str) -> str:
@@ -223,7 +186,7 @@ def _identifier(data: dict, field: str) -> str:
     text = str(value).strip()
     if not text:
         raise RowError(f"empty id field {field!r}")
-    if _SURROGATE.search(text):
+    if SURROGATE.search(text):
         raise RowError(f"id field {field!r} is not valid UTF-8")
     return text
 
