@@ -19,9 +19,11 @@ import json
 import math
 import re
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
 from prm_data.evidence_json import encode_evidence
@@ -76,7 +78,7 @@ def labels_table(labels: Sequence[StepLabel], run_id: str) -> pa.Table:
 # records): declared like any other field, stored as its JSON like every evidence value.
 JSON = "json"
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_TEXT = ("problem_id", "rollout_id")  # Python lists
+_RUNS = ("problem_id", "rollout_id")  # runs of equal values: a labeler adds a rollout's steps one after another
 _COUNTS = ("step_index", "prompt_tokens", "completion_tokens", "calls")  # typed buffers: required integers
 _MAYBE = ("value", "hard_label", "confidence")  # Python lists: None is a value (null)
 
@@ -98,7 +100,9 @@ class StepLabels(Sequence[StepLabel]):
         self.labeler, self.labeler_version = labeler, labeler_version
         self.evidence_types = dict(evidence)
         self._declared = frozenset(self.evidence_types)
-        self._text: dict[str, list] = {name: [] for name in _TEXT}
+        # per id column, the value of each run of labels that share it and the row where the run begins
+        self._run_values: dict[str, list] = {name: [] for name in _RUNS}
+        self._run_starts: dict[str, array] = {name: array("q") for name in _RUNS}
         self._counts: dict[str, array] = {name: array("i" if name == "step_index" else "q") for name in _COUNTS}
         self._maybe: dict[str, list] = {name: [] for name in _MAYBE}
         self._evidence: list[dict] = []  # one dict per label, never changed in place; encoded in bulk
@@ -130,8 +134,13 @@ class StepLabels(Sequence[StepLabel]):
                      "completion_tokens": completion_tokens, "calls": calls}[name]
             raise ValueError(f"{self.labeler}: step_labels.{name} needs an integer in its column's range, "
                              f"got {given!r}: {exc}") from None
-        self._text["problem_id"].append(problem_id)
-        self._text["rollout_id"].append(rollout_id)
+        problems, rollouts = self._run_values["problem_id"], self._run_values["rollout_id"]
+        if not row or rollouts[-1] != rollout_id:  # the same object again: != is an identity check first
+            rollouts.append(rollout_id)
+            self._run_starts["rollout_id"].append(row)
+        if not row or problems[-1] != problem_id:
+            problems.append(problem_id)
+            self._run_starts["problem_id"].append(row)
         maybe = self._maybe
         maybe["value"].append(value)
         maybe["hard_label"].append(hard_label)
@@ -148,8 +157,10 @@ class StepLabels(Sequence[StepLabel]):
         """Append `labels`: another `StepLabels` of the same labeler column by column, else one by one."""
         if isinstance(labels, StepLabels) and (labels.labeler, labels.labeler_version, labels.evidence_types) == (
                 self.labeler, self.labeler_version, self.evidence_types):
-            for mine, theirs in ((self._text, labels._text), (self._counts, labels._counts),
-                                 (self._maybe, labels._maybe)):
+            for name in _RUNS:
+                self._run_values[name].extend(labels._run_values[name])
+                self._run_starts[name].extend(start + len(self) for start in labels._run_starts[name])
+            for mine, theirs in ((self._counts, labels._counts), (self._maybe, labels._maybe)):
                 for name, column in mine.items():
                     column.extend(theirs[name])
             self._evidence.extend(labels._evidence)  # never changed in place (set_evidence makes new dicts)
@@ -171,11 +182,15 @@ class StepLabels(Sequence[StepLabel]):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError("StepLabels index out of range")
-        t, c, m = self._text, self._counts, self._maybe
-        return StepLabel(t["problem_id"][index], t["rollout_id"][index], c["step_index"][index], self.labeler,
+        c, m = self._counts, self._maybe
+        return StepLabel(self._id_at("problem_id", index), self._id_at("rollout_id", index), c["step_index"][index],
+                         self.labeler,
                          self.labeler_version, m["value"][index], m["hard_label"][index], m["confidence"][index],
                          c["prompt_tokens"][index], c["completion_tokens"][index], c["calls"][index],
                          dict(self._evidence[index]))
+
+    def _id_at(self, name: str, row: int):
+        return self._run_values[name][bisect_right(self._run_starts[name], row) - 1]
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
@@ -208,17 +223,24 @@ class StepLabels(Sequence[StepLabel]):
         if f.name in constant:
             out = pa.repeat(pa.scalar(constant[f.name], f.type), len(self))
         elif f.name == "evidence":
-            out = encode_evidence(self._evidence)
+            out = encode_evidence(self._evidence, self.evidence_types)
         elif f.name in self._counts:  # the typed buffer's bytes (a copy: the labels may grow after)
             out = pa.Array.from_buffers(f.type, len(self), [None, pa.py_buffer(self._counts[f.name].tobytes())])
         else:
             try:
-                out = pa.array((self._text if f.name in self._text else self._maybe)[f.name], f.type)
+                out = self._runs_column(f) if f.name in self._run_values else pa.array(self._maybe[f.name], f.type)
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as exc:
                 raise ValueError(f"step_labels.{f.name}: {exc}") from exc
         if not f.nullable and out.null_count:
             raise ValueError(f"step_labels.{f.name} is required but a label has no value")
         return out
+
+
+    def _runs_column(self, f: pa.Field) -> pa.Array:
+        """An id column from its runs: each run's value converted once, then repeated over the run's rows."""
+        values, starts = pa.array(self._run_values[f.name], f.type), np.frombuffer(self._run_starts[f.name], np.int64)
+        lengths = np.diff(starts, append=len(self))
+        return values.take(pa.array(np.repeat(np.arange(len(starts), dtype=np.int32), lengths)))
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

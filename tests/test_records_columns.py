@@ -170,6 +170,54 @@ def test_evidence_too_long_for_one_string_array_is_split_into_several_and_loses_
     assert [canonical(text) for text in split.to_pylist()] == [json.dumps(e, sort_keys=True) for e in evidence]
 
 
+def test_a_non_finite_float_among_real_nulls_is_stored_as_json_wrote_it_wherever_its_type_can_hold_one(tmp_path):
+    labels = StepLabels("odd", "1", ODD)
+    for i in range(40):  # every label holds a real null; a few hold NaN or infinity in a float-bearing field
+        evidence = {"name": None, "share": 0.5, "count": i, "records": [{"k": None}]}
+        if i == 7:
+            evidence["share"] = float("nan")
+        if i == 23:
+            evidence["records"] = [{"k": None, "deep": (1.0, float("-inf"))}]
+        if i in (30, 31):  # finite values whose sum overflows: a closer look finds nothing to redo
+            evidence["share"] = 1e308
+        labels.add("p", "r", i, 0.5, True, evidence=evidence)
+    rows = assert_same_rows(tmp_path, labels)
+    texts = [row["evidence"] for row in rows]
+    assert '"share": NaN' in texts[7] and "-Infinity" in texts[23]
+    assert sum("NaN" in t or "Infinity" in t for t in texts) == 2  # the other 38 kept orjson's compact text
+    assert texts[0] == '{"name":null,"share":0.5,"count":0,"records":[{"k":null}]}'
+
+
+def test_a_nan_in_a_field_declared_as_an_integer_is_stored_as_null_the_documented_limit():
+    labels = StepLabels("odd", "1", ODD)
+    labels.add("p", "r", 0, 0.5, True, evidence={"count": float("nan")})  # not of its declared type
+    assert labels.table("run").column("evidence").to_pylist() == ['{"count":null}']
+    assert evidence_json.encode_evidence([{"count": float("nan")}]).to_pylist() == ['{"count": NaN}']  # no types
+    other_type = evidence_json.encode_evidence([{"share": "1.5"}, {"share": float("inf")}], ODD)
+    assert other_type.to_pylist() == ['{"share":"1.5"}', '{"share": Infinity}']  # a str among a float field's
+
+
+def test_ids_are_stored_label_by_label_however_the_labeler_orders_or_repeats_them():
+    given = [("p1", "r1"), ("p1", "r1"), ("p1", "r2"), ("p2", "r2"), ("p1", "r1"), ("p" + "1", "r" + "1"),
+             ("p3", "r3"), ("p3", "r3")]  # back to an earlier rollout, an equal string not the same object
+    labels = StepLabels("odd", "1", ODD)
+    for i, (problem, rollout) in enumerate(given):
+        labels.add(problem, rollout, i, 0.5, True)
+    more = StepLabels("odd", "1", ODD)
+    more.add("p3", "r3", 8, 0.5, True)
+    more.add("p4", "r4", 9, 0.5, True)
+    labels.extend(more)
+    want = given + [("p3", "r3"), ("p4", "r4")]
+    table = labels.table("run")
+    assert list(zip(table.column("problem_id").to_pylist(), table.column("rollout_id").to_pylist())) == want
+    assert [(label.problem_id, label.rollout_id) for label in labels] == want
+    assert (labels[-1].problem_id, labels[3].problem_id, labels[3].rollout_id) == ("p4", "p2", "r2")
+    bad = StepLabels("odd", "1", ODD)
+    bad.add("p", 7, 0, 0.5, True)  # an id that is no string: refused when the column is built, naming it
+    with pytest.raises(ValueError, match="step_labels.rollout_id"):
+        bad.table("run")
+
+
 def test_a_plain_enum_member_is_stored_as_its_value_the_one_documented_difference():
     Color = enum.Enum("Color", {"RED": 1})
     assert evidence_json.encode_evidence([{"c": Color.RED}]).to_pylist() == ['{"c":1}']  # json: "Color.RED"
