@@ -34,30 +34,42 @@ LABELERS = ("mc_value", "tool_verify", "judge_vote")
 
 def bench_labels(n: int, seed: int = 0) -> dict[str, list[tuple]]:
     """`n` step labels of three labelers (a third each), as (base fields, evidence) tuples, evidence shaped
-    as each labeler's own: Monte Carlo estimates (mc_value), one arithmetic check (tool_verify), two judges'
-    votes (judge_vote); values and verdicts drawn at random."""
+    as each labeler's own in a `configs/sim.yaml` run: Monte Carlo estimates with the outcome verifier's tag
+    (mc_value); arithmetic checks, one in 30 labels also an ungrounded-number check with `ok` null
+    (tool_verify); a single judge's votes, whose Fleiss' kappas are null (judge_vote: a null in every label,
+    the slowest case of the NaN check). Values, confidences and costs as each labeler sets them (a k = 8
+    estimate's fraction and Wilson confidence; 1/0 for a check; the vote share and margin), verdicts and
+    successes drawn at random."""
+    from prm_data.records import wilson_confidence
+
     rng = np.random.default_rng(seed)
-    values, verdicts, successes = rng.random(n), rng.random(n) < 0.7, rng.integers(0, 9, n)
+    verdicts, successes = rng.random(n) < 0.7, rng.integers(0, 9, n)
     out: dict[str, list[tuple]] = {name: [] for name in LABELERS}
     for i in range(n):
         kind, good = LABELERS[i % 3], bool(verdicts[i])
-        base = (f"p-{i // 80:08d}", f"r-{i // 5:010d}", i % 5, float(values[i]), good, 0.9, 120, 30, 1)
+        ids = (f"p-{i // 80:08d}", f"r-{i // 5:010d}", i % 5)
         if kind == "mc_value":
             s = int(successes[i])
+            base = (*ids, s / 8, s > 0, wilson_confidence(s, 8), 1200, 240, 8)
             evidence = {"node_id": f"n-{i:012d}", "mc_successes": s, "mc_samples": 8, "new_samples": 8,
                         "reused_samples": 0, "early_stopped": False, "samples_saved": 0,
                         "est_completion_tokens_saved": 0, "soft_estimate": s / 8, "hard_estimate": s > 0, "k": 8,
-                        "shared_estimate": False, "completer_model": "sim-policy", "terminal": False}
+                        "shared_estimate": False, "completer_model": "sim-policy", "terminal": False,
+                        "mc_score": float(s), "outcome": "hard", "verifier": "math@1"}
         elif kind == "tool_verify":
-            evidence = {"verdict": "verified" if good else "contradicted",
-                        "checks": [{"check": "arithmetic", "expr": "3 + 4", "computed": "7",
-                                    "claimed": "7" if good else "8", "ok": good, "exact": True}]}
+            base = (*ids, 1.0 if good else 0.0, good, 0.9 if good else 0.95, 0, 0, 0)
+            checks = [{"check": "arithmetic", "claim": "3 + 4 = 7", "computed": "7", "claimed": "7" if good else "8",
+                       "ok": good}]
+            if i % 30 == 1:
+                checks.insert(0, {"check": "ungrounded_number", "claim": "3 + 4 = 7", "used": "4", "ok": None})
+            evidence = {"verdict": "verified" if good else "contradicted", "checks": checks}
         else:
-            evidence = {"mode": "per_step", "prompt_version": "judge_step.v1", "votes_correct": 3.0 if good else 1.0,
-                        "votes_incorrect": 1.0 if good else 3.0, "margin": 0.5,
-                        "judges": {"a": {"correct": 2 if good else 1, "incorrect": 1 if good else 2},
-                                   "b": {"correct": 1 if good else 0, "incorrect": 0 if good else 1}},
-                        "abstentions": {}, "fleiss_kappa_rollout": 0.61, "fleiss_kappa_batch": 0.58}
+            votes = 4.0 if good else 1.0
+            base = (*ids, votes / 5, good, abs(2 * votes - 5) / 5, 400, 30, 1)
+            evidence = {"mode": "per_step", "prompt_version": "judge_step.v1", "votes_correct": votes,
+                        "votes_incorrect": 5.0 - votes, "margin": abs(2 * votes - 5) / 5,
+                        "judges": {"judge": {"correct": int(votes), "incorrect": int(5 - votes)}},
+                        "abstentions": {}, "fleiss_kappa_rollout": None, "fleiss_kappa_batch": None}
         out[kind].append((base, evidence))
     return out
 
@@ -160,12 +172,25 @@ def _column_parts(wh: Warehouse, labels) -> dict:
     from prm_data.schema import schema_for
 
     table = labels.table("run")
-    with_nulls = [{**e, "unknown": None} for e in labels._evidence]
+    types, with_nulls = labels.evidence_types, _null_in_every_label(labels)
     base = [f for f in schema_for("step_labels") if f.name != "evidence"]
     return {"base columns": lambda: [labels.column(f, "run") for f in base],
-            "evidence JSON": lambda: encode_evidence(labels._evidence),
+            "evidence JSON": lambda: encode_evidence(labels._evidence, types),
             "write_shard": lambda: wh.write_shard("step_labels", table, "run", "parts"),
-            "evidence JSON, a null in every label": lambda: encode_evidence(with_nulls)}
+            "evidence JSON, a null in every label": lambda: encode_evidence(with_nulls, types)}
+
+
+def _null_in_every_label(labels) -> list[dict]:
+    """Each label's evidence with a null where a float could be, so every label is looked at for a NaN: its
+    first floating-point field null, or (none declared) a null first in its first "json" field's list."""
+    import pyarrow as pa
+
+    types = labels.evidence_types
+    floats = [name for name, kind in types.items() if isinstance(kind, pa.DataType) and pa.types.is_floating(kind)]
+    if floats:
+        return [{**e, floats[0]: None} for e in labels._evidence]
+    field = next(name for name, kind in types.items() if not isinstance(kind, pa.DataType))
+    return [{**e, field: [None, *e.get(field, [])]} for e in labels._evidence]
 
 
 def _declared() -> dict:
