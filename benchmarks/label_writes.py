@@ -95,7 +95,10 @@ def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0, wor
     with `workers` forked processes writing at once, each its own `n /
     workers` labels of the three labelers in three shards (wall seconds from
     the moment all have filled their labels to the last rename; CPU seconds
-    summed over the workers).
+    summed over the workers). `threads`: the same with `workers` threads of
+    this process (two label tasks on the default thread task runner: orjson
+    and the Python parts hold the GIL, Parquet and Arrow's kernels let it go;
+    CPU seconds of the process).
     """
     from prm_data.records import StepLabel, labels_table
 
@@ -122,6 +125,7 @@ def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0, wor
     write_cpu: dict[str, list[float]] = {"step objects": [], "columns": []}
     parts: dict[str, dict[str, list[float]]] = {name: {p: [] for p in _PARTS} for name in raw}
     parallel: dict[str, list[float]] = {"wall": [], "cpu": []}
+    threads: dict[str, list[float]] = {"wall": [], "cpu": []}
     load = [os.getloadavg()[0]]
     try:
         wh = Warehouse(folder)
@@ -139,10 +143,14 @@ def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0, wor
             wall, cpu = _parallel_writes(wh, n, seed, workers)
             parallel["wall"].append(wall)
             parallel["cpu"].append(cpu)
+            output = None
+            wall, cpu = _threaded_writes(wh, n, seed, workers)
+            threads["wall"].append(wall)
+            threads["cpu"].append(cpu)
         load.append(os.getloadavg()[0])
         same = all(_same_stored_labels(wh, f"step_objects-{name}", f"columns-{name}") for name in raw)
         evidence_bytes = {name: pc.mean(pc.binary_length(labels.table("run").column("evidence"))).as_py()
-                          for name, labels in output.items()}
+                          for name, labels in fill_columns(raw).items()}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     med = {k: {path: statistics.median(v) for path, v in d.items()}
@@ -155,10 +163,14 @@ def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0, wor
                     "fill_and_write_rows_per_cpu_s": n / (med["fill_cpu"][path] + med["write_cpu"][path]),
                     "fill_and_write_rows_per_s": n / (med["fill"][path] + med["write"][path])} for path in fill}
     wall, cpu = statistics.median(parallel["wall"]), statistics.median(parallel["cpu"])
+    t_wall, t_cpu = statistics.median(threads["wall"]), statistics.median(threads["cpu"])
     return {"labels": n, "repeats": repeats, "labelers": list(raw), "load_average_1m": load, "paths": paths,
             "columns_parts_cpu_s": part_cpu_s, "evidence_bytes_per_label": evidence_bytes, "same_rows": bool(same),
             "parallel": {"workers": workers, "shards": workers * len(raw), "write_median_s": wall,
                          "write_rows_per_s": n / wall, "write_cpu_median_s": cpu, "write_rows_per_cpu_s": n / cpu},
+            "threads": {"workers": workers, "shards": workers * len(raw), "write_median_s": t_wall,
+                        "write_rows_per_s": n / t_wall, "write_cpu_median_s": t_cpu,
+                        "write_rows_per_cpu_s": n / t_cpu},
             "write_speedup": med["write"]["step objects"] / med["write"]["columns"],
             "write_cpu_speedup": med["write_cpu"]["step objects"] / med["write_cpu"]["columns"],
             "fill_speedup": med["fill"]["step objects"] / med["fill"]["columns"]}
@@ -247,6 +259,30 @@ def _parallel_writes(wh: Warehouse, n: int, seed: int, workers: int) -> tuple[fl
     return max(t[1] for t in times) - min(t[0] for t in times), sum(t[2] for t in times)
 
 
+def _threaded_writes(wh: Warehouse, n: int, seed: int, workers: int) -> tuple[float, float]:
+    """(wall, CPU) seconds for `workers` threads of this process to write their own labels' shards at once."""
+    import threading
+
+    from prm_data.records import labels_table
+
+    shards = [fill_columns(bench_labels(n // workers, seed + 1 + i)) for i in range(workers)]
+    start = threading.Barrier(workers + 1)
+
+    def write(piece: int) -> None:
+        start.wait()
+        for name, labels in shards[piece].items():
+            wh.write_shard("step_labels", labels_table(labels, "run"), "run", f"threads-{name}-{piece}")
+
+    pool = [threading.Thread(target=write, args=(i,)) for i in range(workers)]
+    for thread in pool:
+        thread.start()
+    began, cpu = time.perf_counter(), time.process_time()
+    start.wait()
+    for thread in pool:
+        thread.join()
+    return time.perf_counter() - began, time.process_time() - cpu
+
+
 def _same_stored_labels(wh: Warehouse, a: str, b: str) -> bool:
     """Both shards hold the same rows, the evidence equal as parsed JSON written back with sorted keys."""
     read = "SELECT * FROM read_parquet(?) ORDER BY rollout_id, step_index"
@@ -268,6 +304,9 @@ def label_writes_table(r: dict) -> str:
     lines += [f"{'columns, ' + str(par['workers']) + ' workers':<20}{par['write_rows_per_s']:>14,.0f}"
               f"{par['write_rows_per_cpu_s']:>12,.0f}   ({par['shards']} shards written by {par['workers']} "
               "processes at once; CPU summed over them)",
+              f"{'columns, ' + str(r['threads']['workers']) + ' threads':<20}{r['threads']['write_rows_per_s']:>14,.0f}"
+              f"{r['threads']['write_rows_per_cpu_s']:>12,.0f}   (the same by {r['threads']['workers']} threads of "
+              "one process, as on the default thread task runner)",
               f"goal >= {GOAL_ROWS_PER_S:,} rows/s on 2 cores ({par['workers']} label tasks at once, per wall "
               f"second): {'met' if par['write_rows_per_s'] >= GOAL_ROWS_PER_S else 'NOT met'}",
               f"columns / objects: write {r['write_speedup']:.2f}x wall, {r['write_cpu_speedup']:.2f}x CPU; "
