@@ -288,6 +288,7 @@ def test_the_write_benchmark_stores_the_same_rows_through_both_output_types():
     assert result["same_rows"] and set(result["paths"]) == {"step objects", "columns"}
     assert set(result["columns_parts_cpu_s"]) == {"mc_value", "tool_verify", "judge_vote"}
     assert result["parallel"]["shards"] == 6 and result["parallel"]["workers"] == 2
+    assert result["threads"]["shards"] == 6 and result["threads"]["write_rows_per_s"] > 0
 
 
 def _evidence_in_child(_) -> list[str]:
