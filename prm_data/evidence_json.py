@@ -15,9 +15,10 @@ compact and with the keys in the order the labeler wrote them where json
 sorted them and put a space after `:` and `,`:
 
 - orjson writes NaN and infinities as `null` (json: `NaN`, `Infinity`): the
-  labels whose text holds `null` and whose evidence holds a non-finite float
-  are encoded again with `json` (only the labels whose text holds `null` are
-  looked at, through their pickle, at C speed: `_restore_non_finite`);
+  labels whose evidence holds a non-finite float are encoded again with
+  `json`, found column by column in the fields whose declared type can hold a
+  float (`_restore_non_finite`); in a field declared otherwise (an integer
+  field given a NaN) it is stored as `null`;
 - values orjson refuses (a non-`str` dict key, an int beyond 64 bits, a lone
   surrogate, a cycle) make the chunk fall back to one label at a time, each
   by orjson or else by `json` itself (which raises where it raised);
@@ -25,7 +26,7 @@ sorted them and put a space after `:` and `,`:
   which does what json does with them (a float or int subclass as its number,
   a namedtuple as a list, anything else as its `str`).
 
-One difference remains, on purpose: a plain `Enum` member is stored as its
+One more difference, on purpose: a plain `Enum` member is stored as its
 value (orjson), where json stored `str(member)`; an `IntEnum`/`StrEnum` is the
 same either way.
 """
@@ -113,7 +114,7 @@ def _encode_chunk(evidence: Sequence[dict], types) -> list[pa.Array]:
     offsets[0] += 1
     offsets[-1] -= 1
     column = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pieces.buffers()[2]])
-    # label i begins 3 separator bytes per label before it later in `encoded` than in the pieces' text
+    # label i begins in `encoded` 3 bytes later than in the pieces' text for each separator before it
     starts = lambda: np.append(offsets[:-1].astype(np.int64) + 3 * np.arange(n), len(encoded) + 2)  # noqa: E731
     return [_restore_non_finite(column, evidence, types, encoded, starts)]
 
