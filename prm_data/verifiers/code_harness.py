@@ -245,8 +245,9 @@ class _Harness:
             if self.left() <= 0:
                 self.emit("test", i, "F", "0", _escape("not run: the solution's time budget ran out"))
                 continue
-            if self.worker is not None and self.sweep_others():
+            if self.worker is not None and (left_behind := self.sweep_others()):
                 self.stop_worker("", 0)  # a test left processes behind: the next one gets a fresh worker
+                _wait_gone(left_behind)  # their zombies, now pid 1's, reaped: no process slot still held
             if self.worker is None:
                 load_error, seconds = self.start_worker()
                 self.emit("load", "fail" if load_error else "ok", f"{seconds:.6f}", load_error)
@@ -275,7 +276,7 @@ class _Harness:
         self.emit("end", f"{spent.user + spent.system + spent.children_user + spent.children_system:.4f}")
 
     def sweep_others(self):
-        """Kill every process of the sandbox but pid 1, this one and the worker; True if any was found."""
+        """Kill every process of the sandbox but pid 1, this one and the worker; the pids found (killed)."""
         keep = {1, os.getpid(), os.getppid()}
         if self.worker is not None:
             keep.add(abs(self.worker[0]))
@@ -293,7 +294,16 @@ class _Harness:
             pending = [p for p in pending if _alive(p)]
             if pending:
                 time.sleep(0.002)
-        return bool(found)
+        return found
+
+
+def _wait_gone(pids, seconds=2.0):
+    """Wait, at most `seconds`, until none of `pids` is in /proc any more (reaped, not only dead)."""
+    until = time.monotonic() + seconds
+    while pids and time.monotonic() < until:
+        pids = [p for p in pids if os.path.exists(f"/proc/{p}")]
+        if pids:
+            time.sleep(0.002)
 
 
 def _alive(pid):
