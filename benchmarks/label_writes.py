@@ -228,11 +228,14 @@ def fill_columns(raw: dict[str, list[tuple]]) -> dict:
 
 
 def _write_worker(n: int, seed: int, piece: int, pieces: int, root: str, start, results) -> None:
-    """One worker process: fills its `n / pieces` labels of every labeler, waits for the others, writes its shards."""
+    """One worker process: writes a few labels first (a worker's first task pays its imports and Arrow's first
+    calls once), fills its `n / pieces` labels of every labeler, waits for the others, writes its shards."""
     from prm_data.records import labels_table
 
-    shards = fill_columns(bench_labels(n // pieces, seed + 1 + piece))  # its own labels, shaped as the others
     wh = Warehouse(root)
+    for name, labels in fill_columns(bench_labels(300, seed + 100 + piece)).items():
+        wh.write_shard("step_labels", labels_table(labels, "run"), "run", f"warm-up-{name}-{piece}")
+    shards = fill_columns(bench_labels(n // pieces, seed + 1 + piece))  # its own labels, shaped as the others
     gc.collect()  # as `timed` does before each measured step
     start.wait()
     began, cpu = time.perf_counter(), time.process_time()
@@ -244,11 +247,12 @@ def _write_worker(n: int, seed: int, piece: int, pieces: int, root: str, start, 
 def _parallel_writes(wh: Warehouse, n: int, seed: int, workers: int) -> tuple[float, float]:
     """(wall, summed CPU) seconds for `workers` processes to write their shards at once through the stage's write.
 
-    Each worker fills its own labels first (as a label task does in its worker), so the write does not
-    touch pages it shares with this process; the clock starts when all are filled (the perf_counter clock
-    is the machine's, not the process's).
+    The workers are spawned, not forked, as Dask's and Ray's worker processes are (a forked child pays a
+    copy of every page of this process it touches), and warmed up by one small write each; each fills its
+    own labels first (as a label task does in its worker); the clock starts when all are filled (the
+    perf_counter clock is the machine's, not the process's).
     """
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
     start, results = context.Barrier(workers), context.Queue()
     procs = [context.Process(target=_write_worker, args=(n, seed, i, workers, str(wh.root), start, results))
              for i in range(workers)]

@@ -188,6 +188,18 @@ def test_a_non_finite_float_among_real_nulls_is_stored_as_json_wrote_it_wherever
     assert texts[0] == '{"name":null,"share":0.5,"count":0,"records":[{"k":null}]}'
 
 
+def test_a_non_finite_float_given_by_set_evidence_or_brought_by_extend_is_stored_as_json_wrote_it():
+    first, second = StepLabels("odd", "1", ODD), StepLabels("odd", "1", ODD)
+    for i in range(3):
+        first.add("p", "r", i, 0.5, True, evidence={"share": 0.5})
+        second.add("p", "q", i, 0.5, True, evidence={"share": float("inf") if i == 1 else None})
+    first.extend(second)
+    assert first.table("run").column("evidence").to_pylist() == [
+        '{"share":0.5}', '{"share":0.5}', '{"share":0.5}', '{"share":null}', '{"share": Infinity}', '{"share":null}']
+    first.set_evidence("share", float("nan"))
+    assert first.table("run").column("evidence").to_pylist() == ['{"share": NaN}'] * 6
+
+
 def test_a_nan_in_a_field_declared_as_an_integer_is_stored_as_null_the_documented_limit():
     labels = StepLabels("odd", "1", ODD)
     labels.add("p", "r", 0, 0.5, True, evidence={"count": float("nan")})  # not of its declared type
