@@ -138,13 +138,17 @@ def build_processbench_rows(warehouse: Warehouse, policy: str, run_id: str | Non
         source = np.where((at >= 0) & covered[np.maximum(at, 0)], at, -1)
     taken = source >= 0
     label, counts, gathered_texts, _ = _gather_steps(warehouse, rollouts, np.flatnonzero(~taken), params)
-    sw_texts, sw_offsets = (list_offsets(stepwise["completions"]) if taken.any()
-                            else (pa.array([], pa.string()), np.zeros(1, np.int64)))
+    # the stepwise rows' list offsets, without their texts (those are copied into one array only when some
+    # row is not its own stepwise row, below)
+    if taken.any() and stepwise["completions"].null_count:
+        raise ValueError("a list column of the export has null rows")
+    sw_offsets = (np.r_[0, np.cumsum(pc.list_value_length(stepwise["completions"]).to_numpy(zero_copy_only=False))]
+                  .astype(np.int64) if taken.any() else np.zeros(1, np.int64))
     label[taken] = _first_bad_of_rows(stepwise, source[taken]) if taken.any() else label[taken]
     counts[taken] = np.diff(sw_offsets)[source[taken]]
     exported = label != -2
     # each exported row's steps: a range of the stepwise rows' flat texts, or of the gathered ones after them
-    gathered_starts = np.r_[0, np.cumsum(np.where(taken, 0, counts))][:-1] + len(sw_texts)
+    gathered_starts = np.r_[0, np.cumsum(np.where(taken, 0, counts))][:-1] + int(sw_offsets[-1])
     starts = gathered_starts.copy()
     starts[taken] = sw_offsets[source[taken]]
     starts = starts[exported]
@@ -154,6 +158,7 @@ def build_processbench_rows(warehouse: Warehouse, policy: str, run_id: str | Non
     label = pa.array(label[exported], pa.int32())
     if stepwise is not None and n == stepwise.num_rows and exported.all() and (source == np.arange(n)).all():
         return _beside_stepwise(rows, stepwise, label)  # every row is its stepwise row, in the same order
+    sw_texts = list_offsets(stepwise["completions"])[0] if taken.any() else pa.array([], pa.string())
     index = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
     texts = pa.concat_arrays([sw_texts.cast(pa.string()), gathered_texts.cast(pa.string())]).take(pa.array(index))
     return pa.table({
