@@ -39,6 +39,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
@@ -214,6 +215,27 @@ class _Splitter:
             out[split] = pa.Table.from_arrays(columns, schema=table.schema)
         return out
 
+    def in_split_order(self, table: pa.Table) -> pa.Table:
+        """`table`'s train rows, then its test rows, each in their order, from the columns `split` cached.
+
+        The trainer formats are built from these (row for row from the stepwise rows, in their order), so
+        their rows come out train first and `cut` splits them with two slices instead of copying every
+        text again: 1.2-1.5 s of CPU at 10M step labels (verifier_sft's messages alone are 420 MB)."""
+        parts = self.split(table)
+        return pa.Table.from_arrays([pa.chunked_array(parts["train"][name].chunks + parts["test"][name].chunks,
+                                                      field.type) for name, field in zip(table.column_names,
+                                                                                         table.schema)],
+                                    schema=table.schema)
+
+    def cut(self, table: pa.Table) -> dict[str, pa.Table]:
+        """`split`, for a table whose train rows all come before its test rows: two slices, no copy."""
+        test = np.asarray(_split_masks(table["problem_id"], self.config, self.in_test)["test"]
+                          .to_numpy(zero_copy_only=False), bool)
+        first_test = int(np.argmax(test)) if test.any() else len(test)
+        if not test[first_test:].all():
+            return self.split(table)
+        return {"train": table.slice(0, first_test), "test": table.slice(first_test)}
+
 
 def _fingerprint(table: pa.Table) -> str:
     """A content hash of an Arrow table (schema and every buffer), for `Dataset(fingerprint=)`.
@@ -224,6 +246,7 @@ def _fingerprint(table: pa.Table) -> str:
     h = xxhash.xxh3_128(table.schema.to_string().encode())
     for column in table.columns:
         for chunk in column.chunks:
+            h.update(f"{chunk.offset},{len(chunk)};".encode())  # slices of the same memory (a cut split) differ
             for buf in chunk.buffers():
                 if buf is not None:
                     h.update(memoryview(buf))
@@ -250,17 +273,21 @@ def build_export(warehouse: Warehouse, config: ExportConfig | None = None, train
     stepwise, stepwise_runs = _stepwise_rows(warehouse, config) if needs_stepwise else (None, None)
     out: dict[str, DatasetDict] = {}
     splitter = _Splitter(config)
+    in_split_order = None  # the stepwise rows, train then test: what the trainer formats are built from
     for fmt in config.formats:
         if fmt in trainer_formats.FORMATS:
-            built = trainer_formats.build_trainer_format(fmt, warehouse, stepwise, config.trainers,
+            if in_split_order is None:
+                in_split_order = splitter.in_split_order(stepwise)
+            built = trainer_formats.build_trainer_format(fmt, warehouse, in_split_order, config.trainers,
                                                          config.step_policy)
             table = built.table
             if trainer_cards is not None:
                 trainer_cards[fmt] = built.card
+            splits = splitter.cut(table)
         else:
             table = stepwise if fmt == "stepwise" else _query(
                 warehouse, fmt, config, (stepwise, stepwise_runs) if stepwise is not None else None)
-        splits = splitter.split(table)
+            splits = splitter.split(table)
         out[fmt] = DatasetDict({
             split: Dataset(InMemoryTable(rows), info=DatasetInfo(features=FEATURES[fmt]),
                            fingerprint=_fingerprint(rows))

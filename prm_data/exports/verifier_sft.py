@@ -188,7 +188,10 @@ def build_verifier_rows(warehouse: Warehouse, stepwise: pa.Table) -> tuple[pa.Ta
     kept = cands.filter(pa.array(reasons == 0)).sort_by(  # the query leaves rows unordered
         [("row", "ascending"), ("critic", "ascending"), ("judgment_id", "ascending")])
     kept, repeats = _drop_repeats(kept)
-    rows = stepwise.select(["problem_id", "rollout_id", "prompt", "completions"]).take(kept["row"])
+    # each column made one chunk, then taken: a take from the query's chunks costs 3-8x more for the steps
+    at = kept["row"].combine_chunks()
+    rows = pa.table({name: stepwise[name].combine_chunks().take(at)
+                     for name in ("problem_id", "rollout_id", "prompt", "completions")})
     system, (before, middle, after) = _template()
     steps_flat, offsets = list_offsets(rows["completions"])
     step_numbers = _numbers(offsets)

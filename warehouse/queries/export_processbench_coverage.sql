@@ -1,12 +1,22 @@
 -- ProcessBench export (prm_data/exports/processbench.py): which rollouts' rows can be taken from the stepwise
 -- rows of the same export. Flat, unsorted, no text: every step row (`is_label` false) and every final label
--- under $policy (in $run_id, or any run; `is_label` true) with its rollout, step index and run, and for a
--- label whether it is kept and not null (`known`). The caller takes a rollout's steps and label from its
--- stepwise row when the row's run wrote every one of the rollout's steps and labels, one each for steps
--- 0..n-1 (n: the row's number of steps), every label known: the rows the latest-row rule picks are then
--- that run's, and the stepwise row holds them all.
-SELECT false AS is_label, rollout_id, step_index, run_id, true AS known FROM steps
+-- under $policy (in $run_id, or any run; `is_label` true) of a rollout the caller's `processbench_stepwise`
+-- (`row`, `rollout_id`, `run_id`: the stepwise row of each rollout and the run it comes from) holds, with
+-- that `row`, the step index, whether it comes from the row's run (`same_run`), and for a label whether it
+-- is kept and not null (`known`). The caller takes a rollout's steps and label from its stepwise row when
+-- the row's run wrote every one of the rollout's steps and labels, one each for steps 0..n-1 (n: the row's
+-- number of steps), every label known: the rows the latest-row rule picks are then that run's, and the
+-- stepwise row holds them all. Matching here returns integers and booleans, no rollout or run id strings.
+WITH sw AS (
+    SELECT "row", rollout_id, run_id FROM processbench_stepwise
+)
+SELECT false AS is_label, sw."row", s.step_index, s.run_id IS NOT DISTINCT FROM sw.run_id AS same_run,
+       true AS known
+FROM steps s
+JOIN sw ON sw.rollout_id = s.rollout_id
 UNION ALL
-SELECT true AS is_label, rollout_id, step_index, run_id, coalesce(kept AND label IS NOT NULL, false) AS known
-FROM final_labels
-WHERE policy = $policy AND ($run_id IS NULL OR run_id = $run_id);
+SELECT true AS is_label, sw."row", f.step_index, f.run_id IS NOT DISTINCT FROM sw.run_id AS same_run,
+       coalesce(f.kept AND f.label IS NOT NULL, false) AS known
+FROM final_labels f
+JOIN sw ON sw.rollout_id = f.rollout_id
+WHERE f.policy = $policy AND ($run_id IS NULL OR f.run_id = $run_id);
