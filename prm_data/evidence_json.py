@@ -78,28 +78,19 @@ def _like_json(value):
     return out
 
 
-def encode_evidence(evidence: Sequence[dict], types: Mapping[str, pa.DataType | str] | None = None,
-                    float_suspects: np.ndarray | None = None) -> pa.ChunkedArray:
+def encode_evidence(evidence: Sequence[dict], types: Mapping[str, pa.DataType | str] | None = None) -> pa.ChunkedArray:
     """Each dict of `evidence` as one JSON object, in order, as a string column.
 
     `types`: the fields' declared Arrow types (`StepLabels`' evidence; "json"
     for any shape), which tell where a non-finite float can be (see
     `_restore_non_finite`); without them every field is looked at as "json".
-    `float_suspects`: the rows (ascending) whose floating-point fields'
-    `finite_total` was not finite, found as the labels were added; without it
-    the fields are summed here.
     """
-    chunks = []
-    for start in range(0, len(evidence), CHUNK):
-        suspects = None
-        if float_suspects is not None:
-            lo, hi = np.searchsorted(float_suspects, [start, start + CHUNK])
-            suspects = float_suspects[lo:hi] - start
-        chunks.extend(_encode_chunk(evidence[start:start + CHUNK], types, suspects))
+    chunks = [part for start in range(0, len(evidence), CHUNK)
+              for part in _encode_chunk(evidence[start:start + CHUNK], types)]
     return pa.chunked_array(chunks, pa.string())
 
 
-def _encode_chunk(evidence: Sequence[dict], types, suspects=None) -> list[pa.Array]:
+def _encode_chunk(evidence: Sequence[dict], types) -> list[pa.Array]:
     """The labels' JSON as one string array, or as several where one would pass a string array's 2 GiB."""
     n = len(evidence)
     items = [_SEPARATOR] * (2 * n - 1)
@@ -107,14 +98,10 @@ def _encode_chunk(evidence: Sequence[dict], types, suspects=None) -> list[pa.Arr
     try:
         encoded = orjson.dumps(items, default=_like_json, option=_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError is a TypeError: some label needs json itself
-        return [_encode_one_by_one(evidence, types, suspects)]
+        return [_encode_one_by_one(evidence, types)]
     if len(encoded) > MAX_BYTES:  # too much text for one array: halves, each its own
-        if n == 1:
-            return [_encode_one_by_one(evidence, types, suspects)]  # one label of 2 GiB: pyarrow then says so
-        half = n // 2
-        cut = None if suspects is None else int(np.searchsorted(suspects, half))
-        return (_encode_chunk(evidence[:half], types, None if cut is None else suspects[:cut])
-                + _encode_chunk(evidence[half:], types, None if cut is None else suspects[cut:] - half))
+        return (_encode_chunk(evidence[:n // 2], types) + _encode_chunk(evidence[n // 2:], types) if n > 1
+                else [_encode_one_by_one(evidence, types)])  # one label of 2 GiB: pyarrow then says so
     # encoded = "[" label0 ",\x1e," label1 ",\x1e," ... "]": cut at the 3-byte separators (one pass in C++),
     # the pieces are the labels end to end but for the bracket before the first and after the last, which
     # moving the first and last offsets by one leaves out (the pieces' text is not copied again)
@@ -122,17 +109,17 @@ def _encode_chunk(evidence: Sequence[dict], types, suspects=None) -> list[pa.Arr
                                                    pa.py_buffer(encoded)])
     pieces = pc.split_pattern(whole, pattern=_BETWEEN).values
     if len(pieces) != n:  # an orjson.Fragment inside the evidence itself: its 0x1e bytes cut a label
-        return [_encode_one_by_one(evidence, types, suspects)]
+        return [_encode_one_by_one(evidence, types)]
     offsets = np.frombuffer(pieces.buffers()[1], np.int32, n + 1, pieces.offset * 4).copy()
     offsets[0] += 1
     offsets[-1] -= 1
     column = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pieces.buffers()[2]])
     # label i begins in `encoded` 3 bytes later than in the pieces' text for each separator before it
     starts = lambda: np.append(offsets[:-1].astype(np.int64) + 3 * np.arange(n), len(encoded) + 2)  # noqa: E731
-    return [_restore_non_finite(column, evidence, types, encoded, starts, suspects)]
+    return [_restore_non_finite(column, evidence, types, encoded, starts)]
 
 
-def _encode_one_by_one(evidence: Sequence[dict], types, suspects=None) -> pa.Array:
+def _encode_one_by_one(evidence: Sequence[dict], types) -> pa.Array:
     out = []
     for value in evidence:
         try:
@@ -144,12 +131,10 @@ def _encode_one_by_one(evidence: Sequence[dict], types, suspects=None) -> pa.Arr
         np.cumsum([len(text) for text in out], out=out_starts[1:])
         return out_starts
 
-    return _restore_non_finite(pa.array(out, pa.binary()).cast(pa.string()), evidence, types, b"".join(out), starts,
-                               suspects)
+    return _restore_non_finite(pa.array(out, pa.binary()).cast(pa.string()), evidence, types, b"".join(out), starts)
 
 
-def _restore_non_finite(column: pa.Array, evidence: Sequence[dict], types, encoded: bytes, starts,
-                        suspects: np.ndarray | None = None) -> pa.Array:
+def _restore_non_finite(column: pa.Array, evidence: Sequence[dict], types, encoded: bytes, starts) -> pa.Array:
     """Labels orjson wrote a NaN or infinity of as `null`: encoded again by json, which writes them.
 
     Only a field whose declared type can hold a float can hold one (a
@@ -157,9 +142,8 @@ def _restore_non_finite(column: pa.Array, evidence: Sequence[dict], types, encod
     - a floating-point field's values are summed (at C speed; None and 0 left
       out), whose total is finite when none is a NaN or an infinity (or, as a
       closer look shows, when the sum overflowed); only otherwise are they
-      checked value by value, through an Arrow array. `StepLabels` sums each
-      label's floating-point fields as it is added and hands over the rows
-      whose total was not finite (`suspects`): only those are checked;
+      checked value by value, through an Arrow array (summing each label's
+      fields as it is added instead cost as much, in the labeler's loop);
     - any other such field is looked at in the labels whose text holds `null`
       alone, through its values' pickle (every plain float is a BINFLOAT opcode
       and its 8 bytes, scanned at C speed) and, only where that finds one,
@@ -173,13 +157,9 @@ def _restore_non_finite(column: pa.Array, evidence: Sequence[dict], types, encod
     """
     kinds = types if types is not None else dict.fromkeys(set().union(*evidence), "json")
     hit, with_null = np.zeros(len(evidence), bool), None
-    suspected = None if suspects is None else [evidence[i] for i in suspects]
     for name, kind in kinds.items():
         if is_float_type(kind):
-            if suspected is not None:
-                if len(suspects):
-                    hit[suspects] |= _non_finite_at(list(map(dict.get, suspected, repeat(name))), kind)
-            elif not finite_total(map(dict.get, evidence, repeat(name))):
+            if not finite_total(map(dict.get, evidence, repeat(name))):
                 hit |= _non_finite_at(list(map(dict.get, evidence, repeat(name))), kind)
         elif _may_hold_float(kind):
             if with_null is None:

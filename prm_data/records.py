@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from prm_data.evidence_json import encode_evidence, finite_total, is_float_type
+from prm_data.evidence_json import encode_evidence
 from prm_data.schema import schema_for
 
 
@@ -106,10 +106,6 @@ class StepLabels(Sequence[StepLabel]):
         self._counts: dict[str, array] = {name: array("i" if name == "step_index" else "q") for name in _COUNTS}
         self._maybe: dict[str, list] = {name: [] for name in _MAYBE}
         self._evidence: list[dict] = []  # one dict per label, never changed in place; encoded in bulk
-        # the floating-point fields, summed per label as it is added (its dict is in cache then): the rows
-        # whose sum is no finite number are the only ones that can hold a NaN or an infinity there
-        self._float_fields = tuple(name for name, kind in self.evidence_types.items() if is_float_type(kind))
-        self._float_suspects = array("q")
 
     def add(self, problem_id: str, rollout_id: str, step_index: int, value: float | None, hard_label: bool | None,
             confidence: float = 0.0, prompt_tokens: int = 0, completion_tokens: int = 0, calls: int = 0,
@@ -150,16 +146,12 @@ class StepLabels(Sequence[StepLabel]):
         maybe["hard_label"].append(hard_label)
         maybe["confidence"].append(confidence)
         self._evidence.append(evidence)
-        if self._float_fields and not finite_total(map(evidence.get, self._float_fields)):
-            self._float_suspects.append(row)
 
     def set_evidence(self, name: str, value) -> None:
         """Give every label so far the evidence field `name` = `value`."""
         if name not in self._declared:
             raise ValueError(f"{self.labeler}: evidence field {name!r} is not declared")
         self._evidence = [{**evidence, name: value} for evidence in self._evidence]  # the labeler's dicts untouched
-        if name in self._float_fields and not finite_total([value]):  # every label now holds it
-            self._float_suspects = array("q", range(len(self)))
 
     def extend(self, labels: Iterable[StepLabel]) -> None:
         """Append `labels`: another `StepLabels` of the same labeler column by column, else one by one."""
@@ -171,7 +163,6 @@ class StepLabels(Sequence[StepLabel]):
             for mine, theirs in ((self._counts, labels._counts), (self._maybe, labels._maybe)):
                 for name, column in mine.items():
                     column.extend(theirs[name])
-            self._float_suspects.extend(row + len(self) for row in labels._float_suspects)
             self._evidence.extend(labels._evidence)  # never changed in place (set_evidence makes new dicts)
             return
         for label in labels:
@@ -232,7 +223,7 @@ class StepLabels(Sequence[StepLabel]):
         if f.name in constant:
             out = pa.repeat(pa.scalar(constant[f.name], f.type), len(self))
         elif f.name == "evidence":
-            out = encode_evidence(self._evidence, self.evidence_types, np.frombuffer(self._float_suspects, np.int64))
+            out = encode_evidence(self._evidence, self.evidence_types)
         elif f.name in self._counts:  # the typed buffer's bytes (a copy: the labels may grow after)
             out = pa.Array.from_buffers(f.type, len(self), [None, pa.py_buffer(self._counts[f.name].tobytes())])
         else:
