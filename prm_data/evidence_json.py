@@ -156,16 +156,16 @@ def _restore_non_finite(column: pa.Array, evidence: Sequence[dict], types, encod
     `encoded` is the labels' text end to end, label i from `starts()[i]`.
     """
     kinds = types if types is not None else dict.fromkeys(set().union(*evidence), "json")
-    hit, with_null = np.zeros(len(evidence), bool), None
+    hit, with_null, sub = np.zeros(len(evidence), bool), None, None
     for name, kind in kinds.items():
-        if is_float_type(kind):
-            if not finite_total(map(dict.get, evidence, repeat(name))):
+        if _is_float(kind):
+            if not _finite_total(map(dict.get, evidence, repeat(name))):
                 hit |= _non_finite_at(list(map(dict.get, evidence, repeat(name))), kind)
         elif _may_hold_float(kind):
-            if with_null is None:
+            if with_null is None:  # found once, for every such field
                 with_null = _labels_holding_null(encoded, starts, len(evidence))
-            if len(with_null):
                 sub = [evidence[i] for i in with_null]
+            if len(with_null):
                 hit[with_null] |= _non_finite_at(list(map(dict.get, sub, repeat(name))), kind)
     if not hit.any():
         return column
@@ -173,12 +173,11 @@ def _restore_non_finite(column: pa.Array, evidence: Sequence[dict], types, encod
     return pc.replace_with_mask(column, pa.array(hit), pa.array([_JSON(evidence[i]) for i in redo], pa.string()))
 
 
-def is_float_type(kind: pa.DataType | str) -> bool:
-    """Whether a declared evidence type is a floating-point one."""
+def _is_float(kind: pa.DataType | str) -> bool:
     return isinstance(kind, pa.DataType) and pa.types.is_floating(kind)
 
 
-def finite_total(values) -> bool:
+def _finite_total(values) -> bool:
     """Whether the sum of `values` (None and zeros left out) is a finite number: then none is a NaN or inf."""
     try:
         return math.isfinite(sum(filter(None, values)))
@@ -226,7 +225,7 @@ def _may_hold_float(kind: pa.DataType | str) -> bool:
 
 def _non_finite_at(values: list, kind: pa.DataType | str) -> np.ndarray:
     """Which of one field's values (None: absent or null) hold a NaN or an infinity."""
-    if is_float_type(kind):
+    if _is_float(kind):
         try:
             finite = pc.fill_null(pc.is_finite(pa.array(values, pa.float64())), True)  # None: no float
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):

@@ -184,8 +184,8 @@ class StepLabels(Sequence[StepLabel]):
             raise IndexError("StepLabels index out of range")
         c, m = self._counts, self._maybe
         return StepLabel(self._id_at("problem_id", index), self._id_at("rollout_id", index), c["step_index"][index],
-                         self.labeler,
-                         self.labeler_version, m["value"][index], m["hard_label"][index], m["confidence"][index],
+                         self.labeler, self.labeler_version, m["value"][index], m["hard_label"][index],
+                         m["confidence"][index],
                          c["prompt_tokens"][index], c["completion_tokens"][index], c["calls"][index],
                          dict(self._evidence[index]))
 
@@ -234,7 +234,6 @@ class StepLabels(Sequence[StepLabel]):
         if not f.nullable and out.null_count:
             raise ValueError(f"step_labels.{f.name} is required but a label has no value")
         return out
-
 
     def _runs_column(self, f: pa.Field) -> pa.Array:
         """An id column from its runs: each run's value converted once, then repeated over the run's rows."""
