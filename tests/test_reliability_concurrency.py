@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -29,9 +30,12 @@ from reliability_support import CONTENT_TABLES, cli_command, duplicate_keys, run
 pytestmark = pytest.mark.slow
 
 
-def sim_config(path: Path, name: str, source: str, n: int, k: int) -> Path:
+def sim_config(path: Path, name: str, source: str, n: int, k: int, latency_s: float = 0.0) -> Path:
+    sim = {"sim": {"latency_s": latency_s}} if latency_s else {}
     path.write_text(yaml.safe_dump({
         "name": name, "problems": {"source": source}, "shard_size": 3, "rollouts": {"n": n},
+        **({"policy": {"kind": "sim", "model": "sim-policy", **sim},
+            "judges": {"judge": {"kind": "sim", "model": "sim-judge", **sim}}} if sim else {}),
         "labeling": {"labelers": ["mc_value", "tool_verify", "judge_vote"], "mc_value": {"k": k},
                      "judge_vote": {"mode": "per_step", "judges": [{"name": "judge", "samples": 3}]}},
         "export": {"out_dir": f"exports/{name}"}}))
@@ -61,27 +65,40 @@ class _RunFilter:
 
 
 def test_two_runs_at_once_write_what_each_writes_alone_while_queries_read(tmp_path):
-    configs = {"alpha": sim_config(tmp_path / "alpha.yaml", "alpha", "bank:9:2:1", n=4, k=4),
-               "beta": sim_config(tmp_path / "beta.yaml", "beta", "bank:9:3:2", n=3, k=3)}
+    # Each simulated answer takes 0.15 s, as a server's would (about 7 s a run, waiting, not computing), so
+    # the runs last several `prm-data query` calls however fast this machine computes them; the delay
+    # changes no stored row (not part of any request key), and the runs made alone use the same configs
+    configs = {"alpha": sim_config(tmp_path / "alpha.yaml", "alpha", "bank:9:2:1", n=4, k=4, latency_s=0.15),
+               "beta": sim_config(tmp_path / "beta.yaml", "beta", "bank:9:3:2", n=3, k=3, latency_s=0.15)}
     shared = tmp_path / "shared"
     Warehouse(shared)  # it exists before the readers start: read-only verbs refuse a missing warehouse
     procs = {name: start(run_args(shared, cfg), tmp_path, tmp_path / f"{name}.log") for name, cfg in configs.items()}
-    queries = []
-    while any(p.poll() is None for p in procs.values()):
-        q = subprocess.run(cli_command("--warehouse", str(shared), "query", "--format", "json",
-                                       "SELECT count(*) AS n FROM step_labels"),
-                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
-        queries.append(q)
+    readers = [[], []]  # two readers at once, each querying over and over while the runs write
+
+    def read(queries: list) -> None:
+        while any(p.poll() is None for p in procs.values()):
+            queries.append(subprocess.run(cli_command("--warehouse", str(shared), "query", "--format", "json",
+                                                      "SELECT count(*) AS n FROM step_labels"),
+                                          cwd=tmp_path, capture_output=True, text=True, timeout=120))
+
+    threads = [threading.Thread(target=read, args=(queries,)) for queries in readers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     for name, proc in procs.items():
         assert proc.returncode == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
     # alone, one after the other, in warehouses of their own
     for name, cfg in configs.items():
         assert run_to_end(run_args(tmp_path / name, cfg), tmp_path, tmp_path / f"{name}-alone.log") == 0
 
+    queries = readers[0] + readers[1]
     assert len(queries) >= 3
     assert [q.returncode for q in queries] == [0] * len(queries), [q.stderr for q in queries if q.returncode]
-    seen = [json.loads(q.stdout)[0]["n"] for q in queries]
-    assert seen == sorted(seen) and seen[-1] > 0, seen  # reads went on while labels were written
+    for mine in readers:  # each reader's counts never go down: a query never sees a shard half-written
+        seen = [json.loads(q.stdout)[0]["n"] for q in mine]
+        assert seen == sorted(seen), seen
+    assert max(json.loads(q.stdout)[0]["n"] for q in queries) > 0  # reads went on while labels were written
     wh = Warehouse(shared)
     runs = {r["run_id"]: r["status"] for r in wh.rows("SELECT run_id, status FROM runs")}
     assert sorted(runs.values()) == ["completed", "completed"]
