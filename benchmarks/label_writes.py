@@ -101,7 +101,7 @@ def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0, wor
     and the Python parts hold the GIL, Parquet and Arrow's kernels let it go;
     CPU seconds of the process).
     """
-    from prm_data.records import StepLabel, labels_table
+    from prm_data.records import StepLabel
 
     raw = bench_labels(n, seed)
 
@@ -136,9 +136,7 @@ def pipeline_label_writes(n: int = 100_000, repeats: int = 3, seed: int = 0, wor
                 output = None  # the other path's labels are not kept alive for the collector to walk
                 seconds, output = timed(build, fill_cpu[path])
                 fill[path].append(seconds)
-                write[path].append(timed(lambda: [wh.write_shard("step_labels", labels_table(labels, "run"), "run",
-                                                                 f"{path.replace(' ', '_')}-{name}")
-                                                  for name, labels in output.items()], write_cpu[path])[0])
+                write[path].append(timed(lambda: write_shards(wh, output, path.replace(" ", "_")), write_cpu[path])[0])
             for name, labels in output.items():  # the columns path, part by part, in CPU seconds
                 for part, fn in _column_parts(wh, labels).items():
                     timed(fn, parts[name][part])
@@ -227,20 +225,24 @@ def fill_columns(raw: dict[str, list[tuple]]) -> dict:
     return out
 
 
+def write_shards(wh: Warehouse, output: dict, prefix: str) -> None:
+    """Each labeler's labels as the label stage writes them (`labels_table`, then `write_shard`)."""
+    from prm_data.records import labels_table
+
+    for name, labels in output.items():
+        wh.write_shard("step_labels", labels_table(labels, "run"), "run", f"{prefix}-{name}")
+
+
 def _write_worker(n: int, seed: int, piece: int, pieces: int, root: str, start, results) -> None:
     """One worker process: writes a few labels first (a worker's first task pays its imports and Arrow's first
     calls once), fills its `n / pieces` labels of every labeler, waits for the others, writes its shards."""
-    from prm_data.records import labels_table
-
     wh = Warehouse(root)
-    for name, labels in fill_columns(bench_labels(300, seed + 100 + piece)).items():
-        wh.write_shard("step_labels", labels_table(labels, "run"), "run", f"warm-up-{name}-{piece}")
+    write_shards(wh, fill_columns(bench_labels(300, seed + 100 + piece)), f"warm-up-{piece}")
     shards = fill_columns(bench_labels(n // pieces, seed + 1 + piece))  # its own labels, shaped as the others
     gc.collect()  # as `timed` does before each measured step
     start.wait()
     began, cpu = time.perf_counter(), time.process_time()
-    for name, labels in shards.items():
-        wh.write_shard("step_labels", labels_table(labels, "run"), "run", f"parallel-{name}-{piece}")
+    write_shards(wh, shards, f"parallel-{piece}")
     results.put((began, time.perf_counter(), time.process_time() - cpu))
 
 
@@ -270,16 +272,13 @@ def _threaded_writes(wh: Warehouse, n: int, seed: int, workers: int) -> tuple[fl
     """(wall, CPU) seconds for `workers` threads of this process to write their own labels' shards at once."""
     import threading
 
-    from prm_data.records import labels_table
-
     shards = [fill_columns(bench_labels(n // workers, seed + 1 + i)) for i in range(workers)]
     start = threading.Barrier(workers + 1)
     gc.collect()
 
     def write(piece: int) -> None:
         start.wait()
-        for name, labels in shards[piece].items():
-            wh.write_shard("step_labels", labels_table(labels, "run"), "run", f"threads-{name}-{piece}")
+        write_shards(wh, shards[piece], f"threads-{piece}")
 
     pool = [threading.Thread(target=write, args=(i,)) for i in range(workers)]
     for thread in pool:
