@@ -17,6 +17,7 @@ from prefect import flow
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run as current_flow_run
+from prefect.settings import temporary_settings
 
 from flows.runners import night_cluster, task_runner_for
 from flows.tasks import STAGE_TASKS, process_context
@@ -32,12 +33,17 @@ from prm_data.pipeline.summary import summary_markdown
 def run_stage(stage: str, config: RunConfig, run_id: str, items: list, given=None) -> list:
     """Submit every invocation of one stage; (state name, output) of each, in item order (a failure raises)."""
     futures = [STAGE_TASKS[stage].submit(stage, config, run_id, list(args), given) for args in items]
+    for future in futures:  # each future keeps its final state: `state` then asks the API nothing, and is final
+        future.wait()
     return [(f.state.name, f.result()) for f in futures]
 
 
 def _run(stage: Stage, runner, config: RunConfig, run_id: str, shards: list[str], given, usage: dict) -> list:
-    done = run_stage.with_options(name=stage.name, flow_run_name=f"{stage.name}-{run_id}",
-                                  task_runner=runner)(stage.name, config, run_id, stage.items(config, shards), given)
+    # no heartbeat thread of its own: the nightly flow's, in this same process, already says the run is alive,
+    # and Prefect joins a flow run's heartbeat thread on exit, up to a second of each stage spent waiting
+    with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+        done = run_stage.with_options(name=stage.name, flow_run_name=f"{stage.name}-{run_id}", task_runner=runner)(
+            stage.name, config, run_id, stage.items(config, shards), given)
     outputs = []
     for state_name, out in done:
         if state_name != "Cached":  # a cached result's usage was spent by an earlier process
