@@ -179,6 +179,12 @@ def test_the_prefect_flow_killed_mid_labeling_resumes_to_the_same_tables(tmp_pat
         lost = {server.request_keys[h] for h in server.succeeded()} - stored_request_keys(root)
         assert run_to_end(cli_command(*args), crash_dir, log, env=env) == 0, log.read_text()[-3000:]
         assert_same_as_baseline(Warehouse(root), base, crash_dir, base_dir)
+        # the counters of the process that finished are its own: the generation it found cached (the killed
+        # process finished it, and a task's state is read once final) is not counted again
+        [summary] = Warehouse(root).rows("SELECT summary FROM runs")
+        usage = json.loads(summary["summary"])["usage"]
+        assert "rollout" not in usage and sum(u["cache_misses"] for u in usage.values()) == Warehouse(root).scalar(
+            "SELECT cache_misses FROM runs") > 0
         assert {server.request_keys[h] for h in server.asked_after_success()} <= lost
         assert len(lost) <= CONCURRENCY * 2  # policy and judge clients each have CONCURRENCY in flight
         assert len(server.succeeded()) == base_answered
