@@ -91,10 +91,11 @@ def run(
     from prm_data import progress
     from prm_data.pipeline.summary import summary_markdown
     from prm_data.pipeline.runs import RunInProgress
-    from prm_data.preflight import PermanentError, check_backends, permanent_reason
+    from prm_data.preflight import PermanentError, check_backends, check_source, permanent_reason
 
     cfg, path = _load_config(ctx, config, limit, task_runner)
     try:
+        check_source(cfg)  # a missing problem file or bad bank spec: one line now, before any run is opened
         check_backends(cfg)  # a missing package, file or refused key: one line now, not retries later
     except PermanentError as exc:
         fail(f"run not started: {exc}", EXIT_ERROR)

@@ -9,7 +9,8 @@ client and the flow's task retries keep doing so.
 `check_backends(config)` looks at every backend the config's labelers will use
 (packages importable, model files present, the key accepted by an
 OpenAI-compatible server) and raises `PermanentError` with one line naming the
-fix. `permanent_reason(exc)` classifies an exception raised later, so a retry
+fix; `check_source(config)` does the same for the problem source (a missing
+file, a bad bank spec). `permanent_reason(exc)` classifies an exception raised later, so a retry
 policy can skip retrying it and a command can print that one line.
 """
 
@@ -35,12 +36,15 @@ def permanent_reason(exc: BaseException) -> str | None:
     from pydantic import ValidationError
 
     from prm_data.llm.types import BackendError
+    from prm_data.sources.files import SourceError
 
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:  # also look through `raise ... from`
         seen.add(id(exc))
         if isinstance(exc, PermanentError):
             return str(exc)
+        if isinstance(exc, SourceError) and not _network_error(exc):  # a missing or unreadable file, a bad spec
+            return f"the problem source cannot be read: {exc}"
         if isinstance(exc, ModuleNotFoundError):
             return f"missing package {exc.name!r}: pip install it (or pick another backend kind)"
         if isinstance(exc, ImportError):
@@ -55,6 +59,20 @@ def permanent_reason(exc: BaseException) -> str | None:
             return f"the server refused the credentials: {exc}"
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+_NETWORK_MODULES = ("requests", "httpx", "httpcore", "urllib3", "aiohttp", "urllib")
+
+
+def _network_error(exc: BaseException) -> bool:
+    """Whether `exc` was caused by the network (a hub that did not answer may answer on a retry)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.split(".")[0] in _NETWORK_MODULES:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _roles(config) -> dict[str, object]:
@@ -107,6 +125,16 @@ def _check_openai_auth(role: str, backend, timeout_s: float = 5.0) -> None:
                                      ) from None
         except (OSError, ValueError, json.JSONDecodeError):
             pass  # unreachable or odd right now: transient, the client retries it
+
+
+def check_source(config) -> None:
+    """Raise `PermanentError` if the run's problem source cannot be read at all (`sources.check_source`)."""
+    from prm_data.sources import SourceError, check_source as check_spec
+
+    try:
+        check_spec(config.problems.source)
+    except SourceError as exc:
+        raise PermanentError(f"the problem source cannot be read: {exc}") from None
 
 
 def check_backends(config, check_auth: bool = True) -> None:

@@ -3,6 +3,7 @@ transient ones are retried. Run as the user types it: `prm-data run -c CONFIG` i
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 from prm_data.llm.types import BackendError
 from prm_data.preflight import permanent_reason
 from prm_data.serve_sim import ServeSimConfig, SimServer
+from prm_data.sources.files import SourceError
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).with_name("prm-data")
@@ -61,6 +63,57 @@ def test_a_refused_api_key_fails_at_once_before_any_request(tmp_path):
         error = assert_one_line_failure(done)
         assert "HTTP 401" in error and "$PRM_TEST_KEY" in error and "wrong-key" not in error
         assert server.requests_total == 0  # no generation request was sent, so none was paid or retried
+
+
+def test_a_missing_problem_file_fails_at_once_in_one_line_without_a_rerun_hint(tmp_path):
+    """The select stage is retried on transient errors: a file that is not there is none, so no retry and no
+    "rerun to resume" (a rerun reads the same missing file)."""
+    error = assert_one_line_failure(run_with(tmp_path, {"problems": {"source": str(tmp_path / "nope.jsonl")}}))
+    assert error.startswith("error: run not started: the problem source cannot be read: ")
+    assert error.endswith("nope.jsonl: no such file")
+    assert not list((tmp_path / "wh").glob("tables/rollouts/run_id=*/*.parquet"))
+
+
+@pytest.mark.parametrize("source, refused", [
+    ("bank:0", "bad bank spec"),
+    ("code_bank:5:99", "bad code bank difficulty"),
+    ("{tmp}/problems.txt", "unknown file type"),
+    ("jsonl:{tmp}/absent.data", "absent.data: no such file"),
+    ("{tmp}/problems.jsonl", None),
+    ("csv:{tmp}/problems.txt", None),
+    ("{tmp}", None),  # a folder: a dataset saved by datasets, read when loaded
+    ("hf:someone/dataset", None),  # a hub dataset is looked at when loaded (it may need the network)
+    ("bank:12:2:5", None),
+])
+def test_the_source_check_refuses_only_what_no_run_could_read(tmp_path, source, refused):
+    from prm_data.config import RunConfig
+    from prm_data.preflight import PermanentError, check_source
+
+    for name in ("problems.txt", "problems.jsonl"):
+        (tmp_path / name).write_text('{"question": "1 + 1?", "answer": "2"}\n')
+    config = RunConfig(problems={"source": source.format(tmp=tmp_path)})
+    if refused is None:
+        check_source(config)
+    else:
+        with pytest.raises(PermanentError, match=refused):
+            check_source(config)
+
+
+def _source_error(cause: BaseException | None) -> SourceError:
+    try:
+        raise SourceError("cannot load the problems") from cause
+    except SourceError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("cause, permanent", [
+    (None, True),  # raised by the reader itself: missing file, unknown format, bad bank spec
+    (json.JSONDecodeError("Expecting value", "{", 0), True),
+    (ConnectionError("hub unreachable"), False),
+    (TimeoutError("read timed out"), False),
+])
+def test_a_source_error_is_permanent_unless_the_network_caused_it(cause, permanent):
+    assert (permanent_reason(_source_error(cause)) is not None) is permanent
 
 
 @pytest.mark.parametrize("exc, permanent", [

@@ -30,8 +30,8 @@ from prm_data.sources.code_bank import difficulty_range, generate_code_bank
 from prm_data.sources.files import SourceError, file_format, read_records
 from prm_data.sources.validate import FieldMapping, RawRecord, RowValidator
 
-__all__ = ["BankSpec", "CodeBankSpec", "FieldMapping", "IngestResult", "SourceError", "ingest_problems",
-           "load_problems", "parse_bank_spec", "parse_code_bank_spec"]
+__all__ = ["BankSpec", "CodeBankSpec", "FieldMapping", "IngestResult", "SourceError", "check_source",
+           "ingest_problems", "load_problems", "parse_bank_spec", "parse_code_bank_spec"]
 
 _BANK = re.compile(r"^(?P<count>\d+)(?::(?P<lo>\d+)(?:-(?P<hi>\d+))?(?::(?P<seed>-?\d+)"
                    r"(?::(?P<ops>[-+*/]+)(?::(?P<max>\d+))?)?)?)?$")
@@ -120,6 +120,33 @@ def load_problems(spec: str, mapping: FieldMapping | None = None, run_id: str = 
     return rows
 
 
+def check_source(spec: str) -> None:
+    """Raise SourceError now where `spec` cannot be read at all, before a run starts: a bad bank spec, a
+    missing file, a file type no reader knows. Hugging Face datasets are looked at when loaded (the hub
+    may need the network), and a file's rows when read (bad rows go to `failures`, not here)."""
+    if spec.startswith("bank:"):
+        parse_bank_spec(spec[len("bank:"):])
+    elif spec.startswith("code_bank:"):
+        parse_code_bank_spec(spec[len("code_bank:"):])
+    elif not spec.startswith("hf:"):
+        fmt, name = _file_spec(spec)
+        path = Path(name)
+        if path.is_dir() and fmt is None:  # a dataset saved by datasets.save_to_disk
+            return
+        if not path.is_file():
+            raise SourceError(f"{path}: no such file")
+        if fmt is None:
+            file_format(path)
+
+
+def _file_spec(spec: str) -> tuple[str | None, str]:
+    """(format named by a `jsonl:`/`csv:`/`parquet:` prefix or None, the path as written) of a file source."""
+    prefix, _, rest = spec.partition(":")
+    if prefix in ("jsonl", "csv", "parquet") and rest:
+        return prefix, rest
+    return None, spec
+
+
 def _open(spec: str, mapping: FieldMapping, cache_dir: str | None) -> tuple[str, Iterable[RawRecord]]:
     """(source label stored with every row, records)."""
     if spec.startswith("hf:"):
@@ -130,10 +157,7 @@ def _open(spec: str, mapping: FieldMapping, cache_dir: str | None) -> tuple[str,
             raise SourceError("empty dataset name in hf: spec")
         label = f"hf:{name}{f':{config}' if config else ''}/{mapping.split}"
         return label, read_hf(name, config, mapping.split, mapping.limit, cache_dir)
-    fmt = None
-    prefix, _, rest = spec.partition(":")
-    if prefix in ("jsonl", "csv", "parquet") and rest:
-        fmt, spec = prefix, rest
+    fmt, spec = _file_spec(spec)
     path = Path(spec)
     if path.is_dir() and fmt is None:
         from prm_data.sources.hf import read_hf
