@@ -88,6 +88,19 @@ def test_query_parquet_format_needs_and_writes_an_output_file(root, tmp_path):
     assert "--output" in refused.stderr
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "json", "table"])
+def test_query_output_that_cannot_be_written_is_one_line_and_leaves_no_file(root, tmp_path, fmt):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    for target, reason in ((tmp_path / "absent" / f"out.{fmt}", "no folder"), (taken, "Is a directory")):
+        result = cli(root, "query", "SELECT * FROM problems", "--format", fmt, "--output", str(target))
+        assert result.exit_code == 1 and (result.exception is None or isinstance(result.exception, SystemExit))
+        assert result.stderr.strip().startswith(f"error: cannot write --output {target}: ")
+        assert reason in result.stderr and "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.suffix == ".tmp") == []
+    assert list(taken.iterdir()) == []
+
+
 def test_query_output_file_and_params(root, tmp_path):
     out = tmp_path / "out.csv"
     result = cli(root, "query", "SELECT count(*) AS n FROM problems WHERE difficulty = ? AND source = ?",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -63,24 +64,37 @@ def query(
 
 
 def write_result(table, fmt: OutputFormat, output: Path | None, max_rows: int = 1000) -> None:
-    """Render an Arrow table as a rich table, CSV, JSON (an array of objects) or Parquet."""
-    if fmt == OutputFormat.parquet:
-        import pyarrow.parquet as pq
+    """Render an Arrow table as a rich table, CSV, JSON (an array of objects) or Parquet.
 
-        pq.write_table(table, output)
-        return
+    A file is written under a temporary name beside `output` and renamed when whole, so a reader never
+    sees half of it; one that cannot be written is a one-line error (exit 1) and leaves nothing behind.
+    """
     if fmt == OutputFormat.table:
         text = _render_table(table, max_rows, to_file=output is not None)
         if output is None:
             return
     elif fmt == OutputFormat.csv:
         text = _csv(table)
-    else:
+    elif fmt == OutputFormat.json:
         text = _json(table)
     if output is None:
         sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
+        return
+    if not output.parent.is_dir():
+        fail(f"cannot write --output {output}: no folder {output.parent}", EXIT_ERROR)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        if fmt == OutputFormat.parquet:
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, tmp)
+        else:
+            tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, output)
+    except OSError as exc:
+        fail(f"cannot write --output {output}: {exc.strerror or exc}", EXIT_ERROR)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _plain(value):
