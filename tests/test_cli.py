@@ -327,3 +327,16 @@ def test_first_error_labeled_steps_counts_labels_not_abstentions(tmp_path):
          "completion_tokens": 0, "calls": 0} for i, label in enumerate([True, None, False, None])], run_id="r")
     assert wh.rows("SELECT first_error_step, labeled_steps FROM first_error") == [
         {"first_error_step": 2, "labeled_steps": 2}]
+
+
+@pytest.mark.parametrize("options, named", [
+    (["--tokenizer", "/some/tokenizer"], "--tokenizer applies"),
+    (["--reward-gamma", "0.9", "--reward-transform", "potential", "-f", "stepwise"],
+     "--reward-transform, --reward-gamma apply"),
+])
+def test_export_refuses_rl_rewards_options_without_the_rl_rewards_format(root, tmp_path, options, named):
+    """An option the chosen formats never read would be dropped without a word: refused, nothing written."""
+    result = cli(root, "export", "--out", str(tmp_path / "out"), *options)
+    assert result.exit_code == 2
+    assert f"{named} only to the rl_rewards format: add -f rl_rewards" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -18,6 +18,15 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export)
 
 
+RL_REWARDS_OPTIONS = ("reward_transform", "reward_gamma", "reward_gate", "clip_threshold", "tokenizer")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option `name` was set on the command line (or by its environment variable), not defaulted."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
 def export(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write (replaced whole)."),
@@ -57,6 +66,12 @@ def export(
 
     if private and not push_to_hub:
         fail("--private only applies with --push-to-hub REPO", EXIT_USAGE)
+    chosen = formats or ExportConfig().formats
+    given = [name for name in RL_REWARDS_OPTIONS if _given(ctx, name)]
+    if given and "rl_rewards" not in chosen:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        fail(f"{flags} {'applies' if len(given) == 1 else 'apply'} only to the rl_rewards format: add -f rl_rewards "
+             "(nothing was exported)", EXIT_USAGE)
     if push_to_hub:
         from huggingface_hub import get_token
 
@@ -65,7 +80,7 @@ def export(
                  "(nothing was exported or uploaded)", EXIT_ERROR)
     try:
         config = ExportConfig(
-            policy=policy, run_id=run_id, formats=tuple(formats) if formats else ExportConfig().formats,
+            policy=policy, run_id=run_id, formats=tuple(chosen),
             test_fraction=test_fraction, split_salt=split_salt, pair_margin=pair_margin,
             pair_min_samples=pair_min_samples, max_pairs_per_node=max_pairs_per_node,
             **({"license": license} if license else {}),
