@@ -91,11 +91,12 @@ def run(
     from prm_data import progress
     from prm_data.pipeline.summary import summary_markdown
     from prm_data.pipeline.runs import RunInProgress
-    from prm_data.preflight import PermanentError, check_backends, check_source, permanent_reason
+    from prm_data.preflight import PermanentError, check_backends, check_source, check_warehouse, permanent_reason
 
     cfg, path = _load_config(ctx, config, limit, task_runner)
     try:
         check_source(cfg)  # a missing problem file or bad bank spec: one line now, before any run is opened
+        check_warehouse(cfg)  # an object store that refuses our credentials: likewise
         check_backends(cfg)  # a missing package, file or refused key: one line now, not retries later
     except PermanentError as exc:
         fail(f"run not started: {exc}", EXIT_ERROR)
@@ -149,5 +150,9 @@ def schedule(
                           "`prefect server start` and `export PREFECT_API_URL=http://127.0.0.1:4200/api`.[/]")
     from prefect.schedules import Cron
 
-    nightly.serve(name=name, schedules=[Cron(cron, timezone="UTC")],
+    try:
+        when = Cron(cron, timezone="UTC")
+    except ValueError as exc:  # checked before anything is served
+        fail(f"--cron {cron!r}: {exc} (five fields: minute hour day month weekday, e.g. '0 2 * * *')", EXIT_USAGE)
+    nightly.serve(name=name, schedules=[when],
                   parameters={"config": cfg.model_dump(mode="json")})

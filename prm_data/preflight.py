@@ -10,7 +10,8 @@ client and the flow's task retries keep doing so.
 (packages importable, model files present, the key accepted by an
 OpenAI-compatible server) and raises `PermanentError` with one line naming the
 fix; `check_source(config)` does the same for the problem source (a missing
-file, a bad bank spec). `permanent_reason(exc)` classifies an exception raised later, so a retry
+file, a bad bank spec) and `check_warehouse(config)` for an object store that
+refuses our credentials. `permanent_reason(exc)` classifies an exception raised later, so a retry
 policy can skip retrying it and a command can print that one line.
 """
 
@@ -49,6 +50,8 @@ def permanent_reason(exc: BaseException) -> str | None:
             return f"missing package {exc.name!r}: pip install it (or pick another backend kind)"
         if isinstance(exc, ImportError):
             return f"cannot import: {exc}"
+        if is_access_error(exc) and not isinstance(exc, PermissionError):
+            return f"the object store refused us: {access_reason(exc)}"
         if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
             return f"{type(exc).__name__}: {exc}"
         if isinstance(exc, ValidationError):
@@ -135,6 +138,35 @@ def check_source(config) -> None:
         check_spec(config.problems.source)
     except SourceError as exc:
         raise PermanentError(f"the problem source cannot be read: {exc}") from None
+
+
+def check_warehouse(config) -> None:
+    """Raise `PermanentError` if the run's object store refuses us (no credentials, a denied key): one request."""
+    from prm_data.warehouse_root import parse_root
+
+    root = parse_root(config.warehouse)
+    if not isinstance(root, str):
+        return
+    from prm_data.storage.object_warehouse import warehouse_exists
+
+    try:
+        warehouse_exists(root)
+    except Exception as exc:
+        if is_access_error(exc):
+            raise PermanentError(f"cannot open the warehouse at {root}: {access_reason(exc)}") from None
+        raise
+
+
+def is_access_error(exc: BaseException) -> bool:
+    """Whether an object store refused us for who we are: no credentials found, or credentials denied."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return isinstance(exc, PermissionError) or any(
+        word in name for name in names for word in ("Credential", "Authentication", "AccessDenied"))
+
+
+def access_reason(exc: BaseException) -> str:
+    return (f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]} (credentials come from the environment: "
+            'docs/warehouse.md, "Object storage")')
 
 
 def check_backends(config, check_auth: bool = True) -> None:

@@ -340,3 +340,10 @@ def test_export_refuses_rl_rewards_options_without_the_rl_rewards_format(root, t
     assert result.exit_code == 2
     assert f"{named} only to the rl_rewards format: add -f rl_rewards" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_schedule_refuses_a_bad_cron_before_serving(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    result = cli(tmp_path / "wh", "schedule", "--cron", "every night")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --cron 'every night': Invalid cron string")

@@ -7,6 +7,8 @@ Helpers shared by the verbs live here: the warehouse chosen with the global
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -36,7 +38,9 @@ def open_warehouse(ctx: typer.Context):
     """The chosen warehouse, created if absent (for the verbs that write: problems, eval of a new set)."""
     from prm_data.warehouses import open_warehouse
 
-    return open_warehouse(warehouse_root(ctx))
+    root = warehouse_root(ctx)
+    with _store_access(root):
+        return open_warehouse(root)
 
 
 def open_existing_warehouse(ctx: typer.Context):
@@ -45,13 +49,28 @@ def open_existing_warehouse(ctx: typer.Context):
     if isinstance(root, str):
         from prm_data.storage.object_warehouse import warehouse_exists
 
-        if not warehouse_exists(root):
+        with _store_access(root):
+            found = warehouse_exists(root)
+        if not found:
             fail(f"no warehouse at {root}: give the right --warehouse URL (or PRM_DATA_WAREHOUSE); "
                  "`prm-data run` creates one")
     elif not (root / "tables").is_dir():
         fail(f"no warehouse at {root.resolve()}: give the right --warehouse PATH (or PRM_DATA_WAREHOUSE); "
              "`prm-data run` creates one")
     return open_warehouse(ctx)
+
+
+@contextmanager
+def _store_access(root) -> Iterator[None]:
+    """An object store that refuses us (no credentials, a denied key) as one line, not a traceback."""
+    from prm_data.preflight import access_reason, is_access_error
+
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(root, str) and is_access_error(exc):
+            fail(f"cannot open the warehouse at {root}: {access_reason(exc)}")
+        raise
 
 
 EXIT_CODES_HELP = ("Exit codes: 0 done (also when there was nothing new to do), 1 failed (the message says why), "
