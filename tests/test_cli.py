@@ -347,3 +347,16 @@ def test_schedule_refuses_a_bad_cron_before_serving(tmp_path, monkeypatch):
     result = cli(tmp_path / "wh", "schedule", "--cron", "every night")
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: --cron 'every night': Invalid cron string")
+
+
+def test_train_names_a_missing_dataset_or_model_path_in_one_line_before_loading_anything(root, tmp_path):
+    missing_set = cli(root, "train", "--dataset", str(tmp_path / "no-export"), "--model", "/no/model")
+    assert missing_set.exit_code == 1
+    assert missing_set.stderr.strip() == (f"error: {tmp_path / 'no-export'}: no such export folder (write one "
+                                          f"with `prm-data export --out {tmp_path / 'no-export'}`)")
+    export_dir = tmp_path / "export"
+    export_dir.mkdir()
+    missing_model = cli(root, "train", "--dataset", str(export_dir), "--model", "/no/model")
+    assert missing_model.exit_code == 1
+    assert missing_model.stderr.strip().startswith("error: --model /no/model: no such file or folder")
+    assert not (tmp_path / "checkpoints").exists()

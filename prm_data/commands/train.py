@@ -61,6 +61,9 @@ def train(
         return
     if model is None:
         fail("--model is required (or --tiny to build the offline test model)", EXIT_USAGE)
+    if is_local_path(model) and not Path(model).expanduser().exists():  # a path, not a Hub id: say so plainly
+        fail(f"--model {model}: no such file or folder (a checkpoint or config folder, a config file, or a "
+             "Hub model id like Qwen/Qwen2.5-Math-1.5B)", EXIT_ERROR)
     try:
         fields: dict = (yaml.safe_load(config_file.read_text()) or {}) if config_file else {}
     except (OSError, yaml.YAMLError) as exc:
