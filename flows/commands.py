@@ -6,6 +6,7 @@ the library stays usable without it.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -121,6 +122,10 @@ def run(
     except Exception as exc:
         if (reason := permanent_reason(exc)) is not None:  # a rerun would fail the same way: say why, once
             fail(f"run failed: {reason}", EXIT_ERROR)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            fail(f"run failed: no space left on the disk of the warehouse ({cfg.warehouse}) or of a temporary "
+                 "file: free some and rerun the same command to resume (no half-written shard was kept; "
+                 "finished shards and model answers are)", EXIT_ERROR)
         fail(f"run failed: {type(exc).__name__}: {exc}\nRerun the same command to resume: finished shards "
              "are kept and model answers come from the cache.", EXIT_ERROR)
     finally:
