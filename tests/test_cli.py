@@ -360,3 +360,12 @@ def test_train_names_a_missing_dataset_or_model_path_in_one_line_before_loading_
     assert missing_model.exit_code == 1
     assert missing_model.stderr.strip().startswith("error: --model /no/model: no such file or folder")
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("model, a_path", [("/no/model", True), ("./no-model", True), ("~/no-model", True),
+                                           ("a/b/c", True), ("no-config.json", True), ("gpt2", False),
+                                           ("Qwen/Qwen2.5-Math-1.5B", False)])
+def test_train_takes_only_what_can_only_be_a_path_for_a_path(model, a_path):
+    from prm_data.commands.train import _names_a_path
+
+    assert _names_a_path(model) is a_path

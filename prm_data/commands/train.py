@@ -61,7 +61,7 @@ def train(
         return
     if model is None:
         fail("--model is required (or --tiny to build the offline test model)", EXIT_USAGE)
-    if is_local_path(model) and not Path(model).expanduser().exists():  # a path, not a Hub id: say so plainly
+    if _names_a_path(model) and not Path(model).expanduser().exists():  # a path, not a Hub id: say so plainly
         fail(f"--model {model}: no such file or folder (a checkpoint or config folder, a config file, or a "
              "Hub model id like Qwen/Qwen2.5-Math-1.5B)", EXIT_ERROR)
     try:
@@ -92,6 +92,13 @@ def train(
                       f"precision {result.mixed_precision}; loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}")
         console.print(f"tokens/s {result.tokens_per_second:.0f}; peak GPU memory {memory}")
         console.print(f"checkpoint: {result.output_dir} (metrics.json, train_log.jsonl)")
+
+
+def _names_a_path(model: str) -> bool:
+    """Whether --model can only mean a file or folder here: absolute, ./ ../ ~, more than one `/`, or a file
+    name (`gpt2` and `owner/name` may be Hub ids)."""
+    return (model.startswith(("/", "./", "../", "~", ".\\")) or model.count("/") > 1
+            or Path(model).suffix.lower() in (".json", ".yaml", ".yml", ".gguf", ".safetensors", ".bin"))
 
 
 def _one_line(exc: BaseException) -> str:
