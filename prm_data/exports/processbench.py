@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from prm_data.exports.latest_rows import latest_per_key
-from prm_data.exports.step_offsets import list_offsets
+from prm_data.exports.step_offsets import list_offsets, one_array
 from prm_data.warehouse import Warehouse, load_query, retry_torn_reads
 
 
@@ -133,7 +133,7 @@ def build_processbench_rows(warehouse: Warehouse, policy: str, run_id: str | Non
     source = np.full(n, -1, np.int64)  # per rollout, the stepwise row it is taken from, or -1
     if stepwise is not None and stepwise.num_rows and n:
         covered = covered_by_stepwise(warehouse, stepwise, stepwise_runs, policy, run_id)
-        at = np.asarray(pc.index_in(rollouts["rollout_id"], value_set=stepwise["rollout_id"].combine_chunks())
+        at = np.asarray(pc.index_in(rollouts["rollout_id"], value_set=one_array(stepwise["rollout_id"]))
                         .fill_null(-1).to_numpy(), np.int64)
         source = np.where((at >= 0) & covered[np.maximum(at, 0)], at, -1)
     taken = source >= 0
