@@ -52,7 +52,6 @@ from prm_data.export_files import write_export  # noqa: F401 - part of this modu
 from prm_data.export_hub import push_export  # noqa: F401 - part of this module's interface
 from prm_data.exports import formats as trainer_formats
 from prm_data.exports.processbench import build_processbench_rows
-from prm_data.exports.step_offsets import column_identity, combined_once
 from prm_data.schema import TABLES
 from prm_data.steps import join_steps
 from prm_data.stepwise_rows import backfill_stepwise_rows
@@ -180,6 +179,12 @@ def _split_masks(problem_ids: pa.ChunkedArray, config: ExportConfig,
     return {"train": pc.invert(in_test), "test": in_test}
 
 
+def _identity(column: pa.ChunkedArray) -> tuple:
+    """Which memory a column's values are in: equal for the same data seen through two tables."""
+    return (str(column.type), len(column), *((c.offset, len(c), *((b.address, b.size) for b in c.buffers()
+                                                               if b is not None)) for c in column.chunks))
+
+
 class _Splitter:
     """Splits the formats' tables by problem; a column several formats share is filtered once.
 
@@ -196,14 +201,14 @@ class _Splitter:
         self.in_test: dict[str, bool] = {}  # problem id -> in the test split, hashed once per export
 
     def split(self, table: pa.Table) -> dict[str, pa.Table]:
-        key = column_identity(table["problem_id"])
+        key = _identity(table["problem_id"])
         if key not in self.masks:
             self.masks[key] = (table["problem_id"], _split_masks(table["problem_id"], self.config, self.in_test))
         out = {}
         for split, mask in self.masks[key][1].items():
             columns = []
             for column in table.columns:
-                ck = (key, split, column_identity(column))
+                ck = (key, split, _identity(column))
                 if ck not in self.columns:
                     self.columns[ck] = (column, column.filter(mask))
                 columns.append(self.columns[ck][1])
@@ -258,8 +263,6 @@ def build_export(warehouse: Warehouse, config: ExportConfig | None = None, train
     The trainer formats are built from the stepwise rows (queried once); their
     card sections go into `trainer_cards` when given. `on_built(format, datasets)` is called as
     soon as each format is built (run_export queues its files there while the next one is built).
-    Within the build each chunked column the trainer builders read whole (the steps, labels, values,
-    prompts) is joined into one array once for all of them (`combined_once`).
     """
     config = config or ExportConfig()
     if config.policy is None:
@@ -271,28 +274,27 @@ def build_export(warehouse: Warehouse, config: ExportConfig | None = None, train
     out: dict[str, DatasetDict] = {}
     splitter = _Splitter(config)
     in_split_order = None  # the stepwise rows, train then test: what the trainer formats are built from
-    with combined_once():  # each stepwise column the trainer formats read is joined into one array once
-        for fmt in config.formats:
-            if fmt in trainer_formats.FORMATS:
-                if in_split_order is None:
-                    in_split_order = splitter.in_split_order(stepwise)
-                built = trainer_formats.build_trainer_format(fmt, warehouse, in_split_order, config.trainers,
-                                                             config.step_policy)
-                table = built.table
-                if trainer_cards is not None:
-                    trainer_cards[fmt] = built.card
-                splits = splitter.cut(table)
-            else:
-                table = stepwise if fmt == "stepwise" else _query(
-                    warehouse, fmt, config, (stepwise, stepwise_runs) if stepwise is not None else None)
-                splits = splitter.split(table)
-            out[fmt] = DatasetDict({
-                split: Dataset(InMemoryTable(rows), info=DatasetInfo(features=FEATURES[fmt]),
-                               fingerprint=_fingerprint(rows))
-                for split, rows in splits.items() if rows.num_rows
-            })
-            if on_built is not None:
-                on_built(fmt, out[fmt])
+    for fmt in config.formats:
+        if fmt in trainer_formats.FORMATS:
+            if in_split_order is None:
+                in_split_order = splitter.in_split_order(stepwise)
+            built = trainer_formats.build_trainer_format(fmt, warehouse, in_split_order, config.trainers,
+                                                         config.step_policy)
+            table = built.table
+            if trainer_cards is not None:
+                trainer_cards[fmt] = built.card
+            splits = splitter.cut(table)
+        else:
+            table = stepwise if fmt == "stepwise" else _query(
+                warehouse, fmt, config, (stepwise, stepwise_runs) if stepwise is not None else None)
+            splits = splitter.split(table)
+        out[fmt] = DatasetDict({
+            split: Dataset(InMemoryTable(rows), info=DatasetInfo(features=FEATURES[fmt]),
+                           fingerprint=_fingerprint(rows))
+            for split, rows in splits.items() if rows.num_rows
+        })
+        if on_built is not None:
+            on_built(fmt, out[fmt])
     return out
 
 

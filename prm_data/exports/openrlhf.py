@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
-from prm_data.exports.step_offsets import list_offsets, one_array
+from prm_data.exports.step_offsets import list_offsets
 
 
 class OpenRLHFConfig(BaseModel):
@@ -67,7 +67,7 @@ def build_openrlhf_rows(stepwise: pa.Table, config: OpenRLHFConfig) -> tuple[pa.
     # two passes over the text (a join per row, then one per row with the question) instead of three
     body = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), steps_flat), f" {placeholder}\n")
     last_mark = pc.if_else(pa.array(np.diff(offsets) > 0), f" {placeholder}", "")  # none after no steps
-    inputs = pc.binary_join_element_wise(one_array(rows["prompt"]), "\n", body, last_mark, "")
+    inputs = pc.binary_join_element_wise(rows["prompt"].combine_chunks(), "\n", body, last_mark, "")
     labels_flat, _ = list_offsets(rows["labels"])
     tokens = pc.if_else(labels_flat, config.positive_token, config.negative_token)
     table = pa.table({

@@ -12,9 +12,6 @@ one Python object per step.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,46 +24,9 @@ class TokenizerUnavailable(ValueError):
     """The named tokenizer is not a local tokenizer folder or GGUF file (nothing is downloaded)."""
 
 
-_COMBINED: ContextVar[dict | None] = ContextVar("prm_data_combined_columns", default=None)
-
-
-def column_identity(column: pa.ChunkedArray | pa.Array) -> tuple:
-    """Which memory a column's values are in: equal for the same data seen through two tables."""
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    return (str(column.type), len(column), *((c.offset, len(c), *((b.address, b.size) for b in c.buffers()
-                                                               if b is not None)) for c in chunks))
-
-
-@contextmanager
-def combined_once() -> Iterator[None]:
-    """Within this block `one_array` joins each chunked column once: a later call on the same column (the
-    same memory, `column_identity`) gets the same array. The export builds three trainer configs from one
-    stepwise table, and each joined its steps again (0.1-0.3 s per copy at 10M step labels). The columns
-    built stay as they are (chunked): only what is computed from them reads the joined copy."""
-    token = _COMBINED.set({})
-    try:
-        yield
-    finally:
-        _COMBINED.reset(token)
-
-
-def one_array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """`column` as one array (`combine_chunks`, which also drops a validity bitmap with no null in it, so the
-    arrays built from it size their row groups as before); inside `combined_once`, joined once per column."""
-    if isinstance(column, pa.Array):
-        return column
-    cache = _COMBINED.get()
-    if cache is None:
-        return column.combine_chunks()
-    key = column_identity(column)
-    if key not in cache:  # the column is held with its copy, so no memory it was keyed by is reused meanwhile
-        cache[key] = (column, column.combine_chunks())
-    return cache[key][1]
-
-
 def list_offsets(lists: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
     """The flat values of a list column and its offsets (length rows + 1, from 0)."""
-    arr = one_array(lists)
+    arr = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
     if arr.null_count:
         raise ValueError("a list column of the export has null rows")
     offsets = np.asarray(arr.offsets, np.int64)
@@ -76,7 +36,8 @@ def list_offsets(lists: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarra
 
 def join_responses(steps: pa.ChunkedArray | pa.Array, separator: str) -> pa.Array:
     """Each rollout's steps joined by `separator`: the response the offsets refer to."""
-    return pc.binary_join(one_array(steps), separator)
+    arr = steps.combine_chunks() if isinstance(steps, pa.ChunkedArray) else steps
+    return pc.binary_join(arr, separator)
 
 
 def step_end_chars(steps: pa.ChunkedArray | pa.Array, separator: str) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from prm_data.exports.latest_rows import latest_per_key
-from prm_data.exports.step_offsets import list_offsets, one_array
+from prm_data.exports.step_offsets import list_offsets
 from prm_data.prompts import render
 from prm_data.warehouse import Warehouse, load_query, retry_torn_reads
 
@@ -197,9 +197,9 @@ def build_verifier_rows(warehouse: Warehouse, stepwise: pa.Table) -> tuple[pa.Ta
     kept = cands.filter(pa.array(reasons == 0)).sort_by(  # the query leaves rows unordered
         [("row", "ascending"), ("critic", "ascending"), ("judgment_id", "ascending")])
     kept, repeats = _drop_repeats(kept)
-    # each column taken as one chunk: a take from the query's chunks costs 3-8x more for the steps
-    at = one_array(kept["row"])
-    rows = pa.table({name: one_array(stepwise[name]).take(at)
+    # each column made one chunk, then taken: a take from the query's chunks costs 3-8x more for the steps
+    at = kept["row"].combine_chunks()
+    rows = pa.table({name: stepwise[name].combine_chunks().take(at)
                      for name in ("problem_id", "rollout_id", "prompt", "completions")})
     system, (before, middle, after) = _template()
     steps_flat, offsets = list_offsets(rows["completions"])
@@ -207,7 +207,7 @@ def build_verifier_rows(warehouse: Warehouse, stepwise: pa.Table) -> tuple[pa.Ta
     numbers = pc.cast(pa.array(step_numbers), pa.string())
     lines = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), _solution_lines(steps_flat, step_numbers))
     solution = pc.binary_join(lines, "\n")
-    user = (before, one_array(rows["prompt"]), middle, solution, after)  # joined in _messages
+    user = (before, rows["prompt"].combine_chunks(), middle, solution, after)  # joined in _messages
     table = pa.table({
         "problem_id": rows["problem_id"],
         "rollout_id": rows["rollout_id"],
