@@ -47,30 +47,41 @@ def covered_by_stepwise(warehouse: Warehouse, stepwise: pa.Table, runs: pa.Chunk
     the 6.7M rollout and run ids of 10M step labels here took 1.6 s against 0.9 s for the whole query.
     """
     n = stepwise.num_rows
+    lengths = np.asarray(pc.list_value_length(stepwise["completions"]).to_numpy(zero_copy_only=False), np.int64)
     con = warehouse.connect()
     try:
         con.register("processbench_stepwise", pa.table({"row": pa.array(np.arange(n), pa.int64()),
-                                                        "rollout_id": stepwise["rollout_id"], "run_id": runs}))
+                                                        "rollout_id": stepwise["rollout_id"], "run_id": runs,
+                                                        "num_steps": pa.array(lengths, pa.int64())}))
         sql = load_query("export_processbench_coverage")
         flat = retry_torn_reads(lambda: con.sql(sql, params={"policy": policy, "run_id": run_id}).to_arrow_table())
     finally:
         con.close()
-    lengths = np.asarray(pc.list_value_length(stepwise["completions"]).to_numpy(zero_copy_only=False), np.int64)
-    starts = np.r_[0, np.cumsum(lengths)][:-1]
     row = np.asarray(flat["row"].to_numpy(), np.int64)
-    step = np.asarray(flat["step_index"].to_numpy(), np.int64)
-    same_run = np.asarray(flat["same_run"].to_numpy(zero_copy_only=False), bool)
-    is_label = np.asarray(flat["is_label"].to_numpy(zero_copy_only=False), bool)
-    known = np.asarray(flat["known"].to_numpy(zero_copy_only=False), bool)
+    fits = np.asarray(pc.fill_null(flat["fits"], False).to_numpy(zero_copy_only=False), bool)
     covered = np.ones(n, bool)
-    in_range = (step >= 0) & (step < lengths[row])
-    covered[row[~in_range | ~known | ~same_run]] = False
-    for kind in (False, True):  # steps, then labels: one row for each of steps 0..n-1
-        mine = (is_label == kind) & in_range
-        covered &= np.bincount(row[is_label == kind], minlength=n) == lengths
-        slots = np.bincount(starts[row[mine]] + step[mine], minlength=int(lengths.sum()))
-        covered[np.repeat(np.arange(n), lengths)[slots > 1]] = False
+    covered[row[~fits]] = False
+    # every fitting step and label in its slot (2 per step: its step row, its label): a covered row has
+    # exactly one in each of its slots, so it also has n of each and no duplicate
+    starts = np.r_[0, np.cumsum(lengths)]
+    slot = 2 * (starts[row[fits]] + np.asarray(flat["step_index"].to_numpy(), np.int64)[fits]) + np.asarray(
+        flat["is_label"].to_numpy(zero_copy_only=False), bool)[fits]
+    filled = np.bincount(slot, minlength=2 * int(starts[-1])).reshape(-1, 2)
+    wrong_steps = np.flatnonzero((filled != 1).any(axis=1))  # flat steps missing a row or a label, or with two
+    covered[np.searchsorted(starts, wrong_steps, side="right") - 1] = False
     return covered
+
+
+def _stepwise_row_of(rollout_ids: pa.ChunkedArray, stepwise_ids: pa.ChunkedArray) -> np.ndarray:
+    """Per rollout, the stepwise row of the same rollout id, -1 for none.
+
+    The rollouts' ids are distinct (export_processbench.sql keeps one row per rollout), so when both
+    columns hold the same ids in the same order (the common case: both are ordered by problem and
+    rollout) row i is row i, with no hash lookup (0.25 s for 666k rollouts)."""
+    if rollout_ids.type == stepwise_ids.type and rollout_ids.equals(stepwise_ids):
+        return np.arange(len(rollout_ids), dtype=np.int64)
+    return np.asarray(pc.index_in(rollout_ids, value_set=stepwise_ids.combine_chunks()).fill_null(-1).to_numpy(),
+                      np.int64)
 
 
 def _gather_steps(warehouse: Warehouse, rollouts: pa.Table, gathered: np.ndarray,
@@ -133,8 +144,7 @@ def build_processbench_rows(warehouse: Warehouse, policy: str, run_id: str | Non
     source = np.full(n, -1, np.int64)  # per rollout, the stepwise row it is taken from, or -1
     if stepwise is not None and stepwise.num_rows and n:
         covered = covered_by_stepwise(warehouse, stepwise, stepwise_runs, policy, run_id)
-        at = np.asarray(pc.index_in(rollouts["rollout_id"], value_set=stepwise["rollout_id"].combine_chunks())
-                        .fill_null(-1).to_numpy(), np.int64)
+        at = _stepwise_row_of(rollouts["rollout_id"], stepwise["rollout_id"])
         source = np.where((at >= 0) & covered[np.maximum(at, 0)], at, -1)
     taken = source >= 0
     label, counts, gathered_texts, _ = _gather_steps(warehouse, rollouts, np.flatnonzero(~taken), params)

@@ -80,8 +80,8 @@ def _tool_steps(results: pa.Table, offsets: np.ndarray) -> pa.Table:
     and `checked_steps`, the steps it labelled; where several runs labelled a step, the greatest run_id."""
     rows = np.asarray(results["row"].to_numpy(), np.int64)
     position = offsets[rows] + np.asarray(results["step_index"].to_numpy(), np.int64)  # in the flat steps
-    keep = latest_per_key(position, results["run_id"])
     total, n = int(offsets[-1]), len(offsets) - 1
+    keep = _one_per_step(position, results["run_id"], total)
     source = np.full(total, -1, np.int64)  # per exported step, its result's row in `results`, or -1
     source[position[keep]] = keep
     take = pa.array(source, mask=source < 0)
@@ -96,6 +96,15 @@ def _tool_steps(results: pa.Table, offsets: np.ndarray) -> pa.Table:
         "notes": pa.ListArray.from_arrays(offsets32, notes),
         "checked_steps": pa.array(np.bincount(rows[keep], minlength=n), pa.int64()),
     })
+
+
+def _one_per_step(position: np.ndarray, runs: pa.ChunkedArray, total: int) -> np.ndarray:
+    """The results kept, one per flat step (`position`), in any order: all of them when no step has two
+    (one run labelled the export: a count per step, not the sort `latest_per_key` needs, 0.1 s at 10M
+    step labels), else the latest run's of each."""
+    if not len(position) or np.bincount(position, minlength=total).max() <= 1:
+        return np.arange(len(position))
+    return latest_per_key(position, runs)
 
 
 def _template() -> tuple[str, tuple[str, str, str]]:
@@ -218,13 +227,14 @@ def build_verifier_rows(warehouse: Warehouse, stepwise: pa.Table) -> tuple[pa.Ta
     return table, card
 
 
-def _critiques(kept: pa.Table, numbers: pa.Array, offsets: np.ndarray) -> pa.Array:
-    """The assistant's text per row: one paragraph per step ending in its boxed verdict, then a closing line."""
+def _critiques(kept: pa.Table, numbers: pa.Array, offsets: np.ndarray) -> tuple[pa.Array, str, pa.Array]:
+    """The assistant's text per row, in pieces for `_messages` to join: one paragraph per step ending in its
+    boxed verdict, the blank line, the closing line."""
     verdicts, _ = list_offsets(kept["verdicts"])
     notes, _ = list_offsets(kept["notes"])
-    word = pc.if_else(verdicts, "correct", "incorrect")
-    notes = pc.if_else(pc.equal(pc.utf8_length(notes), 0), "", pc.binary_join_element_wise(notes, " ", ""))
-    paragraphs = pc.binary_join_element_wise("Step ", numbers, ": ", notes, "The step is \\boxed{", word, "}.", "")
+    verdict = pc.if_else(verdicts, "The step is \\boxed{correct}.", "The step is \\boxed{incorrect}.")
+    space = pc.if_else(pc.greater(pc.binary_length(notes), 0), " ", "")  # after a note, before the verdict
+    paragraphs = pc.binary_join_element_wise("Step ", numbers, ": ", notes, space, verdict, "")
     body = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), paragraphs), "\n\n")
     first_bad = _first_false(np.asarray(verdicts.to_numpy(zero_copy_only=False), bool), offsets)
     closing = pc.if_else(pa.array(first_bad < 0),
@@ -232,7 +242,7 @@ def _critiques(kept: pa.Table, numbers: pa.Array, offsets: np.ndarray) -> pa.Arr
                                                      " steps are correct.", ""),
                          pc.binary_join_element_wise("The first incorrect step is step ",
                                                      pc.cast(pa.array(first_bad + 1), pa.string()), ".", ""))
-    return pc.binary_join_element_wise(body, closing, "\n\n")
+    return body, "\n\n", closing
 
 
 def _drop_repeats(kept: pa.Table) -> tuple[pa.Table, int]:
@@ -261,22 +271,19 @@ def _first_false(verdicts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return out
 
 
-def _messages(system: str, user: tuple, assistant: pa.Array) -> pa.Array:
+def _messages(system: str, user: tuple, assistant: tuple) -> pa.Array:
     """A list<struct<role, content>> column: system, user, assistant per row.
 
-    `user` is the pieces of each user message (strings and string arrays). Every row's
-    three texts are joined into one string array, and its offsets are cut again at the
-    message boundaries, so each text is copied once (a join per message and a take to
-    interleave them copied it three times: a second of the export at 400k rows).
+    `user` and `assistant` are the pieces of each message (strings and string arrays). Every row's
+    three texts are joined into one string array, and its offsets are cut again at the message
+    boundaries, so each text is copied once (a join per message and a take to interleave them copied
+    it three times: a second of the export at 400k rows).
     """
-    n = len(assistant)
-    joined = pc.binary_join_element_wise(system, *user, assistant, "")
+    n = len(next(piece for piece in assistant if not isinstance(piece, str)))
+    joined = pc.binary_join_element_wise(system, *user, *assistant, "")
     if joined.null_count:
         raise ValueError("a verifier_sft message has no text (a null problem or step)")
-    lengths = [np.full(n, len(system.encode()), np.int64), np.zeros(n, np.int64)]
-    for piece in user:
-        lengths[1] += (len(piece.encode()) if isinstance(piece, str)
-                       else np.asarray(pc.binary_length(piece).to_numpy(), np.int64))
+    lengths = [np.full(n, len(system.encode()), np.int64), _piece_lengths(user, n)]
     starts = np.frombuffer(joined.buffers()[1], np.int32, n + 1, joined.offset * 4).astype(np.int64)
     cuts = np.stack([starts[:-1], starts[:-1] + lengths[0], starts[:-1] + lengths[0] + lengths[1]], axis=1)
     offsets = np.r_[cuts.ravel(), starts[-1]].astype(np.int32)
@@ -284,3 +291,12 @@ def _messages(system: str, user: tuple, assistant: pa.Array) -> pa.Array:
     roles = pa.array(["system", "user", "assistant"], pa.string()).take(pa.array(np.tile(np.arange(3), n)))
     structs = pa.StructArray.from_arrays([roles, contents], fields=list(MESSAGE))
     return pa.ListArray.from_arrays(pa.array(np.arange(0, 3 * n + 1, 3), pa.int32()), structs)
+
+
+def _piece_lengths(pieces: tuple, n: int) -> np.ndarray:
+    """Per row, the bytes of one message joined from `pieces` (strings and string arrays)."""
+    total = np.zeros(n, np.int64)
+    for piece in pieces:
+        total += (len(piece.encode()) if isinstance(piece, str)
+                  else np.asarray(pc.binary_length(piece).to_numpy(), np.int64))
+    return total
