@@ -31,7 +31,7 @@ def _load_config(ctx: typer.Context, config: Path | None, limit: int | None, tas
     import yaml
     from pydantic import ValidationError
 
-    from prm_data.commands import config_error
+    from prm_data.commands import config_error, validation_message
     from prm_data.config import RunConfig
 
     if task_runner is not None and task_runner not in TASK_RUNNERS:
@@ -52,7 +52,7 @@ def _load_config(ctx: typer.Context, config: Path | None, limit: int | None, tas
     try:
         return RunConfig.model_validate(data), path
     except ValidationError as exc:
-        fail(f"bad override of run config {path}: {exc}", EXIT_USAGE)
+        fail(f"bad override of run config {path}: {validation_message(exc)}", EXIT_USAGE)
 
 
 class _Bars:

@@ -306,6 +306,22 @@ def test_a_yaml_syntax_error_in_a_run_config_is_one_line_with_file_and_line(tmp_
     assert "YAML syntax error" in lines[0]
 
 
+@pytest.mark.parametrize("url, says", [
+    ("not a url", "'not a url' is not an http(s) URL with a host"),
+    ("ftp://h/v1", "'ftp://h/v1' is not an http(s) URL with a host"),
+    ("http://user:s3cr3t-key@h:8000/v1", "carries credentials: put the key in the environment variable"),
+])
+def test_a_bad_base_url_is_one_line_naming_the_field_and_never_echoes_a_secret(tmp_path, url, says):
+    backend = {"kind": "openai", "model": "m", "base_urls": [url], "api_key_env": None}
+    (tmp_path / "run.yaml").write_text(json.dumps({"name": "x", "policy": backend}))
+    done = _console("--warehouse", str(tmp_path / "wh"), "run", "-c", str(tmp_path / "run.yaml"), "--serial")
+    lines = [l for l in done.stderr.splitlines() if l.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: bad run config {tmp_path / 'run.yaml'}: policy.base_urls: ") and says in lines[0]
+    assert "s3cr3t" not in done.stderr + done.stdout and "errors.pydantic.dev" not in lines[0]
+    assert not (tmp_path / "wh").exists()
+
+
 def test_tables_shows_the_columns_of_a_table_with_their_schema_types(root):
     result = cli(root, "tables", "final_labels", "first_error", "--format", "json")
     assert result.exit_code == 0, result.output

@@ -20,8 +20,9 @@ the model is `local.model_path` (default: the bundled Qwen2.5-Coder-0.5B-Instruc
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from prm_data.failures import FailureLog
 from prm_data.llm.cache import open_cache
@@ -108,6 +109,19 @@ class BackendConfig(BaseModel):
     sim: SimParams = Field(default_factory=SimParams, description="Parameters of the synthetic backend.")
     local: LocalParams = Field(default_factory=LocalParams, description="Parameters of the local CPU backend.")
     vllm: VLLMParams = Field(default_factory=VLLMParams, description="Parameters of the in-process vLLM engine.")
+
+    @field_validator("base_urls")
+    @classmethod
+    def _http_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        """Each an http(s) URL with a host, without credentials in it (a key belongs in `api_key_env`)."""
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"base_urls: {url!r} is not an http(s) URL with a host (e.g. http://127.0.0.1:8000/v1)")
+            if parts.username or parts.password:
+                raise ValueError(f"base_urls: {parts.scheme}://{parts.hostname}... carries credentials: put the key "
+                                 "in the environment variable named by api_key_env")
+        return urls
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(max_retries=self.max_retries, max_batch_retries=self.max_batch_retries,
