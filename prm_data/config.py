@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from prm_data.aggregate import AggregateConfig, check_labelers
 from prm_data.export_config import ExportConfig
@@ -79,7 +79,11 @@ class LabelingConfig(BaseModel):
         for name in dict.fromkeys([*extra, *wanted]):
             value = extra.get(name)
             kind = spec(name).config
-            extra[name] = value if isinstance(value, kind) else kind.model_validate(value or {})
+            try:
+                extra[name] = value if isinstance(value, kind) else kind.model_validate(value or {})
+            except ValidationError as exc:  # named by its path under labeling, as a field of this model would be
+                raise ValueError("; ".join(f"labeling.{'.'.join(str(p) for p in (name, *e['loc']))}: {e['msg']}"
+                                           for e in exc.errors(include_url=False, include_input=False))) from None
         if "tool_verify" in self.labelers and self.config_of("tool_verify").run_code:
             require_isolation()  # refuse before any model call, never run code unisolated (issue 12)
         return self

@@ -83,7 +83,7 @@ def test_a_labeler_defined_here_runs_end_to_end_and_is_fused(registered, tmp_pat
 
 def test_its_config_is_read_from_labeling_by_name_and_checked(registered, tmp_path):
     assert config(tmp_path, ["mc_value", NAME]).labeling.config_of(NAME) == ShortStepsConfig()
-    with pytest.raises(ValidationError, match="max_words"):
+    with pytest.raises(ValidationError, match=f"labeling.{NAME}.max_words: Input should be greater than"):
         config(tmp_path, ["mc_value", NAME], short_steps={"max_words": 0})
     with pytest.raises(ValidationError, match="mc_only never reads the labels of \\['short_steps'\\]"):
         RunConfig.model_validate({"labeling": {"labelers": ["mc_value", NAME]}, "aggregate": {"policy": "mc_only"}})
