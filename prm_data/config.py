@@ -47,6 +47,13 @@ class ProblemsConfig(BaseModel):
     limit: int | None = Field(None, ge=1, description="At most this many not-yet-labeled problems per run.")
 
 
+def field_errors(exc: ValidationError, prefix: tuple[str, ...] = ()) -> str:
+    """A ValidationError as `path.to.field: problem; ...`, without the values given (a URL with a secret in it
+    is never printed back) and without pydantic's links; `prefix` goes before each path."""
+    return "; ".join(f"{'.'.join(str(part) for part in (*prefix, *error['loc'])) or 'config'}: {error['msg']}"
+                     for error in exc.errors(include_url=False, include_input=False))
+
+
 class LabelingConfig(BaseModel):
     """The labelers to run and each one's settings, keyed by labeler name (`labeling.<name>`).
 
@@ -82,8 +89,7 @@ class LabelingConfig(BaseModel):
             try:
                 extra[name] = value if isinstance(value, kind) else kind.model_validate(value or {})
             except ValidationError as exc:  # named by its path under labeling, as a field of this model would be
-                raise ValueError("; ".join(f"labeling.{'.'.join(str(p) for p in (name, *e['loc']))}: {e['msg']}"
-                                           for e in exc.errors(include_url=False, include_input=False))) from None
+                raise ValueError(field_errors(exc, ("labeling", name))) from None
         if "tool_verify" in self.labelers and self.config_of("tool_verify").run_code:
             require_isolation()  # refuse before any model call, never run code unisolated (issue 12)
         return self

@@ -86,21 +86,17 @@ def config_error(path, exc: BaseException) -> str:
         return f"{path}:{mark.line + 1}:{mark.column + 1}: YAML syntax error: {exc.problem or exc}"
     if isinstance(exc, yaml.YAMLError):
         return f"{path}: YAML error: {' '.join(str(exc).split())}"
-    text = validation_message(exc) if _is_validation_error(exc) else " ".join(str(exc).split())
+    from pydantic import ValidationError
+
+    text = validation_message(exc) if isinstance(exc, ValidationError) else " ".join(str(exc).split())
     return f"{path}: {text if len(text) < 400 else text[:400] + ' ...'}"
 
 
-def _is_validation_error(exc: BaseException) -> bool:
-    from pydantic import ValidationError
-
-    return isinstance(exc, ValidationError)
-
-
 def validation_message(exc) -> str:
-    """A pydantic ValidationError as `field: problem; ...`, without the values given (a URL with a secret in it
-    is never printed back) and without pydantic's links."""
-    return "; ".join(f"{'.'.join(str(part) for part in error['loc']) or 'config'}: {error['msg']}"
-                     for error in exc.errors(include_url=False, include_input=False))
+    """A pydantic ValidationError as `field: problem; ...` (`prm_data.config.field_errors`: no values echoed)."""
+    from prm_data.config import field_errors
+
+    return field_errors(exc)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
